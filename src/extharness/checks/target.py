@@ -1,0 +1,20 @@
+"""What an image is checked against: the operand image and the user's expectations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from extharness.inspect.model import Platform
+from extharness.inspect.operand import OperandProfile
+
+#: CNPG's operand images run postgres as this user and group.
+POSTGRES_UID = 26
+POSTGRES_GID = 26
+
+
+@dataclass(frozen=True)
+class LayoutTarget:
+    operand: OperandProfile
+    expect_version: str | None = None
+    max_image_mb: float = 10.0
+    platforms: tuple[Platform, ...] | None = None  # exactly these, when given

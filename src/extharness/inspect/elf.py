@@ -1,0 +1,125 @@
+"""ELF summaries of shared libraries, read with pyelftools from bytes (never executed)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+from elftools.elf.sections import SymbolTableSection
+from packaging.version import InvalidVersion, Version
+
+#: ELF e_machine -> OCI architecture name.
+MACHINE_TO_ARCH = {
+    "EM_X86_64": "amd64",
+    "EM_AARCH64": "arm64",
+    "EM_386": "386",
+    "EM_ARM": "arm",
+    "EM_PPC64": "ppc64le",
+    "EM_S390": "s390x",
+    "EM_RISCV": "riscv64",
+    "EM_MIPS": "mips64le",
+    "EM_LOONGARCH": "loong64",
+}
+
+ELF_MAGIC = b"\x7fELF"
+
+
+def is_elf(data: bytes | None) -> bool:
+    return bool(data) and data[:4] == ELF_MAGIC  # type: ignore[index]
+
+
+def glibc_version(text: str) -> Version | None:
+    if not text.startswith("GLIBC_"):
+        return None
+    try:
+        return Version(text[len("GLIBC_") :])
+    except InvalidVersion:
+        return None
+
+
+@dataclass
+class ElfSummary:
+    elf_type: str  # ET_DYN, ET_EXEC, ...
+    machine: str  # e_machine name
+    elf_class: int  # 32 or 64
+    needed: list[str] = field(default_factory=list)
+    rpath: list[str] = field(default_factory=list)
+    runpath: list[str] = field(default_factory=list)
+    soname: str | None = None
+    glibc_needed: list[Version] = field(default_factory=list)  # GLIBC_x.y versions required
+    glibc_defined: list[Version] = field(default_factory=list)  # versions a libc defines
+    dynamic_symbols: set[str] = field(default_factory=set)
+    has_interpreter: bool = False
+
+    @property
+    def architecture(self) -> str:
+        return MACHINE_TO_ARCH.get(self.machine, self.machine)
+
+    @property
+    def max_glibc_needed(self) -> Version | None:
+        return max(self.glibc_needed) if self.glibc_needed else None
+
+    @property
+    def max_glibc_defined(self) -> Version | None:
+        return max(self.glibc_defined) if self.glibc_defined else None
+
+    @property
+    def has_pg_module_magic(self) -> bool:
+        return "Pg_magic_func" in self.dynamic_symbols
+
+
+class NotElf(ValueError):
+    pass
+
+
+def summarize(data: bytes) -> ElfSummary:
+    """Summarise an ELF file; raises NotElf for anything pyelftools cannot parse."""
+    if not is_elf(data):
+        raise NotElf("no ELF magic")
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        summary = ElfSummary(
+            elf_type=str(elf.header["e_type"]),
+            machine=str(elf.header["e_machine"]),
+            elf_class=elf.elfclass,
+        )
+        for segment in elf.iter_segments():
+            if segment["p_type"] == "PT_INTERP":
+                summary.has_interpreter = True
+        for section in elf.iter_sections():
+            if isinstance(section, DynamicSection):
+                for tag in section.iter_tags():
+                    if tag.entry.d_tag == "DT_NEEDED":
+                        summary.needed.append(tag.needed)
+                    elif tag.entry.d_tag == "DT_RPATH":
+                        summary.rpath.extend(p for p in tag.rpath.split(":") if p)
+                    elif tag.entry.d_tag == "DT_RUNPATH":
+                        summary.runpath.extend(p for p in tag.runpath.split(":") if p)
+                    elif tag.entry.d_tag == "DT_SONAME":
+                        summary.soname = tag.soname
+            elif isinstance(section, GNUVerNeedSection):
+                for _verneed, auxiliaries in section.iter_versions():
+                    for aux in auxiliaries:
+                        version = glibc_version(aux.name)
+                        if version is not None:
+                            summary.glibc_needed.append(version)
+            elif isinstance(section, GNUVerDefSection):
+                for _verdef, auxiliaries in section.iter_versions():
+                    for aux in auxiliaries:
+                        version = glibc_version(aux.name)
+                        if version is not None:
+                            summary.glibc_defined.append(version)
+            elif isinstance(section, SymbolTableSection) and section.name == ".dynsym":
+                for symbol in section.iter_symbols():
+                    if symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
+                        summary.dynamic_symbols.add(symbol.name)
+        return summary
+    except (ELFError, ValueError, KeyError, AttributeError, AssertionError, UnicodeDecodeError, TypeError,
+            IndexError, OverflowError, EOFError, MemoryError) as exc:
+        raise NotElf(f"malformed ELF ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # pyelftools raises many things on hostile input
+        raise NotElf(f"malformed ELF ({type(exc).__name__})") from None

@@ -1,0 +1,444 @@
+"""Read OCI image layouts, OCI archives and docker archives into the image model.
+
+Nothing is extracted to disk and nothing from the image is executed: archives are read as
+tar streams in memory, every blob's digest is verified, layers are applied in order with
+OCI whiteouts, and anything odd about an entry (absolute names, ``..``, duplicates) is kept
+as an anomaly for the checks to report.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import posixpath
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from extharness.errors import HarnessError
+from extharness.inspect.model import (
+    ExtensionImage,
+    FileTree,
+    FileType,
+    ImageConfig,
+    ImageFile,
+    Platform,
+    PlatformImage,
+    normalize_path,
+)
+
+#: Refuse layers that decompress to more than this (bytes): a scratch extension image is MBs.
+MAX_LAYER_BYTES = int(os.environ.get("EXTHARNESS_MAX_LAYER_BYTES", str(1 << 30)))
+#: Refuse JSON documents (index, manifest, config) larger than this.
+MAX_JSON_BYTES = 4 << 20
+
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+MANIFEST_TYPES = {
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+}
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+class BlobStore(Protocol):
+    """Where blobs come from: a folder, an archive, a registry."""
+
+    def read(self, path: str) -> bytes: ...
+
+
+def _verify(digest: str, data: bytes, where: str) -> None:
+    algo, _, expected = digest.partition(":")
+    if algo != "sha256" or len(expected) != 64:
+        raise HarnessError(f"{where}: unsupported or malformed digest {digest!r}")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise HarnessError(
+            f"{where}: blob {digest} has digest sha256:{actual}; the image is corrupt or was modified"
+        )
+
+
+def blob_path(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    if not algo or not hexpart or "/" in digest or ".." in digest:
+        raise HarnessError(f"malformed digest {digest!r} in image index or manifest")
+    return f"blobs/{algo}/{hexpart}"
+
+
+@dataclass
+class FolderStore:
+    root: Path
+
+    def read(self, path: str) -> bytes:
+        target = (self.root / path).resolve()
+        if not str(target).startswith(str(self.root.resolve()) + os.sep):
+            raise HarnessError(f"{self.root}: entry {path!r} points outside the image folder")
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            raise HarnessError(f"{self.root}: missing {path} (an incomplete OCI layout)") from None
+        except OSError as exc:
+            raise HarnessError(f"{self.root}: cannot read {path}: {exc.strerror}") from None
+
+
+@dataclass
+class ArchiveStore:
+    """Members of a tar archive, read lazily; member names are normalized, never extracted."""
+
+    path: Path
+    _tar: tarfile.TarFile | None = None
+    _members: dict[str, tarfile.TarInfo] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            self._tar = tarfile.open(self.path, mode="r:*")
+            for member in self._tar.getmembers():
+                self._members[normalize_path(member.name).lstrip("/")] = member
+        except FileNotFoundError:
+            raise HarnessError(f"{self.path}: no such file") from None
+        except IsADirectoryError:
+            raise HarnessError(f"{self.path}: is a folder, not an archive (use oci:{self.path})") from None
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise HarnessError(f"{self.path}: not a readable image archive ({exc})") from None
+
+    def names(self) -> set[str]:
+        return set(self._members)
+
+    def read(self, path: str) -> bytes:
+        member = self._members.get(normalize_path(path).lstrip("/"))
+        if member is None or not member.isfile():
+            raise HarnessError(f"{self.path}: missing {path} (a truncated or incomplete archive)")
+        if member.size > MAX_LAYER_BYTES:
+            raise HarnessError(f"{self.path}: {path} declares {member.size} bytes, over the limit")
+        assert self._tar is not None
+        try:
+            handle = self._tar.extractfile(member)
+            data = handle.read() if handle else b""
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise HarnessError(f"{self.path}: cannot read {path} ({exc}); the archive is corrupt") from None
+        if len(data) != member.size:
+            raise HarnessError(f"{self.path}: {path} is truncated ({len(data)} of {member.size} bytes)")
+        return data
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+
+
+def _load_json(data: bytes, where: str) -> Any:
+    if len(data) > MAX_JSON_BYTES:
+        raise HarnessError(f"{where}: JSON document of {len(data)} bytes is too large")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{where}: not valid JSON ({exc})") from None
+
+
+def _decompress(data: bytes, where: str) -> bytes:
+    try:
+        if data[:2] == b"\x1f\x8b":
+            out = gzip.GzipFile(fileobj=io.BytesIO(data)).read(MAX_LAYER_BYTES + 1)
+        elif data[:4] == b"\x28\xb5\x2f\xfd":
+            try:
+                import zstandard
+            except ImportError:
+                raise HarnessError(f"{where}: zstd layer; pip install zstandard to read it") from None
+            out = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(MAX_LAYER_BYTES + 1)
+        else:
+            out = data
+    except (OSError, EOFError, zlib.error) as exc:
+        raise HarnessError(f"{where}: layer cannot be decompressed ({exc})") from None
+    if len(out) > MAX_LAYER_BYTES:
+        raise HarnessError(f"{where}: layer decompresses to more than {MAX_LAYER_BYTES} bytes")
+    return out
+
+
+_TAR_TYPES: dict[bytes, FileType] = {
+    tarfile.REGTYPE: FileType.FILE,
+    tarfile.AREGTYPE: FileType.FILE,
+    tarfile.CONTTYPE: FileType.FILE,
+    tarfile.DIRTYPE: FileType.DIR,
+    tarfile.SYMTYPE: FileType.SYMLINK,
+    tarfile.LNKTYPE: FileType.HARDLINK,
+    tarfile.CHRTYPE: FileType.CHAR,
+    tarfile.BLKTYPE: FileType.BLOCK,
+    tarfile.FIFOTYPE: FileType.FIFO,
+}
+
+
+def apply_layer(tree: FileTree, layer: bytes, where: str, anomalies: list[str]) -> None:
+    """Apply one uncompressed layer tar to ``tree`` with OCI whiteout semantics."""
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(layer), mode="r:")
+        members = archive.getmembers()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise HarnessError(f"{where}: layer is not a valid tar archive ({exc})") from None
+    seen: set[str] = set()
+    for member in members:
+        raw = member.name
+        if raw.startswith("/") or ".." in raw.replace("\\", "/").split("/"):
+            anomalies.append(f"layer entry {raw!r} has an absolute or '..' path (read as {normalize_path(raw)})")
+        path = normalize_path(raw)
+        if path in seen and path != "/":
+            anomalies.append(f"layer entry {path} appears more than once in one layer")
+        seen.add(path)
+        base = posixpath.basename(path)
+        parent = posixpath.dirname(path)
+        if base == ".wh..wh..opq":
+            prefix = parent.rstrip("/") + "/"
+            for key in [k for k in tree.entries if k.startswith(prefix)]:
+                del tree.entries[key]
+            continue
+        if base.startswith(".wh."):
+            victim = posixpath.join(parent, base[4:])
+            for key in [k for k in tree.entries if k == victim or k.startswith(victim + "/")]:
+                del tree.entries[key]
+            continue
+        ftype = _TAR_TYPES.get(member.type)
+        if ftype is None:
+            anomalies.append(f"layer entry {path} has unsupported tar type {member.type!r}")
+            continue
+        content = None
+        if ftype == FileType.FILE:
+            try:
+                handle = archive.extractfile(member)
+                content = handle.read() if handle else b""
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise HarnessError(f"{where}: cannot read {path} from layer ({exc})") from None
+            if len(content) != member.size:
+                raise HarnessError(f"{where}: {path} is truncated in its layer")
+        existing = tree.entries.get(path)
+        if ftype != FileType.DIR and existing is not None and existing.type == FileType.DIR:
+            # A non-directory replaces a directory and everything below it.
+            for key in [k for k in tree.entries if k.startswith(path + "/")]:
+                del tree.entries[key]
+        linkname = member.linkname if ftype in (FileType.SYMLINK, FileType.HARDLINK) else None
+        tree.add(
+            ImageFile(
+                path=path,
+                type=ftype,
+                mode=member.mode & 0o7777,
+                uid=member.uid,
+                gid=member.gid,
+                size=len(content) if content is not None else 0,
+                linkname=linkname,
+                content=content,
+            )
+        )
+
+
+def _config_from_json(doc: Any, where: str) -> tuple[ImageConfig, Platform | None]:
+    if not isinstance(doc, dict):
+        raise HarnessError(f"{where}: image config is not a JSON object")
+    cfg = doc.get("config") or {}
+    if not isinstance(cfg, dict):
+        raise HarnessError(f"{where}: image config field 'config' is not an object")
+
+    def strings(value: Any) -> tuple[str, ...]:
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    labels = cfg.get("Labels") or {}
+    config = ImageConfig(
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        user=str(cfg.get("User") or ""),
+        env=strings(cfg.get("Env")),
+        entrypoint=strings(cfg.get("Entrypoint")),
+        cmd=strings(cfg.get("Cmd")),
+        created=str(doc["created"]) if doc.get("created") else None,
+    )
+    platform = None
+    if doc.get("os") and doc.get("architecture"):
+        platform = Platform(str(doc["os"]), str(doc["architecture"]), doc.get("variant") or None)
+    return config, platform
+
+
+def _platform_of(descriptor: dict[str, Any]) -> Platform | None:
+    p = descriptor.get("platform")
+    if isinstance(p, dict) and p.get("os") and p.get("architecture"):
+        return Platform(str(p["os"]), str(p["architecture"]), p.get("variant") or None)
+    return None
+
+
+def _is_attestation(descriptor: dict[str, Any]) -> bool:
+    platform = _platform_of(descriptor)
+    annotations = descriptor.get("annotations") or {}
+    return bool(
+        (platform is not None and platform.is_attestation)
+        or annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+    )
+
+
+@dataclass
+class OCIReader:
+    """Walks an index (or a single manifest) in a blob store into an ExtensionImage."""
+
+    store: BlobStore
+    where: str
+    read_blob: Callable[[str], bytes] | None = None
+
+    def blob(self, digest: str) -> bytes:
+        data = self.read_blob(digest) if self.read_blob else self.store.read(blob_path(digest))
+        _verify(digest, data, self.where)
+        return data
+
+    def image_from_manifest(self, manifest: dict[str, Any], digest: str, hint: Platform | None) -> PlatformImage:
+        config_desc = manifest.get("config")
+        layers = manifest.get("layers")
+        if not isinstance(config_desc, dict) or not isinstance(layers, list):
+            raise HarnessError(f"{self.where}: manifest {digest or ''} has no config or layers")
+        config, platform = _config_from_json(
+            _load_json(self.blob(str(config_desc.get("digest"))), self.where), self.where
+        )
+        platform = hint or platform
+        if platform is None:
+            raise HarnessError(f"{self.where}: manifest {digest} names no platform (os/architecture)")
+        tree = FileTree()
+        tree.add(ImageFile(path="/", type=FileType.DIR, mode=0o755))
+        anomalies: list[str] = []
+        compressed = 0
+        for layer in layers:
+            if not isinstance(layer, dict) or "digest" not in layer:
+                raise HarnessError(f"{self.where}: manifest {digest} has a malformed layer descriptor")
+            data = self.blob(str(layer["digest"]))
+            compressed += len(data)
+            apply_layer(tree, _decompress(data, self.where), self.where, anomalies)
+        return PlatformImage(platform=platform, config=config, files=tree, manifest_digest=digest,
+                             compressed_size=compressed, anomalies=anomalies)
+
+    def walk(self, doc: dict[str, Any], digest: str | None, out: ExtensionImage, hint: Platform | None = None,
+             depth: int = 0) -> None:
+        if depth > 4:
+            raise HarnessError(f"{self.where}: image indexes nest too deeply")
+        media = doc.get("mediaType")
+        if "manifests" in doc or media in INDEX_TYPES:
+            manifests = doc.get("manifests")
+            if not isinstance(manifests, list):
+                raise HarnessError(f"{self.where}: index has no 'manifests' list")
+            for desc in manifests:
+                if not isinstance(desc, dict) or "digest" not in desc:
+                    raise HarnessError(f"{self.where}: index has a malformed manifest descriptor")
+                if _is_attestation(desc):
+                    out.skipped.append(f"{desc['digest']}: attestation manifest (unknown/unknown)")
+                    continue
+                child = _load_json(self.blob(str(desc["digest"])), self.where)
+                if not isinstance(child, dict):
+                    raise HarnessError(f"{self.where}: manifest {desc['digest']} is not a JSON object")
+                self.walk(child, str(desc["digest"]), out, _platform_of(desc) or hint, depth + 1)
+            return
+        if "layers" in doc or media in MANIFEST_TYPES:
+            out.images.append(self.image_from_manifest(doc, digest or "", hint))
+            return
+        raise HarnessError(f"{self.where}: document is neither an image index nor a manifest")
+
+
+def _select_tag(index: dict[str, Any], tag: str | None, where: str) -> dict[str, Any]:
+    """Keep only the index entries named ``tag`` (OCI layouts can hold several images)."""
+    if not tag:
+        return index
+    manifests = [m for m in index.get("manifests", []) if (m.get("annotations") or {}).get(REF_NAME) == tag]
+    if not manifests:
+        names = sorted({(m.get("annotations") or {}).get(REF_NAME, "?") for m in index.get("manifests", [])})
+        raise HarnessError(f"{where}: no image tagged {tag!r} (tags present: {', '.join(names) or 'none'})")
+    return {**index, "manifests": manifests}
+
+
+def _index_digest(index: dict[str, Any], store: BlobStore) -> str | None:
+    """The digest users would pull: the single top-level entry of index.json, if any."""
+    manifests = index.get("manifests") or []
+    if len(manifests) == 1 and isinstance(manifests[0], dict):
+        return str(manifests[0].get("digest"))
+    return None
+
+
+def read_oci_layout(store: BlobStore, where: str, reference: str, tag: str | None = None) -> ExtensionImage:
+    index = _load_json(store.read("index.json"), where)
+    if not isinstance(index, dict):
+        raise HarnessError(f"{where}: index.json is not a JSON object")
+    index = _select_tag(index, tag, where)
+    out = ExtensionImage(reference=reference, images=[], index_digest=_index_digest(index, store))
+    reader = OCIReader(store, where)
+    reader.walk(index, None, out)
+    if len(index.get("manifests") or []) == 1:
+        top = index["manifests"][0]
+        if top.get("mediaType") in INDEX_TYPES:
+            nested = _load_json(reader.blob(str(top["digest"])), where)
+            out.annotations = dict(nested.get("annotations") or {})
+        else:
+            out.annotations = dict(top.get("annotations") or {})
+    if not out.images:
+        raise HarnessError(f"{where}: the image holds no runnable platform (only attestations or nothing)")
+    return out
+
+
+def read_docker_archive(store: ArchiveStore, where: str, reference: str) -> ExtensionImage:
+    manifest = _load_json(store.read("manifest.json"), where)
+    if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict):
+        raise HarnessError(f"{where}: manifest.json is not a docker-archive manifest list")
+    entry = manifest[0]
+    config_path = str(entry.get("Config", ""))
+    layers = entry.get("Layers")
+    if not config_path or not isinstance(layers, list):
+        raise HarnessError(f"{where}: manifest.json entry has no Config or Layers")
+    config_bytes = store.read(config_path)
+    config, platform = _config_from_json(_load_json(config_bytes, where), where)
+    if platform is None:
+        raise HarnessError(f"{where}: image config names no os/architecture")
+    tree = FileTree()
+    tree.add(ImageFile(path="/", type=FileType.DIR, mode=0o755))
+    anomalies: list[str] = []
+    compressed = 0
+    for layer_path in layers:
+        data = store.read(str(layer_path))
+        if str(layer_path).startswith("blobs/sha256/"):
+            _verify("sha256:" + str(layer_path).rsplit("/", 1)[-1], data, where)
+        compressed += len(data)
+        apply_layer(tree, _decompress(data, where), where, anomalies)
+    image = PlatformImage(platform=platform, config=config, files=tree,
+                          manifest_digest="sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+                          compressed_size=compressed, anomalies=anomalies)
+    return ExtensionImage(reference=reference, images=[image])
+
+
+def read_image(reference: str) -> ExtensionImage:
+    """Read ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or ``docker-archive:FILE``."""
+    scheme, sep, rest = reference.partition(":")
+    if not sep or scheme not in ("oci", "oci-archive", "docker-archive"):
+        raise HarnessError(
+            f"{reference!r} is not an image reader reference (oci:DIR, oci-archive:FILE, docker-archive:FILE)"
+        )
+    path_text, tag = rest, None
+    if not Path(path_text).exists() and ":" in path_text:
+        path_text, _, tag = path_text.rpartition(":")
+    path = Path(path_text)
+    where = str(path)
+    if not path.exists():
+        raise HarnessError(f"{path}: no such file or folder")
+    if scheme == "oci":
+        if not path.is_dir():
+            raise HarnessError(f"{path}: not a folder (use oci-archive:{path} for a tar archive)")
+        if not (path / "index.json").exists():
+            raise HarnessError(f"{path}: not an OCI image layout (no index.json)")
+        return read_oci_layout(FolderStore(path), where, reference, tag)
+    if path.is_dir():
+        raise HarnessError(f"{path}: is a folder; use oci:{path} for an OCI layout folder")
+    store = ArchiveStore(path)
+    try:
+        names = store.names()
+        if scheme == "oci-archive":
+            if "index.json" not in names:
+                hint = " (it looks like a docker archive: use docker-archive:)" if "manifest.json" in names else ""
+                raise HarnessError(f"{path}: not an OCI archive, no index.json{hint}")
+            return read_oci_layout(store, where, reference, tag)
+        if "manifest.json" not in names:
+            hint = " (it looks like an OCI archive: use oci-archive:)" if "index.json" in names else ""
+            raise HarnessError(f"{path}: not a docker archive, no manifest.json{hint}")
+        return read_docker_archive(store, where, reference)
+    finally:
+        store.close()

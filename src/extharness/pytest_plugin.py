@@ -1,0 +1,233 @@
+"""The pytest wiring, kept thin: options, session fixtures, findings output.
+
+Loaded by the repository's root ``conftest.py``. Everything substantial lives in the
+``source``/``inspect``/``checks``/``postgres``/``kube`` packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from extharness.checks.findings import Finding, Severity
+from extharness.checks.run import layouts_of, run_rule
+from extharness.checks.target import LayoutTarget
+from extharness.config import OPTIONS, HarnessConfig, env_name
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.inspect.extension import ExtensionLayout, choose_extension
+from extharness.inspect.model import ExtensionImage
+from extharness.inspect.operand import OperandProfile, baseline_profile, probe_operand
+from extharness.source.acquire import AcquiredImage, acquire
+from extharness.source.engine import detect_engine
+
+FINDINGS_KEY = "extharness_findings"
+
+
+class HarnessFindingWarning(UserWarning):
+    """A finding of severity warning: the test passes, the report shows it."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("extharness", "extension image harness")
+    for option, dest, help_text, default, extra in OPTIONS:
+        group.addoption(option, dest=dest, default=default if extra.get("action") != "append" else None,
+                        help=f"{help_text} [env {env_name(dest)}]", **extra)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, text in (
+        ("layout", "image contents, metadata, binaries and control files (no engine needed)"),
+        ("sql", "the extension in real PostgreSQL 18 (native, composite and ImageVolume backends)"),
+        ("cnpg", "deployment to Kubernetes with the CloudNativePG operator"),
+        ("unit", "tests of the harness itself"),
+    ):
+        config.addinivalue_line("markers", f"{marker}: {text}")
+    try:
+        harness = HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
+        harness.request.validate()
+    except HarnessError as exc:
+        raise pytest.UsageError(f"extharness: {exc}") from None
+    config.stash[_CONFIG] = harness
+    config.stash[_FINDINGS] = []
+
+
+_CONFIG = pytest.StashKey[HarnessConfig]()
+_FINDINGS = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
+    return pytestconfig.stash[_CONFIG]
+
+
+def harness_step(what: str, fn: Callable[[], object]) -> object:
+    """Run a harness step; bad input fails (one line, no traceback), a missing tool skips."""
+    try:
+        return fn()
+    except EnvironmentMissing as exc:
+        pytest.skip(str(exc))
+    except HarnessError as exc:
+        pytest.fail(f"extharness: {what}: {exc}", pytrace=False)
+
+
+@dataclass
+class ImageUnderTest:
+    acquired: AcquiredImage
+    image: ExtensionImage
+    name: str
+
+
+@pytest.fixture(scope="session")
+def image_under_test(harness_config: HarnessConfig) -> ImageUnderTest:
+    """The image the tiers test, acquired (built, saved, pulled) once per session."""
+    from extharness.inspect.oci_reader import read_image
+    from extharness.source.registry import read_registry_image
+
+    def get() -> ImageUnderTest:
+        acquired = acquire(harness_config.request, harness_config.cache_dir)
+        if acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
+            image = read_image(acquired.reader_ref)
+        else:
+            image = read_registry_image(acquired.reader_ref, harness_config.cache_dir)
+        wanted = harness_config.request.ext_name or _profile_extension(harness_config)
+        return ImageUnderTest(acquired, image, choose_extension(image, wanted))
+
+    return harness_step("getting the image under test", get)  # type: ignore[return-value]
+
+
+def _profile_extension(harness_config: HarnessConfig) -> str | None:
+    if not harness_config.profile:
+        return None
+    try:
+        from extharness.postgres.profiles import load_profile
+    except ImportError:
+        return None
+    return load_profile(harness_config.profile).extension
+
+
+@pytest.fixture(scope="session")
+def operand_profile(harness_config: HarnessConfig) -> OperandProfile:
+    def get() -> OperandProfile:
+        probed = probe_operand(harness_config.operand_image, detect_engine(), harness_config.cache_dir,
+                               harness_config.target_glibc)
+        return probed or baseline_profile(harness_config.operand_image, harness_config.target_glibc)
+
+    return harness_step("reading the operand image", get)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def layout_target(harness_config: HarnessConfig, operand_profile: OperandProfile) -> LayoutTarget:
+    return LayoutTarget(
+        operand=operand_profile,
+        expect_version=harness_config.expect_version,
+        max_image_mb=harness_config.max_image_mb,
+        platforms=harness_config.platforms,
+    )
+
+
+@pytest.fixture(scope="session")
+def extension_layouts(image_under_test: ImageUnderTest) -> list[ExtensionLayout]:
+    return layouts_of(image_under_test.image, image_under_test.name)
+
+
+def record_findings(item: pytest.Item, findings: list[Finding]) -> None:
+    item.user_properties.append((FINDINGS_KEY, [f.as_dict() for f in findings]))
+
+
+@pytest.fixture
+def check_rule(
+    request: pytest.FixtureRequest,
+    image_under_test: ImageUnderTest,
+    extension_layouts: list[ExtensionLayout],
+    layout_target: LayoutTarget,
+) -> Callable[[str], list[Finding]]:
+    """Run one layout rule: record its findings, warn on warnings, fail on errors."""
+
+    def check(rule_id: str) -> list[Finding]:
+        findings = run_rule(rule_id, image_under_test.image, extension_layouts, layout_target)
+        record_findings(request.node, findings)
+        for finding in findings:
+            if finding.severity == Severity.WARNING:
+                warnings.warn(HarnessFindingWarning(str(finding)), stacklevel=2)
+        errors = [f for f in findings if f.severity == Severity.ERROR]
+        if errors:
+            pytest.fail("\n".join(str(f) for f in errors), pytrace=False)
+        return findings
+
+    return check
+
+
+# -- findings output (on the controller, which sees every worker's reports) -------------
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call":
+        return
+    for key, value in report.user_properties:
+        if key == FINDINGS_KEY:
+            _collected.extend(value)
+
+
+_collected: list[dict] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # xdist worker: the controller writes the files
+    harness = session.config.stash.get(_CONFIG, None)
+    if harness is None:
+        return
+    findings = sorted(_collected, key=lambda f: (f["rule"], f.get("platform") or "", f["path"], f["message"]))
+    unique = [f for i, f in enumerate(findings) if i == 0 or f != findings[i - 1]]
+    if harness.findings_json:
+        _write_atomic(harness.findings_json, json.dumps({"findings": unique}, indent=2) + "\n")
+    if harness.summary_md:
+        from extharness.report import markdown_summary
+
+        _write_atomic(harness.summary_md, markdown_summary(session, unique))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _collected:
+        return
+    counts = {s.value: 0 for s in Severity}
+    for finding in _collected:
+        counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
+    terminalreporter.section("extharness findings")
+    terminalreporter.write_line(
+        f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)"
+    )
+    for finding in _collected:
+        if finding["severity"] in ("error", "warning"):
+            platform = f"[{finding['platform']}] " if finding.get("platform") else ""
+            terminalreporter.write_line(
+                f"  {finding['rule']} {finding['severity']}: {platform}{finding['path']}: {finding['message']}"
+            )
+
+
+def iter_findings() -> Iterator[dict]:
+    return iter(_collected)
+
+
+TIER_FOLDERS = ("layout", "sql", "cnpg", "unit")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/<tier>/ carry the <tier> marker, so ``-m layout`` selects the tier."""
+    for item in items:
+        parts = Path(str(item.path)).parts
+        if "tests" in parts:
+            index = len(parts) - 1 - parts[::-1].index("tests")
+            if index + 1 < len(parts) and parts[index + 1] in TIER_FOLDERS:
+                item.add_marker(getattr(pytest.mark, parts[index + 1]))

@@ -1,0 +1,252 @@
+"""Get the image under test, whatever form it comes in, as something the reader can open.
+
+Sources (one of them): a release folder, extension sources plus a Dockerfile, an image
+reference (engine image name, ``oci:``, ``oci-archive:``, ``docker-archive:``, or a registry
+reference), or nothing, which means the built-in sample. Builds are cached by the hash of
+their inputs and made once across pytest-xdist workers and concurrent sessions (file lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.inspect.model import Platform
+from extharness.source import sample
+from extharness.source.engine import Engine, detect_engine
+from extharness.source.oci_writer import PlatformContent, build_blobs, write_oci_archive
+from extharness.source.release_folder import ImageLabels, ReleaseFolder
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE_EXT = REPO_ROOT / "cnpg" / "Dockerfile.ext"
+DOCKERFILE_EXT_BUILD = REPO_ROOT / "cnpg" / "Dockerfile.ext-build"
+READER_SCHEMES = ("oci:", "oci-archive:", "docker-archive:")
+LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("EXTHARNESS_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "extharness"
+
+
+def progress(message: str) -> None:
+    """Long steps say what they do, on stderr (pytest shows it with -s; CI logs keep it)."""
+    sys.stderr.write(f"[extharness] {message}\n")
+    sys.stderr.flush()
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """What the user asked for (from pytest options); exactly one source or none."""
+
+    artifacts: Path | None = None
+    source: Path | None = None
+    dockerfile: Path | None = None
+    image: str | None = None
+    ext_name: str | None = None
+    version: str | None = None
+    licenses: str | None = None
+    source_url: str | None = None
+    builder: str = "auto"  # auto | engine | embedded
+    pg_config: Path | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    platform: str = "linux/amd64"
+
+    def validate(self) -> None:
+        given = [n for n, v in (("--ext-artifacts", self.artifacts), ("--ext-source", self.source),
+                                ("--ext-image", self.image)) if v]
+        if len(given) > 1:
+            raise HarnessError(f"give one image source, not {' and '.join(given)}")
+        if self.builder not in ("auto", "engine", "embedded"):
+            raise HarnessError(f"--builder must be auto, engine or embedded, not {self.builder!r}")
+        if self.artifacts:
+            ReleaseFolder.open(self.artifacts)
+        if self.source:
+            if not self.source.is_dir():
+                raise HarnessError(f"{self.source}: no such folder (--ext-source wants the extension's source tree)")
+            recipe = self.dockerfile or DOCKERFILE_EXT_BUILD
+            if not recipe.is_file():
+                raise HarnessError(f"{recipe}: no such Dockerfile (--ext-dockerfile)")
+        if self.image and self.image.startswith(READER_SCHEMES):
+            _scheme, _, rest = self.image.partition(":")
+            path = Path(rest)
+            if not path.exists() and ":" in rest:
+                path = Path(rest.rpartition(":")[0])
+            if not path.exists():
+                raise HarnessError(f"{path}: no such file or folder (--ext-image {self.image})")
+
+
+@dataclass
+class AcquiredImage:
+    """The image under test, ready to read, plus where it came from."""
+
+    reader_ref: str  # oci:/oci-archive:/docker-archive: reference, or a registry reference
+    description: str
+    engine_ref: str | None = None  # the engine's name for it, when an engine has it
+    release_folder: Path | None = None
+    labels: ImageLabels | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _key(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def _safe_tag(name: str) -> str:
+    return re.sub(r"[^a-z0-9_.-]", "-", name.lower()) or "extension"
+
+
+def _resolve_builder(request: ImageRequest, engine: Engine | None) -> str:
+    if request.builder == "embedded":
+        return "embedded"
+    if request.builder == "engine":
+        if engine is None:
+            raise EnvironmentMissing("no container engine for --builder engine: install podman or docker")
+        return "engine"
+    return "engine" if engine is not None else "embedded"
+
+
+def build_from_release_folder(
+    folder: ReleaseFolder, labels: ImageLabels, cache_dir: Path, engine: Engine | None, builder: str,
+    platform: str = "linux/amd64",
+) -> AcquiredImage:
+    """The image ``cnpg/Dockerfile.ext`` makes of ``folder``: by the engine, or embedded."""
+    key = _key("release", folder.fingerprint(), repr(sorted(labels.as_oci().items())), builder, platform,
+               DOCKERFILE_EXT.read_text() if builder == "engine" else "")
+    out = cache_dir / "images" / key
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+        if builder == "embedded":
+            archive = out / "image.oci.tar"
+            if not archive.exists():
+                progress(f"writing {labels.title}:{labels.version} as an OCI archive (embedded builder)")
+                blobs = build_blobs([PlatformContent(Platform.parse(platform), folder.entries(), labels.as_oci())],
+                                    tag=labels.version)
+                write_oci_archive(blobs, archive)
+            return AcquiredImage(f"oci-archive:{archive}", f"release folder {folder.root} (embedded builder)",
+                                 release_folder=folder.root, labels=labels)
+        assert engine is not None
+        tag = f"localhost/extharness/{_safe_tag(labels.title)}:{key[:12]}"
+        archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
+        if not archive.exists() or not engine.image_exists(tag):
+            progress(f"building {tag} from {DOCKERFILE_EXT.relative_to(REPO_ROOT)} with {engine.kind}")
+            engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform)
+            engine.save(tag, archive)
+        scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
+        return AcquiredImage(f"{scheme}:{archive}", f"release folder {folder.root} (cnpg/Dockerfile.ext, {engine.kind})",
+                             engine_ref=tag, release_folder=folder.root, labels=labels)
+
+
+def build_sample_release(cache_dir: Path, pg_config: Path | None) -> Path:
+    """The built-in sample's release folder, built once per source/compiler fingerprint."""
+    fingerprint = sample.source_fingerprint(pg_config=pg_config)
+    out = cache_dir / "sample" / fingerprint[:20]
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+        if not (out / "artifact" / "lib").is_dir():
+            progress(f"building the sample extension {sample.SAMPLE_NAME} with PGXS")
+            sample.build_release_folder(out, pg_config=pg_config)
+    return out
+
+
+def build_from_source(request: ImageRequest, cache_dir: Path, engine: Engine | None) -> AcquiredImage:
+    if engine is None:
+        raise EnvironmentMissing(
+            "no container engine: --ext-source builds with a Dockerfile; install podman or docker, "
+            "or give a release folder with --ext-artifacts"
+        )
+    assert request.source is not None
+    recipe = request.dockerfile or DOCKERFILE_EXT_BUILD
+    args = dict(request.build_args)
+    if request.version:
+        args.setdefault("VERSION", request.version)
+    if re.search(r"^\s*ARG\s+BUILDER_IMAGE\b", recipe.read_text(), re.MULTILINE) and "BUILDER_IMAGE" not in args:
+        from extharness.postgres.base_images import resolve_builder_image
+
+        args["BUILDER_IMAGE"] = resolve_builder_image(engine, cache_dir)
+    files = sorted(p for p in request.source.rglob("*") if p.is_file() and ".git" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(request.source)).encode() + b"\0" + path.read_bytes())
+    key = _key("source", digest.hexdigest(), recipe.read_text(), repr(sorted(args.items())), request.platform)
+    out = cache_dir / "images" / key
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"localhost/extharness/{_safe_tag(request.source.resolve().name)}-ext:{key[:12]}"
+    archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
+    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+        if not archive.exists() or not engine.image_exists(tag):
+            progress(f"building {tag} from {request.source} with {recipe} ({engine.kind}); this may take minutes")
+            engine.build(request.source, recipe, tag, args, platform=request.platform)
+            engine.save(tag, archive)
+    scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
+    return AcquiredImage(f"{scheme}:{archive}", f"sources {request.source} built with {recipe.name} ({engine.kind})",
+                         engine_ref=tag)
+
+
+def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None) -> AcquiredImage:
+    ref = request.image or ""
+    if ref.startswith(READER_SCHEMES):
+        return AcquiredImage(ref, ref)
+    if engine is not None and engine.image_exists(ref):
+        key = _key("engine", engine.run("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip())
+        out = cache_dir / "images" / key
+        out.mkdir(parents=True, exist_ok=True)
+        archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
+        with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+            if not archive.exists():
+                progress(f"saving {ref} from {engine.kind}")
+                engine.save(ref, archive)
+        scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
+        return AcquiredImage(f"{scheme}:{archive}", f"{engine.kind} image {ref}", engine_ref=ref)
+    if looks_like_registry_reference(ref):
+        from extharness.source.registry import pull_to_layout
+
+        return pull_to_layout(ref, cache_dir)
+    where = f"{engine.kind} has no image {ref!r}" if engine else "no container engine to look it up"
+    raise HarnessError(f"--ext-image {ref}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
+                       "or a registry reference like ghcr.io/owner/name:tag")
+
+
+def looks_like_registry_reference(ref: str) -> bool:
+    first = ref.split("/", 1)[0]
+    return "/" in ref and ("." in first or ":" in first or first == "localhost")
+
+
+def acquire(request: ImageRequest, cache_dir: Path | None = None, engine: Engine | None | str = "detect") -> AcquiredImage:
+    """Resolve ``request`` into an image the reader can open."""
+    request.validate()
+    cache_dir = cache_dir or default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    eng: Engine | None = detect_engine() if engine == "detect" else engine  # type: ignore[assignment]
+    if request.image:
+        return from_reference(request, cache_dir, eng)
+    if request.source:
+        return build_from_source(request, cache_dir, eng)
+    builder = _resolve_builder(request, eng)
+    if request.artifacts:
+        folder = ReleaseFolder.open(request.artifacts)
+    else:
+        folder = ReleaseFolder.open(build_sample_release(cache_dir, request.pg_config))
+    labels = folder.default_labels(request.ext_name, request.version, request.licenses, request.source_url)
+    if not request.artifacts:
+        labels = ImageLabels(labels.title, f"{sample.SAMPLE_NAME} sample extension for CloudNativePG Image Volume "
+                             "Extensions", labels.version, request.licenses or "PostgreSQL",
+                             request.source_url or "urn:extharness:sample:pg_ticker")
+    acquired = build_from_release_folder(folder, labels, cache_dir, eng if builder == "engine" else None, builder,
+                                         request.platform)
+    if not request.artifacts:
+        acquired.description = f"built-in sample {sample.SAMPLE_NAME} ({acquired.description})"
+    return acquired

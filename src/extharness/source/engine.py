@@ -1,0 +1,158 @@
+"""The container engine at the edge: podman or docker CLI, found and driven as a subprocess.
+
+Only what the harness needs: build an image from a Dockerfile, save it as an archive the
+image reader understands, tell whether an image exists locally, and remove what we made.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from extharness.errors import EnvironmentMissing, HarnessError
+
+#: How long a single engine call may take before we give up (seconds); builds get more.
+ENGINE_TIMEOUT = float(os.environ.get("EXTHARNESS_ENGINE_TIMEOUT", "120"))
+BUILD_TIMEOUT = float(os.environ.get("EXTHARNESS_BUILD_TIMEOUT", "3600"))
+
+NO_ENGINE = "no container engine: install podman (or docker with a running daemon) or set DOCKER_HOST"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A working container engine CLI (``podman`` or ``docker``)."""
+
+    cli: str  # absolute path of the executable
+    kind: str  # "podman" or "docker"
+
+    # -- low level -------------------------------------------------------------------
+    def run(
+        self,
+        *args: str,
+        timeout: float | None = None,
+        check: bool = True,
+        capture: bool = True,
+        env: dict[str, str] | None = None,
+        progress: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``<engine> args...``; on failure raise HarnessError with the engine's own words."""
+        cmd = [self.cli, *args]
+        run_env = dict(os.environ)
+        if self.kind == "docker":
+            # The classic builder works against podman's Docker-compatible API and Docker alike.
+            run_env.setdefault("DOCKER_BUILDKIT", "0")
+        if env:
+            run_env.update(env)
+        try:
+            if progress:
+                # Long steps show their progress on stderr, but we still keep the tail for errors.
+                proc = subprocess.Popen(
+                    cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env
+                )
+                tail: list[str] = []
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    sys.stderr.write(f"  [{self.kind}] {line}")
+                    tail = (tail + [line])[-30:]
+                rc = proc.wait(timeout=timeout)
+                result = subprocess.CompletedProcess(cmd, rc, "".join(tail), "")
+            else:
+                result = subprocess.run(
+                    cmd, capture_output=capture, text=True, timeout=timeout or ENGINE_TIMEOUT, env=run_env
+                )
+        except subprocess.TimeoutExpired as exc:
+            raise HarnessError(
+                f"{self.kind} {' '.join(args[:2])} did not finish within {exc.timeout:.0f}s "
+                "(raise EXTHARNESS_ENGINE_TIMEOUT / EXTHARNESS_BUILD_TIMEOUT)"
+            ) from None
+        if check and result.returncode != 0:
+            detail = (result.stderr or result.stdout or "").strip().splitlines()
+            last = " | ".join(detail[-3:]) if detail else "no output"
+            raise HarnessError(f"{self.kind} {' '.join(args[:2])} failed (exit {result.returncode}): {last}")
+        return result
+
+    # -- images ----------------------------------------------------------------------
+    def image_exists(self, ref: str) -> bool:
+        if self.kind == "podman":
+            return self.run("image", "exists", ref, check=False).returncode == 0
+        return self.run("image", "inspect", ref, check=False).returncode == 0
+
+    def build(
+        self,
+        context: Path,
+        dockerfile: Path,
+        tag: str,
+        build_args: dict[str, str] | None = None,
+        platform: str | None = None,
+    ) -> str:
+        """Build ``dockerfile`` with ``context``; returns the tag."""
+        args = ["build", "-f", str(dockerfile), "-t", tag]
+        for key, value in sorted((build_args or {}).items()):
+            args += ["--build-arg", f"{key}={value}"]
+        if platform:
+            args += ["--platform", platform]
+        args.append(str(context))
+        self.run(*args, timeout=BUILD_TIMEOUT, progress=True)
+        return tag
+
+    def save(self, ref: str, dest: Path) -> str:
+        """Save ``ref`` as an archive at ``dest``; returns the reader reference for it."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if self.kind == "podman":
+            self.run("save", "--format", "oci-archive", "-o", str(dest), ref, timeout=BUILD_TIMEOUT)
+            return f"oci-archive:{dest}"
+        self.run("save", "-o", str(dest), ref, timeout=BUILD_TIMEOUT)
+        return f"docker-archive:{dest}"
+
+    def remove_image(self, ref: str) -> None:
+        self.run("rmi", "-f", ref, check=False)
+
+    def load_archive(self, archive: Path) -> str:
+        """Load an archive (oci-archive for podman, docker-archive for both); returns the image id."""
+        out = self.run("load", "-i", str(archive), timeout=BUILD_TIMEOUT).stdout
+        return out.strip().splitlines()[-1].split()[-1] if out.strip() else ""
+
+
+def _works(cli: str) -> bool:
+    try:
+        return (
+            subprocess.run(
+                [cli, "info", "--format", "{{json .}}"],
+                capture_output=True,
+                timeout=20,
+                env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@lru_cache(maxsize=1)
+def detect_engine() -> Engine | None:
+    """The first working engine: ``EXTHARNESS_ENGINE`` if set, else podman, else docker.
+
+    ``EXTHARNESS_ENGINE=none`` forces the embedded path (no engine), which is how tests
+    prove the harness works on a machine without one.
+    """
+    wanted = os.environ.get("EXTHARNESS_ENGINE", "").strip().lower()
+    if wanted == "none":
+        return None
+    candidates = [wanted] if wanted else ["podman", "docker"]
+    for name in candidates:
+        cli = shutil.which(name)
+        if cli and _works(cli):
+            return Engine(cli=cli, kind=Path(cli).name if Path(cli).name in ("podman", "docker") else name)
+    return None
+
+
+def require_engine(why: str) -> Engine:
+    engine = detect_engine()
+    if engine is None:
+        raise EnvironmentMissing(f"{NO_ENGINE} ({why})")
+    return engine
