@@ -1,0 +1,93 @@
+"""``extharness``: run the harness tiers from anywhere, or look inside an image.
+
+    extharness check [pytest options]     the layout, sql and cnpg tiers (same as ./harness check)
+    extharness inspect IMAGE [--ext-name NAME]
+                                          platforms, labels, files and control file of an image
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from extharness.errors import HarnessError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check(args: list[str]) -> int:
+    import pytest
+
+    tests = REPO_ROOT / "tests"
+    if not tests.is_dir():
+        print(f"extharness: {tests} not found; run from a checkout (pip install -e .)", file=sys.stderr)
+        return 2
+    return int(pytest.main(["--rootdir", str(REPO_ROOT), "-c", str(REPO_ROOT / "pyproject.toml"),
+                            "-m", "layout or sql or cnpg",
+                            str(tests / "layout"), str(tests / "sql"), str(tests / "cnpg"), *args]))
+
+
+def _inspect(argv: list[str]) -> int:
+    from extharness.inspect.extension import choose_extension, describe
+    from extharness.source.acquire import ImageRequest, acquire
+
+    parser = argparse.ArgumentParser(prog="extharness inspect")
+    parser.add_argument("image", help="oci:DIR, oci-archive:FILE, docker-archive:FILE, engine image or registry ref")
+    parser.add_argument("--ext-name")
+    ns = parser.parse_args(argv)
+    from extharness.inspect.oci_reader import read_image
+    from extharness.source.registry import read_registry_image
+    from extharness.source.acquire import default_cache_dir
+
+    acquired = acquire(ImageRequest(image=ns.image))
+    if acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
+        image = read_image(acquired.reader_ref)
+    else:
+        image = read_registry_image(acquired.reader_ref, default_cache_dir())
+    name = choose_extension(image, ns.ext_name)
+    print(f"image: {acquired.description}")
+    if image.index_digest:
+        print(f"digest: {image.index_digest}")
+    for skipped in image.skipped:
+        print(f"skipped: {skipped}")
+    for platform_image in image.images:
+        layout = describe(platform_image, name)
+        print(f"\n[{platform_image.platform}] manifest {platform_image.manifest_digest}")
+        for key, value in sorted(platform_image.config.labels.items()):
+            print(f"  label {key}={value}")
+        for entry in platform_image.files:
+            link = f" -> {entry.linkname}" if entry.linkname else ""
+            print(f"  {entry.mode_string()} {entry.uid}:{entry.gid} {entry.size:>9} {entry.path}{link}")
+        if layout.control:
+            print(f"  control: default_version={layout.control.default_version} "
+                  f"module_pathname={layout.control.module_pathname} requires={layout.control.requires}")
+        for path, summary in sorted(layout.elf.items()):
+            print(f"  elf {path}: {summary.architecture}, needs GLIBC {summary.max_glibc_needed or '-'}, "
+                  f"NEEDED {', '.join(summary.needed) or '-'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "check":
+            return _check(rest)
+        if command == "inspect":
+            return _inspect(rest)
+    except HarnessError as exc:
+        print(f"extharness: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("extharness: interrupted", file=sys.stderr)
+        return 130
+    print(f"extharness: unknown command {command!r} (check, inspect)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
