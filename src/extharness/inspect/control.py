@@ -26,23 +26,40 @@ KNOWN_PARAMETERS = (
 )
 PRIMARY_ONLY = ("directory", "default_version")
 
-# guc-file.l tokens
-_LETTER = r"[A-Za-z_\x80-\xff]"
-_LETTER_OR_DIGIT = r"[A-Za-z_0-9\x80-\xff]"
-_ID = rf"{_LETTER}{_LETTER_OR_DIGIT}*"
-_TOKEN = re.compile(
-    rf"""
-    (?P<ws>[ \t\r]+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<eol>\n)
-  | (?P<string>'(?:[^'\\\n]|\\.|'')*')
-  | (?P<qualified>{_ID}\.{_ID})
-  | (?P<unquoted>{_LETTER}(?:{_LETTER_OR_DIGIT}|[-._:/])*)
-  | (?P<real>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[Ee][-+]?\d+)?[a-zA-Z]*)
-  | (?P<equals>=)
-    """,
-    re.VERBOSE,
-)
+# guc-file.l tokens, in its rule order. flex takes the longest match and breaks ties by that
+# order, so "foo.bar" is a QUALIFIED_ID (not a valid value) and "a.b.c" an UNQUOTED_STRING.
+# LETTER covers the bytes 0x80-0xff: here, any character outside ASCII.
+_LETTER = "[A-Za-z_\u0080-\U0010ffff]"
+_LETTER_OR_DIGIT = "[A-Za-z_0-9\u0080-\U0010ffff]"
+_ID = f"{_LETTER}{_LETTER_OR_DIGIT}*"
+_RULES = [
+    ("id", re.compile(_ID)),
+    ("qualified", re.compile(rf"{_ID}\.{_ID}")),
+    ("string", re.compile(r"'(?:[^'\\\n]|\\.|'')*'")),
+    ("unquoted", re.compile(rf"{_LETTER}(?:{_LETTER_OR_DIGIT}|[-._:/])*")),
+    ("integer", re.compile(r"[-+]?(?:0x[0-9a-fA-F]+|[0-9]+)[a-zA-Z]*")),
+    ("real", re.compile(r"[-+]?[0-9]*\.[0-9]*(?:[Ee][-+]?[0-9]+)?")),
+    ("equals", re.compile("=")),
+]
+_SKIP = re.compile(r"[ \t\r]+|#[^\n]*")
+_VALUE_KINDS = ("id", "string", "integer", "real", "unquoted")
+
+
+def _next_token(text: str, pos: int) -> tuple[str, str, int]:
+    """(kind, text, end) of the token at ``pos`` after blanks and comments; ("eof", "", pos) at the end."""
+    while (skip := _SKIP.match(text, pos)) is not None and skip.end() > pos:
+        pos = skip.end()
+    if pos >= len(text):
+        return "eof", "", pos
+    if text[pos] == "\n":
+        return "eol", "\n", pos + 1
+    best_kind, best_end = "error", pos + 1  # flex's catch-all "." rule
+    for kind, pattern in _RULES:
+        match = pattern.match(text, pos)
+        if match is not None and match.end() > pos and (best_kind == "error" or match.end() > best_end):
+            best_kind, best_end = kind, match.end()
+    return best_kind, text[pos:best_end], best_end
+
 
 _BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
 
@@ -52,7 +69,10 @@ class ControlFileError(ValueError):
 
 
 def deescape(quoted: str) -> str:
-    """DeescapeQuotedString(): strip quotes, undo ``''`` and backslash escapes."""
+    """DeescapeQuotedString(): strip quotes, undo ``''`` and backslash escapes.
+
+    An escaped NUL (``\\0``) ends the value, as it ends the C string PostgreSQL builds.
+    """
     body = quoted[1:-1]
     out: list[str] = []
     i = 0
@@ -80,90 +100,103 @@ def deescape(quoted: str) -> str:
             continue
         out.append(ch)
         i += 1
-    return "".join(out)
+    return "".join(out).split("\x00", 1)[0]
 
 
 def parse_config_lines(text: str, filename: str) -> list[tuple[str, str, int]]:
-    """Tokenise like ParseConfigFp(): returns (name, value, line) items in order."""
+    """ParseConfigFp(): returns (name, value, line) items in order.
+
+    Token by token, like the C grammar: ``NAME [=] VALUE`` then end of line, where NAME is an
+    ID or QUALIFIED_ID and VALUE an ID, STRING, INTEGER, REAL or UNQUOTED_STRING. The first
+    token that does not fit is the one named in the error.
+    """
     items: list[tuple[str, str, int]] = []
-    line = 1
+    line = 1  # ConfigFileLineno: already advanced past a newline token when it is read
     pos = 0
-    state: list[tuple[str, str]] = []  # tokens of the current line
 
-    def syntax_error(at_line: int, near: str | None) -> ControlFileError:
-        if near is None:
-            return ControlFileError(f'syntax error in file "{filename}" line {at_line}, near end of line')
-        return ControlFileError(f'syntax error in file "{filename}" line {at_line}, near token "{near}"')
-
-    def finish_line() -> None:
-        if not state:
-            return
-        kinds = [k for k, _ in state]
-        if kinds[0] not in ("unquoted", "qualified"):
-            raise syntax_error(line, state[0][1])
-        name = state[0][1]
-        rest = state[1:]
-        if rest and rest[0][0] == "equals":
-            rest = rest[1:]
-        if not rest:
-            raise syntax_error(line, None)
-        kind, value = rest[0]
-        if kind not in ("string", "unquoted", "qualified", "real"):
-            raise syntax_error(line, value)
-        if len(rest) > 1:
-            raise syntax_error(line, rest[1][1])
-        items.append((name, deescape(value) if kind == "string" else value, line))
-        state.clear()
-
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:
-            raise syntax_error(line, text[pos])
-        kind = match.lastgroup or ""
-        value = match.group(0)
-        pos = match.end()
-        if kind in ("ws", "comment"):
-            continue
+    def next_token() -> tuple[str, str]:
+        nonlocal pos, line
+        kind, value, pos = _next_token(text, pos)
         if kind == "eol":
-            finish_line()
             line += 1
+        return kind, value
+
+    def syntax_error(kind: str, value: str) -> ControlFileError:
+        if kind in ("eol", "eof"):
+            return ControlFileError(f'syntax error in file "{filename}" line {line - 1}, near end of line')
+        return ControlFileError(f'syntax error in file "{filename}" line {line}, near token "{value}"')
+
+    while True:
+        kind, value = next_token()
+        if kind == "eof":
+            return items
+        if kind == "eol":
             continue
-        state.append((kind, value))
-    finish_line()
-    return items
+        if kind not in ("id", "qualified"):
+            raise syntax_error(kind, value)
+        name, at_line = value, line
+        kind, value = next_token()
+        if kind == "equals":
+            kind, value = next_token()
+        if kind not in _VALUE_KINDS:
+            raise syntax_error(kind, value)
+        items.append((name, deescape(value) if kind == "string" else value, at_line))
+        kind, value = next_token()
+        if kind == "eof":
+            return items
+        if kind != "eol":
+            raise syntax_error(kind, value)
 
 
 def parse_bool(value: str) -> bool | None:
-    """parse_bool(): true/false/yes/no/on/off/1/0 and unique prefixes, any case."""
-    v = value.strip().lower()
+    """parse_bool(): true/false/yes/no/on/off/1/0 and unique prefixes, ASCII case-insensitive.
+
+    No blanks are stripped (``' true'`` is not a Boolean) and ``o`` alone is ambiguous.
+    """
+    if not value:
+        return None
+    v = value.translate(_ASCII_LOWER)
     if v in ("1", "0"):
         return v == "1"
-    if not v:
-        return None
-    matches = {result for word, result in _BOOL_WORDS.items() if word.startswith(v) and (len(v) >= 2 or v not in "o")}
-    # "o" is ambiguous between on/off, as in PostgreSQL
-    if v == "o":
-        return None
-    return matches.pop() if len(matches) == 1 else None
+    if v[0] == "o":
+        # "on" and "off" compare at least two characters
+        return True if "on".startswith(v) and len(v) >= 2 else False if "off".startswith(v) and len(v) >= 2 else None
+    for word, result in _BOOL_WORDS.items():
+        if word[0] == v[0] and word.startswith(v):
+            return result
+    return None
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_SCANNER_SPACE = " \t\n\r\f\v"  # scanner_isspace()
+NAMEDATALEN = 64
+
+
+def _truncate_identifier(name: str) -> str:
+    """truncate_identifier(): at most NAMEDATALEN-1 bytes, cut at a character boundary."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) < NAMEDATALEN:
+        return name
+    return encoded[: NAMEDATALEN - 1].decode("utf-8", "ignore")
 
 
 def split_identifier_list(value: str) -> list[str] | None:
-    """SplitIdentifierString(value, ','): lower-case unquoted names, keep quoted ones."""
+    """SplitIdentifierString(value, ','): ASCII-downcase unquoted names, keep quoted ones; None on error."""
     names: list[str] = []
-    pos = 0
     text = value
+    pos = 0
+    while pos < len(text) and text[pos] in _SCANNER_SPACE:
+        pos += 1
+    if pos >= len(text):
+        return names  # an empty list is fine
     while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            return names if not names else None  # a trailing comma is an error
-        if text[pos] == '"':
-            end = pos + 1
+        if pos < len(text) and text[pos] == '"':
             buf = []
+            end = pos + 1
             while True:
                 nxt = text.find('"', end)
                 if nxt < 0:
-                    return None
+                    return None  # mismatched quotes
                 buf.append(text[end:nxt])
                 if nxt + 1 < len(text) and text[nxt + 1] == '"':
                     buf.append('"')
@@ -172,23 +205,44 @@ def split_identifier_list(value: str) -> list[str] | None:
                 pos = nxt + 1
                 break
             name = "".join(buf)
-            if not name:
-                return None
         else:
             start = pos
-            while pos < len(text) and text[pos] not in ",\"" and not text[pos].isspace():
+            while pos < len(text) and text[pos] != "," and text[pos] not in _SCANNER_SPACE:
                 pos += 1
-            name = text[start:pos].lower()
-            if not name:
-                return None
-        names.append(name[:63])
-        while pos < len(text) and text[pos].isspace():
+            if pos == start:
+                return None  # empty unquoted name, e.g. after a trailing comma
+            name = text[start:pos].translate(_ASCII_LOWER)
+        while pos < len(text) and text[pos] in _SCANNER_SPACE:
             pos += 1
+        names.append(_truncate_identifier(name))
         if pos >= len(text):
             return names
         if text[pos] != ",":
             return None
         pos += 1
+        while pos < len(text) and text[pos] in _SCANNER_SPACE:
+            pos += 1
+
+
+#: pg_encname_tbl (src/common/encnames.c) names of encodings a server can use; the client-only
+#: ones (SJIS, BIG5, GBK, UHC, GB18030, JOHAB, SHIFT_JIS_2004) are left out, as
+#: pg_valid_server_encoding() rejects them.
+SERVER_ENCODING_NAMES = frozenset(
+    "abc alt euccn eucjis2004 eucjp euckr euctw iso88591 iso885910 iso885913 iso885914 iso885915 "
+    "iso885916 iso88592 iso88593 iso88594 iso88595 iso88596 iso88597 iso88598 iso88599 koi8 koi8r koi8u "
+    "latin1 latin10 latin2 latin3 latin4 latin5 latin6 latin7 latin8 latin9 muleinternal sqlascii tcvn "
+    "tcvn5712 unicode utf8 vscii win win1250 win1251 win1252 win1253 win1254 win1255 win1256 win1257 "
+    "win1258 win866 win874 windows1250 windows1251 windows1252 windows1253 windows1254 windows1255 "
+    "windows1256 windows1257 windows1258 windows866 windows874".split()
+)
+
+
+def valid_server_encoding(name: str) -> bool:
+    """pg_valid_server_encoding(): the name without non-alphanumerics, lower-cased, is a server encoding."""
+    if not name or len(name.encode("utf-8", "surrogateescape")) >= NAMEDATALEN:
+        return False
+    key = "".join(c for c in name if c.isascii() and c.isalnum()).lower()
+    return key in SERVER_ENCODING_NAMES
 
 
 def check_valid_name(kind: str, name: str) -> str | None:
@@ -259,6 +313,8 @@ def parse_control(text: str | bytes, name: str, filename: str | None = None, ver
                 raise ControlFileError(f'parameter "{key}" requires a Boolean value')
             setattr(control, key, parsed)
         elif key == "encoding":
+            if not valid_server_encoding(value):
+                raise ControlFileError(f'"{value}" is not a valid encoding name')
             control.encoding = value
         elif key in ("requires", "no_relocate"):
             names = split_identifier_list(value)

@@ -76,6 +76,35 @@ class NotElf(ValueError):
     pass
 
 
+def _glibc_versions(section: GNUVerNeedSection | GNUVerDefSection, file_size: int) -> list[Version]:
+    """The GLIBC_x.y names of a version section (.gnu.version_r or .gnu.version_d).
+
+    pyelftools walks as many entries as the section header claims (``sh_info``, up to 2**32)
+    and as many auxiliary entries as each entry claims, even past the end of the chain (a next
+    offset of 0): a crafted file loops for hours. A real chain ends at next == 0, and every
+    entry takes at least 8 bytes of the section, which bounds the walk.
+    """
+    found: list[Version] = []
+    entry_next, aux_next = f"{section.field_prefix}_next", f"{section.field_prefix}a_next"
+    budget = min(section["sh_size"], file_size) // 8 + 1
+    for entry, auxiliaries in section.iter_versions():
+        for aux in auxiliaries:
+            budget -= 1
+            if budget < 0:
+                break
+            version = glibc_version(aux.name)
+            if version is not None:
+                found.append(version)
+            if aux[aux_next] == 0:
+                break
+        budget -= 1
+        if budget < 0:
+            raise ELFError(f"{section.name}: more version entries than the section can hold")
+        if entry[entry_next] == 0:
+            break
+    return found
+
+
 def summarize(data: bytes) -> ElfSummary:
     """Summarise an ELF file; raises NotElf for anything pyelftools cannot parse."""
     if not is_elf(data):
@@ -102,17 +131,9 @@ def summarize(data: bytes) -> ElfSummary:
                     elif tag.entry.d_tag == "DT_SONAME":
                         summary.soname = tag.soname
             elif isinstance(section, GNUVerNeedSection):
-                for _verneed, auxiliaries in section.iter_versions():
-                    for aux in auxiliaries:
-                        version = glibc_version(aux.name)
-                        if version is not None:
-                            summary.glibc_needed.append(version)
+                summary.glibc_needed.extend(_glibc_versions(section, len(data)))
             elif isinstance(section, GNUVerDefSection):
-                for _verdef, auxiliaries in section.iter_versions():
-                    for aux in auxiliaries:
-                        version = glibc_version(aux.name)
-                        if version is not None:
-                            summary.glibc_defined.append(version)
+                summary.glibc_defined.extend(_glibc_versions(section, len(data)))
             elif isinstance(section, SymbolTableSection) and section.name == ".dynsym":
                 for symbol in section.iter_symbols():
                     if symbol.name and symbol["st_shndx"] != "SHN_UNDEF":

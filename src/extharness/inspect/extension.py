@@ -33,6 +33,11 @@ def choose_extension(image: ExtensionImage, wanted: str | None) -> str:
         return wanted
     if len(names) == 1:
         return names[0]
+    libraries = sorted({e.name[: -len(".so")] for i in image.images for e in i.files.listdir(LIB)
+                        if e.name.endswith(".so")})
+    if not names and len(libraries) == 1:
+        # The one library names the extension, so layout.files.control reports the missing file.
+        return libraries[0]
     if not names:
         raise HarnessError(
             f"{image.reference}: no control file under {EXTENSION_DIR}/ — not an extension image "

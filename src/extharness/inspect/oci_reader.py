@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import posixpath
 import tarfile
@@ -36,6 +37,11 @@ from extharness.inspect.model import (
 MAX_LAYER_BYTES = int(os.environ.get("EXTHARNESS_MAX_LAYER_BYTES", str(1 << 30)))
 #: Refuse JSON documents (index, manifest, config) larger than this.
 MAX_JSON_BYTES = 4 << 20
+#: Refuse images whose layers unpack to more than this in all: one small gzip bomb listed
+#: thousands of times stays under MAX_LAYER_BYTES per layer but would take hours.
+MAX_IMAGE_BYTES = int(os.environ.get("EXTHARNESS_MAX_IMAGE_BYTES", str(4 << 30)))
+#: Refuse indexes that lead to more manifests than this (nesting multiplies them).
+MAX_MANIFESTS = 256
 
 INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -52,6 +58,16 @@ class BlobStore(Protocol):
     """Where blobs come from: a folder, an archive, a registry."""
 
     def read(self, path: str) -> bytes: ...
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text as one line (tarfile's ``r:*`` lists each method it tried on its own line)."""
+    return " ".join(str(exc).split())
+
+
+def _printable(text: str) -> str:
+    """A name from the image as shown in an error: quoted when it holds newlines or other controls."""
+    return text if text.isprintable() else repr(text)
 
 
 def _verify(digest: str, data: bytes, where: str) -> None:
@@ -77,15 +93,18 @@ class FolderStore:
     root: Path
 
     def read(self, path: str) -> bytes:
-        target = (self.root / path).resolve()
+        try:
+            target = (self.root / path).resolve()
+        except (OSError, ValueError):  # a NUL byte, a name too long
+            raise HarnessError(f"{self.root}: entry {path!r} is not a usable file name") from None
         if not str(target).startswith(str(self.root.resolve()) + os.sep):
             raise HarnessError(f"{self.root}: entry {path!r} points outside the image folder")
         try:
             return target.read_bytes()
         except FileNotFoundError:
-            raise HarnessError(f"{self.root}: missing {path} (an incomplete OCI layout)") from None
+            raise HarnessError(f"{self.root}: missing {_printable(path)} (an incomplete OCI layout)") from None
         except OSError as exc:
-            raise HarnessError(f"{self.root}: cannot read {path}: {exc.strerror}") from None
+            raise HarnessError(f"{self.root}: cannot read {_printable(path)}: {exc.strerror}") from None
 
 
 @dataclass
@@ -105,8 +124,11 @@ class ArchiveStore:
             raise HarnessError(f"{self.path}: no such file") from None
         except IsADirectoryError:
             raise HarnessError(f"{self.path}: is a folder, not an archive (use oci:{self.path})") from None
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise HarnessError(f"{self.path}: not a readable image archive ({exc})") from None
+        # ValueError/OverflowError: tarfile on member sizes past 2**63; MemoryError: tarfile reads
+        # a pax or GNU long-name header's declared size (say 25 GB) at once.
+        except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError, OverflowError,
+                MemoryError) as exc:
+            raise HarnessError(f"{self.path}: not a readable image archive ({_one_line(exc)})") from None
 
     def names(self) -> set[str]:
         return set(self._members)
@@ -114,17 +136,21 @@ class ArchiveStore:
     def read(self, path: str) -> bytes:
         member = self._members.get(normalize_path(path).lstrip("/"))
         if member is None or not member.isfile():
-            raise HarnessError(f"{self.path}: missing {path} (a truncated or incomplete archive)")
+            raise HarnessError(f"{self.path}: missing {_printable(path)} (a truncated or incomplete archive)")
         if member.size > MAX_LAYER_BYTES:
-            raise HarnessError(f"{self.path}: {path} declares {member.size} bytes, over the limit")
+            raise HarnessError(f"{self.path}: {_printable(path)} declares {member.size} bytes, over the limit")
         assert self._tar is not None
         try:
             handle = self._tar.extractfile(member)
             data = handle.read() if handle else b""
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise HarnessError(f"{self.path}: cannot read {path} ({exc}); the archive is corrupt") from None
+        except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError, OverflowError) as exc:
+            raise HarnessError(
+                f"{self.path}: cannot read {_printable(path)} ({_one_line(exc)}); the archive is corrupt"
+            ) from None
         if len(data) != member.size:
-            raise HarnessError(f"{self.path}: {path} is truncated ({len(data)} of {member.size} bytes)")
+            raise HarnessError(
+                f"{self.path}: {_printable(path)} is truncated ({len(data)} of {member.size} bytes)"
+            )
         return data
 
     def close(self) -> None:
@@ -138,7 +164,7 @@ def _load_json(data: bytes, where: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{where}: not valid JSON ({exc})") from None
+        raise HarnessError(f"{where}: not valid JSON ({_one_line(exc)})") from None
 
 
 def _decompress(data: bytes, where: str) -> bytes:
@@ -154,7 +180,7 @@ def _decompress(data: bytes, where: str) -> bytes:
         else:
             out = data
     except (OSError, EOFError, zlib.error) as exc:
-        raise HarnessError(f"{where}: layer cannot be decompressed ({exc})") from None
+        raise HarnessError(f"{where}: layer cannot be decompressed ({_one_line(exc)})") from None
     if len(out) > MAX_LAYER_BYTES:
         raise HarnessError(f"{where}: layer decompresses to more than {MAX_LAYER_BYTES} bytes")
     return out
@@ -173,13 +199,20 @@ _TAR_TYPES: dict[bytes, FileType] = {
 }
 
 
+def _count_unpacked(total: int, where: str) -> int:
+    if total > MAX_IMAGE_BYTES:
+        raise HarnessError(f"{where}: layers unpack to more than {MAX_IMAGE_BYTES} bytes in all "
+                           "(EXTHARNESS_MAX_IMAGE_BYTES); is one layer listed over and over?")
+    return total
+
+
 def apply_layer(tree: FileTree, layer: bytes, where: str, anomalies: list[str]) -> None:
     """Apply one uncompressed layer tar to ``tree`` with OCI whiteout semantics."""
     try:
         archive = tarfile.open(fileobj=io.BytesIO(layer), mode="r:")
         members = archive.getmembers()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise HarnessError(f"{where}: layer is not a valid tar archive ({exc})") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as exc:  # sizes past 2**63
+        raise HarnessError(f"{where}: layer is not a valid tar archive ({_one_line(exc)})") from None
     seen: set[str] = set()
     for member in members:
         raw = member.name
@@ -207,13 +240,17 @@ def apply_layer(tree: FileTree, layer: bytes, where: str, anomalies: list[str]) 
             continue
         content = None
         if ftype == FileType.FILE:
+            if member.size > len(layer):
+                raise HarnessError(
+                    f"{where}: {_printable(path)} declares {member.size} bytes, more than its whole layer"
+                )
             try:
                 handle = archive.extractfile(member)
                 content = handle.read() if handle else b""
             except (tarfile.TarError, EOFError, OSError) as exc:
-                raise HarnessError(f"{where}: cannot read {path} from layer ({exc})") from None
+                raise HarnessError(f"{where}: cannot read {_printable(path)} from layer ({_one_line(exc)})") from None
             if len(content) != member.size:
-                raise HarnessError(f"{where}: {path} is truncated in its layer")
+                raise HarnessError(f"{where}: {_printable(path)} is truncated in its layer")
         existing = tree.entries.get(path)
         if ftype != FileType.DIR and existing is not None and existing.type == FileType.DIR:
             # A non-directory replaces a directory and everything below it.
@@ -234,6 +271,24 @@ def apply_layer(tree: FileTree, layer: bytes, where: str, anomalies: list[str]) 
         )
 
 
+def _string_map(value: Any) -> dict[str, str]:
+    """A JSON object of labels or annotations as strings; anything else as empty."""
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _media_type(doc: dict[str, Any]) -> str | None:
+    media = doc.get("mediaType")
+    return media if isinstance(media, str) else None
+
+
+def _platform(doc: dict[str, Any]) -> Platform | None:
+    """os/architecture[/variant] of an image config or a descriptor's platform, as strings."""
+    if doc.get("os") and doc.get("architecture"):
+        variant = doc.get("variant")
+        return Platform(str(doc["os"]), str(doc["architecture"]), str(variant) if variant else None)
+    return None
+
+
 def _config_from_json(doc: Any, where: str) -> tuple[ImageConfig, Platform | None]:
     if not isinstance(doc, dict):
         raise HarnessError(f"{where}: image config is not a JSON object")
@@ -244,31 +299,25 @@ def _config_from_json(doc: Any, where: str) -> tuple[ImageConfig, Platform | Non
     def strings(value: Any) -> tuple[str, ...]:
         return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
-    labels = cfg.get("Labels") or {}
     config = ImageConfig(
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        labels=_string_map(cfg.get("Labels")),
         user=str(cfg.get("User") or ""),
         env=strings(cfg.get("Env")),
         entrypoint=strings(cfg.get("Entrypoint")),
         cmd=strings(cfg.get("Cmd")),
         created=str(doc["created"]) if doc.get("created") else None,
     )
-    platform = None
-    if doc.get("os") and doc.get("architecture"):
-        platform = Platform(str(doc["os"]), str(doc["architecture"]), doc.get("variant") or None)
-    return config, platform
+    return config, _platform(doc)
 
 
 def _platform_of(descriptor: dict[str, Any]) -> Platform | None:
     p = descriptor.get("platform")
-    if isinstance(p, dict) and p.get("os") and p.get("architecture"):
-        return Platform(str(p["os"]), str(p["architecture"]), p.get("variant") or None)
-    return None
+    return _platform(p) if isinstance(p, dict) else None
 
 
 def _is_attestation(descriptor: dict[str, Any]) -> bool:
     platform = _platform_of(descriptor)
-    annotations = descriptor.get("annotations") or {}
+    annotations = _string_map(descriptor.get("annotations"))
     return bool(
         (platform is not None and platform.is_attestation)
         or annotations.get("vnd.docker.reference.type") == "attestation-manifest"
@@ -282,6 +331,8 @@ class OCIReader:
     store: BlobStore
     where: str
     read_blob: Callable[[str], bytes] | None = None
+    unpacked: int = 0  # bytes of all layers so far, against MAX_IMAGE_BYTES
+    manifests_read: int = 0  # against MAX_MANIFESTS
 
     def blob(self, digest: str) -> bytes:
         data = self.read_blob(digest) if self.read_blob else self.store.read(blob_path(digest))
@@ -308,7 +359,9 @@ class OCIReader:
                 raise HarnessError(f"{self.where}: manifest {digest} has a malformed layer descriptor")
             data = self.blob(str(layer["digest"]))
             compressed += len(data)
-            apply_layer(tree, _decompress(data, self.where), self.where, anomalies)
+            unpacked = _decompress(data, self.where)
+            self.unpacked = _count_unpacked(self.unpacked + len(unpacked), self.where)
+            apply_layer(tree, unpacked, self.where, anomalies)
         return PlatformImage(platform=platform, config=config, files=tree, manifest_digest=digest,
                              compressed_size=compressed, anomalies=anomalies)
 
@@ -316,7 +369,7 @@ class OCIReader:
              depth: int = 0) -> None:
         if depth > 4:
             raise HarnessError(f"{self.where}: image indexes nest too deeply")
-        media = doc.get("mediaType")
+        media = _media_type(doc)
         if "manifests" in doc or media in INDEX_TYPES:
             manifests = doc.get("manifests")
             if not isinstance(manifests, list):
@@ -327,6 +380,9 @@ class OCIReader:
                 if _is_attestation(desc):
                     out.skipped.append(f"{desc['digest']}: attestation manifest (unknown/unknown)")
                     continue
+                self.manifests_read += 1
+                if self.manifests_read > MAX_MANIFESTS:
+                    raise HarnessError(f"{self.where}: the index leads to more than {MAX_MANIFESTS} manifests")
                 child = _load_json(self.blob(str(desc["digest"])), self.where)
                 if not isinstance(child, dict):
                     raise HarnessError(f"{self.where}: manifest {desc['digest']} is not a JSON object")
@@ -342,9 +398,10 @@ def _select_tag(index: dict[str, Any], tag: str | None, where: str) -> dict[str,
     """Keep only the index entries named ``tag`` (OCI layouts can hold several images)."""
     if not tag:
         return index
-    manifests = [m for m in index.get("manifests", []) if (m.get("annotations") or {}).get(REF_NAME) == tag]
+    listed = index.get("manifests", [])
+    manifests = [m for m in listed if _string_map(m.get("annotations")).get(REF_NAME) == tag]
     if not manifests:
-        names = sorted({(m.get("annotations") or {}).get(REF_NAME, "?") for m in index.get("manifests", [])})
+        names = sorted({_printable(_string_map(m.get("annotations")).get(REF_NAME, "?")) for m in listed})
         raise HarnessError(f"{where}: no image tagged {tag!r} (tags present: {', '.join(names) or 'none'})")
     return {**index, "manifests": manifests}
 
@@ -361,17 +418,20 @@ def read_oci_layout(store: BlobStore, where: str, reference: str, tag: str | Non
     index = _load_json(store.read("index.json"), where)
     if not isinstance(index, dict):
         raise HarnessError(f"{where}: index.json is not a JSON object")
+    listed = index.get("manifests", [])
+    if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
+        raise HarnessError(f"{where}: index.json 'manifests' is not a list of descriptors")
     index = _select_tag(index, tag, where)
     out = ExtensionImage(reference=reference, images=[], index_digest=_index_digest(index, store))
     reader = OCIReader(store, where)
     reader.walk(index, None, out)
     if len(index.get("manifests") or []) == 1:
         top = index["manifests"][0]
-        if top.get("mediaType") in INDEX_TYPES:
-            nested = _load_json(reader.blob(str(top["digest"])), where)
-            out.annotations = dict(nested.get("annotations") or {})
+        if _media_type(top) in INDEX_TYPES:
+            nested = _load_json(reader.blob(str(top.get("digest"))), where)
+            out.annotations = _string_map(nested.get("annotations")) if isinstance(nested, dict) else {}
         else:
-            out.annotations = dict(top.get("annotations") or {})
+            out.annotations = _string_map(top.get("annotations"))
     if not out.images:
         raise HarnessError(f"{where}: the image holds no runnable platform (only attestations or nothing)")
     return out
@@ -393,13 +453,16 @@ def read_docker_archive(store: ArchiveStore, where: str, reference: str) -> Exte
     tree = FileTree()
     tree.add(ImageFile(path="/", type=FileType.DIR, mode=0o755))
     anomalies: list[str] = []
-    compressed = 0
+    compressed = total = 0
     for layer_path in layers:
         data = store.read(str(layer_path))
         if str(layer_path).startswith("blobs/sha256/"):
             _verify("sha256:" + str(layer_path).rsplit("/", 1)[-1], data, where)
-        compressed += len(data)
-        apply_layer(tree, _decompress(data, where), where, anomalies)
+        unpacked = _decompress(data, where)
+        # docker save writes layers uncompressed: count what a registry would store (gzip)
+        compressed += len(zlib.compress(data, 6)) if unpacked is data else len(data)
+        total = _count_unpacked(total + len(unpacked), where)
+        apply_layer(tree, unpacked, where, anomalies)
     image = PlatformImage(platform=platform, config=config, files=tree,
                           manifest_digest="sha256:" + hashlib.sha256(config_bytes).hexdigest(),
                           compressed_size=compressed, anomalies=anomalies)
@@ -419,7 +482,7 @@ def read_image(reference: str) -> ExtensionImage:
     path = Path(path_text)
     where = str(path)
     if not path.exists():
-        raise HarnessError(f"{path}: no such file or folder")
+        raise HarnessError(f"{_printable(str(path))}: no such file or folder")
     if scheme == "oci":
         if not path.is_dir():
             raise HarnessError(f"{path}: not a folder (use oci-archive:{path} for a tar archive)")

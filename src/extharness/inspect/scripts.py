@@ -8,7 +8,6 @@ update scripts is the one used.
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -46,40 +45,50 @@ class ScriptSet:
             found.update((start, end))
         return found
 
-    def update_path(self, start: str, target: str) -> list[str] | None:
-        """Shortest chain of versions from ``start`` to ``target`` (inclusive), or None."""
+    def update_path(self, start: str, target: str, avoid: frozenset[str] = frozenset()) -> list[str] | None:
+        """The chain of versions ``start`` .. ``target`` PostgreSQL's find_update_path() picks, or None.
+
+        A shortest chain; on ties, walking back from the target, the predecessor whose name
+        sorts first (strcmp), as PostgreSQL breaks them. ``avoid``: versions the chain may
+        not enter (find_install_path() avoids other installable versions).
+        """
         if start == target:
             return [start]
-        previous: dict[str, str] = {}
-        queue = deque([start])
-        seen = {start}
-        while queue:
-            current = queue.popleft()
-            for (a, b) in sorted(self.updates):
-                if a != current or b in seen:
-                    continue
-                previous[b] = current
-                if b == target:
-                    path = [b]
-                    while path[-1] != start:
-                        path.append(previous[path[-1]])
-                    return list(reversed(path))
-                seen.add(b)
-                queue.append(b)
-        return None
+        successors: dict[str, list[str]] = {}
+        for a, b in self.updates:
+            successors.setdefault(a, []).append(b)
+        distance = {start: 0}
+        frontier = [start]
+        while frontier and target not in distance:
+            reached = []
+            for current in frontier:
+                for nxt in successors.get(current, []):
+                    if nxt not in distance and nxt not in avoid:
+                        distance[nxt] = distance[current] + 1
+                        reached.append(nxt)
+            frontier = reached
+        if target not in distance:
+            return None
+        path = [target]
+        while path[-1] != start:
+            here = path[-1]
+            path.append(min(a for a, b in self.updates if b == here and distance.get(a) == distance[here] - 1))
+        return list(reversed(path))
 
     def install_path(self, target: str) -> list[str] | None:
-        """How ``CREATE EXTENSION ... VERSION target`` would get there, or None.
+        """How ``CREATE EXTENSION ... VERSION target`` gets there (find_install_path()), or None.
 
-        Its install script if there is one; else the shortest update chain from a version
-        that has an install script.
+        Its install script if there is one; else the shortest update chain from a version with
+        an install script that passes through no other such version; on equal length, the
+        start version whose name sorts last.
         """
         if target in self.install:
             return [target]
         best: list[str] | None = None
+        installable = frozenset(self.install)
         for start in sorted(self.install):
-            path = self.update_path(start, target)
-            if path is not None and (best is None or len(path) < len(best)):
+            path = self.update_path(start, target, avoid=installable)
+            if path is not None and (best is None or len(path) <= len(best)):
                 best = path
         return best
 

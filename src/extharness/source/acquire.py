@@ -125,7 +125,7 @@ def build_from_release_folder(
 ) -> AcquiredImage:
     """The image ``cnpg/Dockerfile.ext`` makes of ``folder``: by the engine, or embedded."""
     key = _key("release", folder.fingerprint(), repr(sorted(labels.as_oci().items())), builder, platform,
-               DOCKERFILE_EXT.read_text() if builder == "engine" else "")
+               DOCKERFILE_EXT.read_text() + "\0--no-cache" if builder == "engine" else "")
     out = cache_dir / "images" / key
     out.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
@@ -143,7 +143,9 @@ def build_from_release_folder(
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
         if not archive.exists() or not engine.image_exists(tag):
             progress(f"building {tag} from {DOCKERFILE_EXT.relative_to(REPO_ROOT)} with {engine.kind}")
-            engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform)
+            # No layer cache: it is cheap here (two COPYs) and the cache can hold stale labels.
+            engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform,
+                         no_cache=True)
             engine.save(tag, archive)
         scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
         return AcquiredImage(f"{scheme}:{archive}", f"release folder {folder.root} (cnpg/Dockerfile.ext, {engine.kind})",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,28 +50,38 @@ class Engine:
             run_env.setdefault("DOCKER_BUILDKIT", "0")
         if env:
             run_env.update(env)
+        limit = timeout or (BUILD_TIMEOUT if progress else ENGINE_TIMEOUT)
+        piped = subprocess.PIPE if capture or progress else None
+        # A session of its own, so that ending the call also ends the helpers the CLI started.
+        proc = subprocess.Popen(cmd, stdout=piped, stderr=subprocess.STDOUT if progress else piped, text=True,
+                                env=run_env, start_new_session=True)
+        timed_out = threading.Event()
+        # A timer rather than a timeout on reads: a silent, hung build never returns from a read.
+        watchdog = threading.Timer(limit, _end_process_group, (proc, timed_out))
+        watchdog.start()
         try:
             if progress:
                 # Long steps show their progress on stderr, but we still keep the tail for errors.
-                proc = subprocess.Popen(
-                    cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env
-                )
                 tail: list[str] = []
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     sys.stderr.write(f"  [{self.kind}] {line}")
                     tail = (tail + [line])[-30:]
-                rc = proc.wait(timeout=timeout)
-                result = subprocess.CompletedProcess(cmd, rc, "".join(tail), "")
+                stdout, stderr = "".join(tail), ""
+                proc.wait()
             else:
-                result = subprocess.run(
-                    cmd, capture_output=capture, text=True, timeout=timeout or ENGINE_TIMEOUT, env=run_env
-                )
-        except subprocess.TimeoutExpired as exc:
+                stdout, stderr = proc.communicate()
+        except BaseException:  # Ctrl-C does not reach a process in another session: end it here
+            _end_process_group(proc)
+            raise
+        finally:
+            watchdog.cancel()
+        if timed_out.is_set():
             raise HarnessError(
-                f"{self.kind} {' '.join(args[:2])} did not finish within {exc.timeout:.0f}s "
+                f"{self.kind} {' '.join(args[:2])} did not finish within {limit:g}s "
                 "(raise EXTHARNESS_ENGINE_TIMEOUT / EXTHARNESS_BUILD_TIMEOUT)"
-            ) from None
+            )
+        result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
         if check and result.returncode != 0:
             detail = (result.stderr or result.stdout or "").strip().splitlines()
             last = " | ".join(detail[-3:]) if detail else "no output"
@@ -89,9 +101,14 @@ class Engine:
         tag: str,
         build_args: dict[str, str] | None = None,
         platform: str | None = None,
+        no_cache: bool = False,
     ) -> str:
-        """Build ``dockerfile`` with ``context``; returns the tag."""
-        args = ["build", "-f", str(dockerfile), "-t", tag]
+        """Build ``dockerfile`` with ``context``; returns the tag.
+
+        ``no_cache``: podman 4.3 (buildah 1.28) reuses a cached ``LABEL`` step although the
+        ``--build-arg`` it expands changed, giving an image with another build's labels.
+        """
+        args = ["build", "-f", str(dockerfile), "-t", tag] + (["--no-cache"] if no_cache else [])
         for key, value in sorted((build_args or {}).items()):
             args += ["--build-arg", f"{key}={value}"]
         if platform:
@@ -116,6 +133,16 @@ class Engine:
         """Load an archive (oci-archive for podman, docker-archive for both); returns the image id."""
         out = self.run("load", "-i", str(archive), timeout=BUILD_TIMEOUT).stdout
         return out.strip().splitlines()[-1].split()[-1] if out.strip() else ""
+
+
+def _end_process_group(proc: subprocess.Popen[str], timed_out: threading.Event | None = None) -> None:
+    """Kill an engine call and every process it started (its process group)."""
+    if timed_out is not None:
+        timed_out.set()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _works(cli: str) -> bool:

@@ -69,7 +69,12 @@ class ReleaseFolder:
             )
         if not any((root / EXT_SUBDIR).iterdir()):
             raise HarnessError(f"{root / EXT_SUBDIR}: empty; expected the control file and SQL scripts")
-        return cls(root)
+        folder = cls(root)
+        for source, _image_path in folder._files():  # refuse fifos, sockets, devices up front (one error)
+            kind = source.lstat().st_mode
+            if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind) or stat.S_ISLNK(kind)):
+                raise HarnessError(f"{source}: not a regular file, folder or link; a release folder holds files only")
+        return folder
 
     def _files(self) -> list[tuple[Path, str]]:
         """(source file, image path) pairs, as the Dockerfile's COPY lines place them."""
