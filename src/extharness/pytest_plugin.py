@@ -51,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         harness = HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
         harness.request.validate()
+        config.stash[_PREREAD] = _check_image_up_front(harness)
     except HarnessError as exc:
         raise pytest.UsageError(f"extharness: {exc}") from None
     config.stash[_CONFIG] = harness
@@ -59,6 +60,31 @@ def pytest_configure(config: pytest.Config) -> None:
 
 _CONFIG = pytest.StashKey[HarnessConfig]()
 _FINDINGS = pytest.StashKey[list]()
+_PREREAD = pytest.StashKey["ExtensionImage | None"]()
+
+
+def _check_image_up_front(harness: HarnessConfig) -> ExtensionImage | None:
+    """Check --ext-image now: read an oci:/oci-archive:/docker-archive: image (digests verified),
+    or ask the engine for an image name.
+
+    A corrupt, truncated or mislabelled archive, or an unknown image, is then one usage
+    error, not the same failure repeated by every test of the session.
+    """
+    from extharness.inspect.oci_reader import read_image
+    from extharness.source.acquire import READER_SCHEMES, looks_like_registry_reference
+
+    image = harness.request.image
+    if image and not image.startswith(READER_SCHEMES) and not looks_like_registry_reference(image):
+        engine = detect_engine()  # an engine image name: the engine must have it
+        if engine is None or not engine.image_exists(image):
+            where = f"{engine.kind} has no image {image!r}" if engine else "no container engine to look it up"
+            raise HarnessError(f"--ext-image {image}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
+                               "or a registry reference like ghcr.io/owner/name:tag")
+    if not image or not image.startswith(READER_SCHEMES):
+        return None
+    read = read_image(image)
+    choose_extension(read, harness.request.ext_name or _profile_extension(harness))
+    return read
 
 
 @pytest.fixture(scope="session")
@@ -84,14 +110,17 @@ class ImageUnderTest:
 
 
 @pytest.fixture(scope="session")
-def image_under_test(harness_config: HarnessConfig) -> ImageUnderTest:
+def image_under_test(harness_config: HarnessConfig, pytestconfig: pytest.Config) -> ImageUnderTest:
     """The image the tiers test, acquired (built, saved, pulled) once per session."""
     from extharness.inspect.oci_reader import read_image
     from extharness.source.registry import read_registry_image
 
     def get() -> ImageUnderTest:
         acquired = acquire(harness_config.request, harness_config.cache_dir)
-        if acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
+        preread = pytestconfig.stash.get(_PREREAD, None)
+        if preread is not None and acquired.reader_ref == harness_config.request.image:
+            image = preread
+        elif acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
             image = read_image(acquired.reader_ref)
         else:
             image = read_registry_image(acquired.reader_ref, harness_config.cache_dir)
@@ -122,12 +151,31 @@ def operand_profile(harness_config: HarnessConfig) -> OperandProfile:
 
 
 @pytest.fixture(scope="session")
-def layout_target(harness_config: HarnessConfig, operand_profile: OperandProfile) -> LayoutTarget:
+def expected_tag_digests(harness_config: HarnessConfig) -> dict[str, str] | None:
+    """--expect-tags resolved once against the repository of --ext-image: tag -> digest or why not."""
+    from extharness.source.acquire import READER_SCHEMES, looks_like_registry_reference
+
+    tags = harness_config.expect_tags
+    if not tags:
+        return None
+    image = harness_config.request.image or ""
+    if image.startswith(READER_SCHEMES) or not looks_like_registry_reference(image):
+        reason = f"--expect-tags needs --ext-image as a registry reference (registry/name:tag), not {image or 'none'}"
+        return {tag: reason for tag in tags}
+    from extharness.source.registry import resolve_tags
+
+    return harness_step("resolving --expect-tags", lambda: resolve_tags(image, tags))  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def layout_target(harness_config: HarnessConfig, operand_profile: OperandProfile,
+                  expected_tag_digests: dict[str, str] | None) -> LayoutTarget:
     return LayoutTarget(
         operand=operand_profile,
         expect_version=harness_config.expect_version,
         max_image_mb=harness_config.max_image_mb,
         platforms=harness_config.platforms,
+        tag_digests=expected_tag_digests,
     )
 
 
@@ -188,7 +236,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if harness.summary_md:
         from extharness.report import markdown_summary
 
-        _write_atomic(harness.summary_md, markdown_summary(session, unique))
+        _write_atomic(harness.summary_md, markdown_summary(session, unique, harness))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -199,6 +247,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    from extharness.postgres import backend_summary  # sql tier: which backends ran, or why not
+
+    backend_summary.write(terminalreporter)
     if not _collected:
         return
     counts = {s.value: 0 for s in Severity}

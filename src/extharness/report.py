@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
 
-def markdown_summary(session: pytest.Session, findings: list[dict]) -> str:
+def _subject(harness: Any) -> str:
+    """What was checked, against which expectations (one line)."""
+    request = harness.request
+    image = request.image or (f"release folder {request.artifacts}" if request.artifacts else None) \
+        or (f"sources {request.source}" if request.source else "the built-in sample")
+    parts = [f"Image: `{image}`"]
+    if harness.platforms:
+        parts.append("platforms " + ", ".join(f"`{p}`" for p in harness.platforms))
+    if harness.expect_tags:
+        parts.append("tags " + ", ".join(f"`{t}`" for t in harness.expect_tags))
+    if harness.expect_version:
+        parts.append(f"version `{harness.expect_version}`")
+    return " · ".join(parts)
+
+
+def markdown_summary(session: pytest.Session, findings: list[dict], harness: Any = None) -> str:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     stats = getattr(reporter, "stats", {}) if reporter else {}
     outcomes = {k: len(v) for k, v in stats.items() if k in ("passed", "failed", "error", "skipped", "xfailed")}
@@ -17,9 +33,11 @@ def markdown_summary(session: pytest.Session, findings: list[dict]) -> str:
         f"## extharness: {status}",
         "",
         f"Run at {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}: "
-        + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "no tests",
+        + (", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "no tests"),
         "",
     ]
+    if harness is not None:
+        lines += [_subject(harness), ""]
     failed = [r for r in stats.get("failed", []) + stats.get("error", []) if hasattr(r, "nodeid")]
     if failed:
         lines += ["### Failed", ""]

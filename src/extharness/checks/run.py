@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from extharness.checks import control, elf, files, metadata, platforms, tree  # noqa: F401  (register rules)
+from extharness.checks import control, elf, files, metadata, platforms, tags, tree  # noqa: F401  (register rules)
 from extharness.checks.findings import RULES, Finding
 from extharness.checks.target import LayoutTarget
 from extharness.inspect.extension import ExtensionLayout, describe

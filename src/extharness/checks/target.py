@@ -18,3 +18,5 @@ class LayoutTarget:
     expect_version: str | None = None
     max_image_mb: float = 10.0
     platforms: tuple[Platform, ...] | None = None  # exactly these, when given
+    # --expect-tags resolved at the edge: tag -> digest, or the one-line reason it could not be resolved
+    tag_digests: dict[str, str] | None = None
