@@ -97,9 +97,14 @@ def harness_step(what: str, fn: Callable[[], object]) -> object:
     try:
         return fn()
     except EnvironmentMissing as exc:
-        pytest.skip(str(exc))
+        missing: str | None = str(exc)
+        failure: str | None = None
     except HarnessError as exc:
-        pytest.fail(f"extharness: {what}: {exc}", pytrace=False)
+        missing, failure = None, f"extharness: {what}: {exc}"
+    # outside the except blocks, so the report shows one line, not a chained traceback
+    if missing is not None:
+        pytest.skip(missing)
+    pytest.fail(failure or what, pytrace=False)
 
 
 @dataclass

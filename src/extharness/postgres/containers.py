@@ -1,0 +1,618 @@
+"""The container backends: PostgreSQL 18 images run by podman or docker.
+
+- ``composite``: ``--pg-image`` (default ``postgres:18.1``; offline, the postgres stand-in)
+  with the extension's files copied into ``$libdir`` and ``$system`` — what pg_trickle's
+  release gate did. Run with testcontainers.
+- ``imagevolume``: the unmodified ``--operand-image`` (offline, the CNPG minimal stand-in)
+  with the extension image mounted read-only at ``/extensions/<name>`` — the engine's image
+  mount (``--mount type=image``, as Kubernetes ImageVolume does) where it has one, else the
+  extracted files bind-mounted read-only — CNPG's settings, and postgres as UID 26.
+
+Both are queried with psycopg on a port published on 127.0.0.1 only; every container has a
+unique name and the run's label, gets a random password that is never printed, and is
+removed in ``finally``.
+
+testcontainers needs a Docker API. With docker, or ``DOCKER_HOST`` set, it uses that; with
+only podman, :func:`docker_api` starts a private ``podman system service`` socket for this
+process and stops it again when the backend closes (no shared daemon is left running).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import psycopg
+from filelock import FileLock
+
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.postgres.mount import ImageVolumeMount
+from extharness.postgres.native import _die_with_parent, stop_process_group
+from extharness.postgres.server import (
+    CNPG_MOUNT_ROOT,
+    HOST_LABEL,
+    PID_LABEL,
+    RUN_LABEL,
+    RunningServer,
+    cnpg_settings,
+    make_temp_dir,
+    merged_settings,
+    new_password,
+    run_id,
+    settings_args,
+    unique_name,
+)
+from extharness.source.acquire import default_cache_dir
+from extharness.source.engine import Engine, detect_engine
+
+START_TIMEOUT = float(os.environ.get("EXTHARNESS_CONTAINER_START_TIMEOUT", "120"))
+LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
+PG_LIBDIR = "/usr/lib/postgresql/18/lib"
+PG_SHAREDIR = "/usr/share/postgresql/18"
+PG_BINDIR = "/usr/lib/postgresql/18/bin"
+SUPERUSER = "postgres"
+CNPG_UID = 26
+NO_ENGINE_REASON = "no container engine: install podman or docker (or set DOCKER_HOST)"
+
+
+_working_ulimits: dict[str, dict[str, int]] = {}
+
+
+def ulimits(engine: Engine, image: str) -> dict[str, int]:
+    """Resource limits a container may be given here ({}: the engine's defaults work).
+
+    Rootful engines give containers high default limits (podman: nofile 1048576); setting a
+    limit above the engine's own needs CAP_SYS_RESOURCE, which sandboxed machines lack
+    ("error setting rlimit type 7: operation not permitted"). Found once per engine by
+    starting ``true`` in ``image`` with the defaults, then with our own hard limits, then lower.
+    """
+    ours = {}
+    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        hard = resource.getrlimit(which)[1]
+        ours[name] = 1048576 if hard == resource.RLIM_INFINITY else int(hard)
+    key = f"{engine.cli} {sorted(ours.items())}"
+    record = default_cache_dir() / "container-ulimits.json"
+    if engine.cli not in _working_ulimits:
+        try:
+            _working_ulimits[engine.cli] = json.loads(record.read_text())[key]
+        except (OSError, ValueError, KeyError):
+            pass
+    if engine.cli not in _working_ulimits:
+        candidates = [{}, ours] + [{k: min(v, cap) for k, v in ours.items()} for cap in (32768, 8192, 1024)]
+        last = ""
+        for limits in candidates:
+            out = engine.run("run", "--rm", "--network", "none", *_ulimit_flags(limits), "--entrypoint", "true",
+                             image, check=False)
+            if out.returncode == 0:
+                _working_ulimits[engine.cli] = limits
+                try:
+                    known = json.loads(record.read_text()) if record.exists() else {}
+                    record.parent.mkdir(parents=True, exist_ok=True)
+                    record.write_text(json.dumps({**known, key: limits}))
+                except (OSError, ValueError):
+                    pass
+                break
+            last = (out.stderr or out.stdout).strip().splitlines()[-1:] or [""]
+            if "rlimit" not in last[0]:
+                raise HarnessError(f"{engine.kind} cannot start a container of {image}: {last[0]}")
+        else:
+            raise EnvironmentMissing(f"{engine.kind} cannot start containers here: {last[0]}")
+    return _working_ulimits[engine.cli]
+
+
+def _ulimit_flags(limits: dict[str, int]) -> list[str]:
+    return [arg for name, value in limits.items() for arg in ("--ulimit", f"{name}={value}:{value}")]
+
+
+def ulimit_args(engine: Engine, image: str) -> list[str]:
+    return _ulimit_flags(ulimits(engine, image))
+
+
+def container_labels() -> dict[str, str]:
+    return {RUN_LABEL: run_id(), PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()}
+
+
+# -- the Docker API testcontainers talks to ------------------------------------------------------
+@contextmanager
+def docker_api(engine: Engine) -> Iterator[str]:
+    """A Docker-compatible API for testcontainers, for the duration of the block.
+
+    ``DOCKER_HOST`` if set; docker's own socket for docker; for podman a private
+    ``podman system service`` on a socket in a temporary folder, stopped at the end.
+    """
+    if os.environ.get("DOCKER_HOST") or engine.kind != "podman":
+        yield os.environ.get("DOCKER_HOST", "")
+        return
+    work = make_temp_dir("api")
+    sock = work / "podman.sock"
+    log = open(work / "service.log", "wb")
+    proc = subprocess.Popen([engine.cli, "system", "service", "--time=0", f"unix://{sock}"],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 30
+        while not _accepts(sock):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (work / "service.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise EnvironmentMissing(f"podman system service did not start: {' | '.join(tail) or 'no output'}")
+            time.sleep(0.05)
+        os.environ["DOCKER_HOST"] = f"unix://{sock}"
+        try:
+            yield os.environ["DOCKER_HOST"]
+        finally:
+            os.environ.pop("DOCKER_HOST", None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_process_group(proc, timeout=5)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _accepts(sock: Path) -> bool:
+    if not sock.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(sock))
+            return True
+        except OSError:
+            return False
+
+
+def _api_ulimits(engine: Engine, image: str) -> list:
+    from docker.types import Ulimit
+
+    return [Ulimit(name=name, soft=value, hard=value) for name, value in ulimits(engine, image).items()]
+
+
+def _testcontainers():
+    """testcontainers, set up for a local engine: no reaper (we clean up ourselves), host ports."""
+    from testcontainers.core.config import ConnectionMode
+    from testcontainers.core.config import testcontainers_config as tc
+    from testcontainers.core.container import DockerContainer
+
+    if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
+        tc.ryuk_disabled = True
+    if tc.connection_mode_override is None:
+        tc.connection_mode_override = ConnectionMode.docker_host
+    return DockerContainer
+
+
+# -- composite images -------------------------------------------------------------------------------
+def build_composite_image(engine: Engine, base_image: str, mount_dir: Path, tag: str, postgres_uid: int) -> str:
+    """``base_image`` plus the extension files of ``mount_dir`` (an /extensions/<name> folder)
+    copied into PostgreSQL's ``$libdir`` and ``$system``, owned by ``postgres_uid``; cached by tag.
+
+    Extra native libraries of the image (``system/``) go to ``/usr/lib/extharness/<name>`` on
+    ``LD_LIBRARY_PATH``. Nothing is written into ``mount_dir``.
+    """
+    if engine.image_exists(tag):
+        return tag
+    lines = [f"FROM {base_image}"]
+    owner = f"{postgres_uid}:{postgres_uid}"
+    if (mount_dir / "lib").is_dir():
+        lines.append(f"COPY --chown={owner} lib/ {PG_LIBDIR}/")
+    if (mount_dir / "share" / "extension").is_dir():
+        lines.append(f"COPY --chown={owner} share/extension/ {PG_SHAREDIR}/extension/")
+    if (mount_dir / "system").is_dir():
+        target = f"/usr/lib/extharness/{mount_dir.name}"
+        lines += [f"COPY --chown={owner} system/ {target}/", f"ENV LD_LIBRARY_PATH={target}"]
+    lines.append(f"LABEL io.extharness.composite.base={base_image}")
+    with tempfile.TemporaryDirectory(prefix="extharness-containerfile-") as tmp:
+        containerfile = Path(tmp) / "Containerfile"
+        containerfile.write_text("\n".join(lines) + "\n")
+        engine.build(mount_dir, containerfile, tag)
+    return tag
+
+
+def composite_tag(engine: Engine, base_image: str, mount: ImageVolumeMount, postgres_uid: int) -> str:
+    image_id = engine.run("image", "inspect", "--format", "{{.Id}}", base_image).stdout.strip()
+    key = hashlib.sha256(f"{image_id}\0{mount.content_fingerprint()}\0{postgres_uid}\0composite-1".encode()).hexdigest()
+    return f"localhost/extharness/composite-{mount.name}:{key[:16]}"
+
+
+def postgres_uid_of(engine: Engine, image: str) -> int:
+    """The uid of the ``postgres`` user in ``image`` (999 for the official image, 26 for CNPG's)."""
+    from extharness.postgres.base_images import STANDINS
+
+    for standin in STANDINS.values():
+        if standin.ref == image:
+            return standin.postgres_uid
+    out = engine.run("run", "--rm", "--network", "none", *ulimit_args(engine, image), "--entrypoint", "id", image, "-u", "postgres",
+                     check=False)
+    text = out.stdout.strip()
+    return int(text) if out.returncode == 0 and text.isdigit() else 999
+
+
+_image_mounts: dict[str, bool] = {}
+
+
+def image_mount_supported(engine: Engine, image: str | None = None, operand: str | None = None) -> bool:
+    """Whether the engine mounts images like ImageVolume: podman does; Docker Engine 28+ with the
+    containerd image store does (tried once with ``image`` mounted into ``operand``)."""
+    if engine.kind == "podman":
+        return True
+    if image is None or operand is None:
+        out = engine.run("version", "--format", "{{.Server.Version}}", check=False)
+        try:
+            return int(out.stdout.strip().split(".")[0]) >= 28
+        except ValueError:
+            return False
+    key = f"{engine.cli} {image} {operand}"
+    if key not in _image_mounts:
+        out = engine.run("run", "--rm", "--network", "none", *ulimit_args(engine, operand),
+                         "--mount", f"type=image,source={image},destination=/extensions/probe",
+                         "--entrypoint", "/bin/sh", operand, "-c", "ls /extensions/probe >/dev/null", check=False)
+        _image_mounts[key] = out.returncode == 0
+    return _image_mounts[key]
+
+
+# -- data directories -----------------------------------------------------------------------------------
+PGDATA_IN = "/var/lib/postgresql/extharness-data"  # where a server's data directory is mounted
+
+TEMPLATE_SCRIPT = r"""
+set -eu
+export PATH=/usr/lib/postgresql/18/bin:$PATH
+umask 077
+printf '%s\n' "$EXTHARNESS_PASSWORD" > /tmp/extharness-pw
+initdb -D /out/data -U postgres --pwfile=/tmp/extharness-pw --auth-local=trust --auth-host=scram-sha-256 \
+    -E UTF8 --locale=C --wal-segsize=1 --no-sync --no-instructions
+rm -f /tmp/extharness-pw
+echo 'host all all all scram-sha-256' >> /out/data/pg_hba.conf
+"""
+
+
+def _as_root(engine: Engine, image: str, volumes: Sequence[str], script: str) -> None:
+    """Run ``script`` as root in a throw-away container of ``image`` (for files owned by UID 26/999
+    when the harness itself is not root, with a rootful engine)."""
+    args = ["run", "--rm", "--network", "none", "--user", "0", *ulimit_args(engine, image)]
+    for volume in volumes:
+        args += ["-v", volume]
+    engine.run(*args, "--entrypoint", "/bin/sh", image, "-c", script, timeout=300)
+
+
+def remove_tree(path: Path, engine: Engine | None = None, image: str | None = None) -> None:
+    """Remove ``path``; files of another uid that we may not delete are removed in a container."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists() and engine is not None and image is not None:
+        _as_root(engine, image, [f"{path}:/victim"], "rm -rf /victim/* /victim/.[!.]* 2>/dev/null; true")
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def data_template(engine: Engine, image: str, uid: int, cache_dir: Path) -> tuple[Path, str]:
+    """An initdb'd data directory made by ``image``'s own initdb as ``uid``, cached per image id.
+
+    initdb in a container takes seconds (every ``postgres --check`` it runs starts slowly
+    there); copying this template takes tens of milliseconds. The superuser password it was
+    made with is random and stays in the cache (mode 0600); each server gets its own at start.
+    """
+    image_id = engine.run("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+    recipe = hashlib.sha256(TEMPLATE_SCRIPT.encode()).hexdigest()[:8]
+    folder = cache_dir / "container-pgdata" / f"{image_id.rsplit(':', 1)[-1][:16]}-{uid}-{recipe}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock", timeout=LOCK_TIMEOUT):
+        if not ((folder / "data" / "PG_VERSION").is_file() and (folder / "password").is_file()):
+            remove_tree(folder, engine, image)
+            work = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+            remove_tree(work, engine, image)
+            work.mkdir()
+            try:
+                work.chmod(0o777)  # initdb runs as ``uid`` in the container and creates data/ here
+                password = new_password()
+                engine.run("run", "--rm", "--network", "none", "--user", f"{uid}:{uid}", *ulimit_args(engine, image),
+                           "-e", "EXTHARNESS_PASSWORD", "-v", f"{work}:/out", "--entrypoint", "/bin/sh", image,
+                           "-c", TEMPLATE_SCRIPT, timeout=600, env={"EXTHARNESS_PASSWORD": password})
+                work.chmod(0o700)
+                (work / "password").touch(mode=0o600)
+                (work / "password").write_text(password + "\n")
+                os.rename(work, folder)
+            finally:
+                remove_tree(work, engine, image)
+        return folder / "data", (folder / "password").read_text().strip()
+
+
+def fresh_data_dir(template: Path, engine: Engine, image: str) -> Path:
+    """A temporary folder holding a copy of ``template`` as ``data``, owners kept."""
+    work = make_temp_dir("pg")
+    try:
+        if os.geteuid() == 0:
+            out = subprocess.run(["cp", "-a", str(template), str(work / "data")], capture_output=True, text=True,
+                                 timeout=120)
+            if out.returncode != 0:
+                raise HarnessError(f"copying the data directory template failed: {out.stderr.strip()[:300]}")
+        else:  # the template belongs to UID 26/999: copy it as root in a container
+            _as_root(engine, image, [f"{template}:/template:ro", f"{work}:/work"], "cp -a /template /work/data")
+    except BaseException:
+        remove_tree(work, engine, image)
+        raise
+    return work
+
+
+# -- a started container ---------------------------------------------------------------------------
+class _Container:
+    """What both kinds of container offer the server wrapper (by name, through the engine CLI)."""
+
+    def __init__(self, engine: Engine, name: str, password: str) -> None:
+        self.engine, self.name, self.password = engine, name, password
+
+    def status(self) -> str:
+        out = self.engine.run("container", "inspect", "--format", "{{.State.Status}}", self.name, check=False)
+        return out.stdout.strip() if out.returncode == 0 else "gone"
+
+    def host_port(self) -> int:
+        out = self.engine.run("port", self.name, "5432/tcp").stdout.strip().splitlines()
+        for line in out:
+            host, _, port = line.rpartition(":")
+            if port.isdigit() and host in ("127.0.0.1", "localhost"):
+                return int(port)
+        raise HarnessError(f"container {self.name} publishes 5432 on {out}, not on 127.0.0.1")
+
+    def logs(self) -> str:
+        out = self.engine.run("logs", "--tail", "300", self.name, check=False)
+        return (out.stdout or "") + (out.stderr or "")
+
+    def exec_tool(self, args: Sequence[str], input: bytes | None, timeout: float) -> subprocess.CompletedProcess[bytes]:
+        env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": SUPERUSER,
+               "PGPASSWORD": self.password}
+        cmd = [self.engine.cli, "exec", "-i", "-e", "PGHOST", "-e", "PGPORT", "-e", "PGUSER", "-e", "PGPASSWORD",
+               self.name, *args]
+        return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, env=env)
+
+    def remove(self) -> None:
+        # Throw-away clusters: no shutdown checkpoint to wait for.
+        self.engine.run("rm", "-f", "-t", "0", self.name, check=False)
+
+
+def _wait_accepting(container: _Container, template_password: str) -> int:
+    """The published port, once postgres accepts a login on it; then the server's own password."""
+    deadline = time.monotonic() + START_TIMEOUT
+    last = ""
+    port: int | None = None
+    while time.monotonic() < deadline:
+        try:
+            port = port or container.host_port()
+            with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=template_password,
+                                 dbname="postgres", connect_timeout=3, autocommit=True) as conn:
+                conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    psycopg.sql.Identifier(SUPERUSER), psycopg.sql.Literal(container.password)))
+            return port
+        except (psycopg.Error, HarnessError) as exc:
+            last = " ".join(str(exc).split())[:200]
+        if container.status() in ("exited", "stopped", "dead", "gone"):
+            tail = " | ".join(container.logs().strip().splitlines()[-8:])
+            raise HarnessError(f"container {container.name} stopped while starting PostgreSQL: {tail}")
+        time.sleep(0.1)
+    tail = " | ".join(container.logs().strip().splitlines()[-5:])
+    raise HarnessError(f"PostgreSQL in {container.name} did not accept connections within {START_TIMEOUT:.0f}s "
+                       f"(EXTHARNESS_CONTAINER_START_TIMEOUT): {last}; log: {tail}")
+
+
+def _server(backend: str, container: _Container, port: int, mount_path: str, settings: dict[str, str],
+            preload: Sequence[str], description: str) -> RunningServer:
+    return RunningServer(
+        backend=backend, host="127.0.0.1", port=port, user=SUPERUSER, password=container.password,
+        mount_path=mount_path, settings=settings, preload=list(preload), tool_runner=container.exec_tool,
+        log_reader=container.logs, sharedir=PG_SHAREDIR, description=description,
+    )
+
+
+# -- the backends -------------------------------------------------------------------------------------
+class _ContainerBackend:
+    name = "container"
+
+    def __init__(self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path,
+                 ld_library_paths: Sequence[str] = ()) -> None:
+        self.requested_image = requested_image
+        self.mount = mount
+        self.cache_dir = cache_dir
+        self.ld_library_paths = list(ld_library_paths)
+        self.engine: Engine | None = None
+        self.image: str | None = None  # resolved (maybe a stand-in)
+        self.template: tuple[Path, str] | None = None
+        self._stack = ExitStack()
+        self._base_files: set[str] | None = None
+
+    def available(self) -> str | None:
+        self.engine = self.engine or detect_engine()
+        if self.engine is None:
+            return NO_ENGINE_REASON
+        if os.geteuid() != 0 and self.engine.kind == "podman":
+            return ("container backends need rootful podman (run as root) or docker: rootless podman maps "
+                    "UID 26/999 to other host ids")
+        return None
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def _require_engine(self) -> Engine:
+        reason = self.available()
+        if reason:
+            raise EnvironmentMissing(reason)
+        assert self.engine is not None
+        return self.engine
+
+    def base_extension_files(self) -> set[str]:
+        """What ``$system`` of the (unmodified) base image holds, listed with the engine."""
+        if self._base_files is None:
+            engine = self._require_engine()
+            assert self.image is not None, "prepare() first"
+            self._base_files = system_extension_files(engine, self.image)
+        return self._base_files
+
+    def _settings(self, cnpg: dict[str, str], settings: dict[str, str] | None, preload: Sequence[str],
+                  name: str) -> dict[str, str]:
+        final = merged_settings(cnpg, settings, preload)
+        final["cluster_name"] = name  # the janitor finds its processes by it
+        final["unix_socket_directories"] = "/tmp"
+        final["listen_addresses"] = "*"
+        return final
+
+
+_system_files: dict[str, set[str]] = {}
+
+
+def system_extension_files(engine: Engine, image: str) -> set[str]:
+    """File names in ``image``'s ``$system`` extension folder (read in a throw-away container)."""
+    if image not in _system_files:
+        out = engine.run("run", "--rm", "--network", "none", "--user", "0", *ulimit_args(engine, image),
+                         "--entrypoint", "/bin/sh", image, "-c", f"ls -1 {PG_SHAREDIR}/extension")
+        _system_files[image] = {line.strip() for line in out.stdout.splitlines() if line.strip()}
+    return _system_files[image]
+
+
+class CompositeBackend(_ContainerBackend):
+    """``--pg-image`` with the extension copied into ``$libdir``/``$system`` (pg_trickle's release gate)."""
+
+    name = "composite"
+
+    def __init__(self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path,
+                 ld_library_paths: Sequence[str] = ()) -> None:
+        super().__init__(requested_image, mount, cache_dir, ld_library_paths)
+        self.composite: str | None = None
+
+    def prepare(self) -> None:
+        if self.composite:
+            return
+        from extharness.postgres.base_images import resolve_pg_image
+
+        engine = self._require_engine()
+        self.image = resolve_pg_image(self.requested_image, engine, self.cache_dir)
+        uid = postgres_uid_of(engine, self.image)
+        tag = composite_tag(engine, self.image, self.mount, uid)
+        lock = self.cache_dir / "locks" / f"{tag.rsplit(':', 1)[-1]}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock), timeout=LOCK_TIMEOUT):
+            self.composite = build_composite_image(engine, self.image, self.mount.path, tag, uid)
+        self.template = data_template(engine, self.image, uid, self.cache_dir)
+        self._stack.enter_context(docker_api(engine))
+
+    @contextmanager
+    def start(self, settings: dict[str, str] | None = None, preload: Sequence[str] = ()) -> Iterator[RunningServer]:
+        self.prepare()
+        engine = self._require_engine()
+        assert self.composite is not None and self.template is not None
+        DockerContainer = _testcontainers()
+        name = unique_name("composite")
+        final = self._settings({"extension_control_path": "$system", "dynamic_library_path": "$libdir"},
+                               settings, preload, name)
+        handle = _Container(engine, name, new_password())
+        work = fresh_data_dir(self.template[0], engine, self.image)
+        container = None
+        try:
+            # The image's own entrypoint, as the release gate ran it; the data directory exists, so
+            # it goes straight to "postgres -c ...".
+            container = (DockerContainer(self.composite)
+                         .with_name(name)
+                         .with_env("PGDATA", PGDATA_IN)
+                         .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
+                         .with_command(["postgres", *settings_args(final)]))
+            container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]  # loopback only
+            container.with_kwargs(labels=container_labels(), ulimits=_api_ulimits(engine, self.composite))
+            container.start()
+            port = _wait_accepting(handle, self.template[1])
+            yield _server(self.name, handle, port, "", final, preload,
+                          f"{self.composite} (from {self.image}) via testcontainers, port {port}")
+        finally:
+            if container is not None:
+                try:
+                    container.stop()
+                except Exception:
+                    pass
+            handle.remove()  # also when testcontainers never got to know the container
+            remove_tree(work, engine, self.image)
+
+
+class ImageVolumeBackend(_ContainerBackend):
+    """The unmodified operand image with the extension image mounted at /extensions/<name>."""
+
+    name = "imagevolume"
+
+    def __init__(self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path, engine_ref: str | None,
+                 ld_library_paths: Sequence[str] = ()) -> None:
+        super().__init__(requested_image, mount, cache_dir, ld_library_paths)
+        self.engine_ref = engine_ref
+        self.how: str | None = None  # "image mount" or "bind mount"
+
+    @property
+    def mount_path(self) -> str:
+        return f"{CNPG_MOUNT_ROOT}/{self.mount.name}"
+
+    def prepare(self) -> None:
+        if self.how:
+            return
+        from extharness.postgres.base_images import resolve_operand_image
+
+        engine = self._require_engine()
+        self.image = resolve_operand_image(self.requested_image, engine, self.cache_dir)
+        self.template = data_template(engine, self.image, CNPG_UID, self.cache_dir)
+        if self.engine_ref and engine.image_exists(self.engine_ref) and image_mount_supported(
+                engine, self.engine_ref, self.image):
+            self.how = "image mount"
+        else:
+            self.how = "bind mount"
+            self._stack.enter_context(docker_api(engine))
+
+    @contextmanager
+    def start(self, settings: dict[str, str] | None = None, preload: Sequence[str] = ()) -> Iterator[RunningServer]:
+        self.prepare()
+        engine = self._require_engine()
+        assert self.image is not None and self.template is not None
+        name = unique_name("imagevolume")
+        final = self._settings(cnpg_settings(CNPG_MOUNT_ROOT, [self.mount.name]), settings, preload, name)
+        env = {}
+        if self.ld_library_paths:
+            env["LD_LIBRARY_PATH"] = ":".join(f"{self.mount_path}/{p.strip('/')}" for p in self.ld_library_paths)
+        handle = _Container(engine, name, new_password())
+        work = fresh_data_dir(self.template[0], engine, self.image)
+        server_args = ["-D", PGDATA_IN, *settings_args(final)]
+        tc_container = None
+        try:
+            if self.how == "image mount":
+                # CNPG runs postgres itself (no entrypoint script), as UID 26.
+                args = ["run", "-d", "--name", name, "-p", "127.0.0.1::5432", "--user", f"{CNPG_UID}:{CNPG_UID}",
+                        *ulimit_args(engine, self.image), "-v", f"{work / 'data'}:{PGDATA_IN}",
+                        "--mount", f"type=image,source={self.engine_ref},destination={self.mount_path}",
+                        "--entrypoint", f"{PG_BINDIR}/postgres"]
+                for key, value in container_labels().items():
+                    args += ["--label", f"{key}={value}"]
+                for key in env:
+                    args += ["-e", key]
+                engine.run(*args, self.image, *server_args, env=env)
+            else:
+                DockerContainer = _testcontainers()
+                tc_container = (DockerContainer(self.image)
+                                .with_name(name)
+                                .with_volume_mapping(str(self.mount.path), self.mount_path, "ro")
+                                .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
+                                .with_command(server_args))
+                for key, value in env.items():
+                    tc_container.with_env(key, value)
+                tc_container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
+                tc_container.with_kwargs(labels=container_labels(), user=f"{CNPG_UID}:{CNPG_UID}",
+                                         entrypoint=f"{PG_BINDIR}/postgres", ulimits=_api_ulimits(engine, self.image))
+                tc_container.start()
+            port = _wait_accepting(handle, self.template[1])
+            yield _server(self.name, handle, port, self.mount_path, final, preload,
+                          f"{self.image} as UID {CNPG_UID}, extension by {self.how} at {self.mount_path}, port {port}")
+        finally:
+            if tc_container is not None:
+                try:
+                    tc_container.stop()
+                except Exception:
+                    pass
+            handle.remove()
+            remove_tree(work, engine, self.image)

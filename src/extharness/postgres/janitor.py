@@ -1,0 +1,121 @@
+"""Finding what the sql tier left behind: processes, temporary folders, containers.
+
+Every resource carries the run id (``EXTHARNESS_RUN_ID``) and its creator's pid in its
+name: postgres processes in their ``cluster_name`` (visible in the process title), temporary
+folders in their name (``extharness-<run>-<pid>-<kind>-*``), containers in labels. That
+makes leftovers countable per run, and lets :func:`sweep_stale` remove what a killed
+(SIGKILL) run left, without touching anything a live process still uses.
+
+CLI: ``python -m extharness.postgres.janitor [RUN_ID]`` prints the counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from extharness.postgres.server import HOST_LABEL, PID_LABEL, RUN_LABEL
+
+_TEMP = re.compile(r"^extharness-([0-9a-z]+)-(\d+)-(mount|pg|api|ctx)-")
+
+
+def our_processes(run: str) -> list[str]:
+    """``pid cmdline`` of processes whose command line names this run (postgres, podman API)."""
+    marker = f"extharness-{run}-".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline:
+            text = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+            found.append(f"{entry.name} {text[:160]}")
+    return found
+
+
+def our_temp_dirs(run: str, where: Path | None = None) -> list[str]:
+    base = Path(where or tempfile.gettempdir())
+    return sorted(str(p) for p in base.glob(f"extharness-{run}-*"))
+
+
+def our_containers(run: str) -> list[str]:
+    from extharness.source.engine import detect_engine
+
+    engine = detect_engine()
+    if engine is None:
+        return []
+    out = engine.run("ps", "-a", "--filter", f"label={RUN_LABEL}={run}", "--format", "{{.Names}}", check=False)
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def leftovers(run: str) -> dict[str, list[str]]:
+    return {"processes": our_processes(run), "temp_dirs": our_temp_dirs(run), "containers": our_containers(run)}
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def sweep_stale(where: Path | None = None) -> list[str]:
+    """Remove temporary folders and containers of harness processes that no longer exist."""
+    removed = []
+    base = Path(where or tempfile.gettempdir())
+    for path in base.glob("extharness-*"):
+        match = _TEMP.match(path.name)
+        if not match or _alive(int(match.group(2))):
+            continue
+        for dirpath, _dirnames, _filenames in os.walk(path):
+            try:
+                os.chmod(dirpath, 0o755)
+            except OSError:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    try:
+        from extharness.source.engine import detect_engine
+
+        engine = detect_engine()
+    except Exception:
+        engine = None
+    if engine is not None:
+        out = engine.run("ps", "-a", "--filter", f"label={PID_LABEL}", "--format", "{{json .Labels}} {{.Names}}",
+                         check=False)
+        host = socket.gethostname()
+        for line in out.stdout.splitlines():
+            labels_text, _, name = line.rpartition(" ")
+            try:
+                labels = json.loads(labels_text) or {}
+            except json.JSONDecodeError:
+                continue
+            pid = str(labels.get(PID_LABEL, ""))
+            if labels.get(HOST_LABEL) == host and pid.isdigit() and not _alive(int(pid)):
+                engine.run("rm", "-f", "-t", "0", name, check=False)
+                removed.append(f"container {name}")
+    return removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    run = args[0] if args else os.environ.get("EXTHARNESS_RUN_ID", "")
+    if not run:
+        print("usage: python -m extharness.postgres.janitor RUN_ID", file=sys.stderr)
+        return 2
+    found = leftovers(run)
+    for kind, items in found.items():
+        print(f"{kind}: {len(items)}")
+        for item in items:
+            print(f"  {item}")
+    return 1 if any(found.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

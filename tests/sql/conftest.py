@@ -1,0 +1,262 @@
+"""Fixtures of the sql tier: backends, servers and databases, made once and always cleaned up.
+
+Every test that takes ``backend`` runs once per backend ``--pg-backend`` selects (ids
+``native``, ``composite``, ``imagevolume``). With ``auto`` (the default) a backend this
+machine cannot run skips with one line saying why; a backend asked for by name fails
+instead. The expensive parts (template data directory, composite image, stand-in images)
+are made once per session; servers are shared per backend, databases are per test.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from extharness.config import OPTIONS, HarnessConfig
+from extharness.errors import HarnessError
+from extharness.inspect.extension import ExtensionLayout, choose_extension, describe
+from extharness.inspect.model import ExtensionImage, PlatformImage
+from extharness.postgres.backend_summary import BACKENDS
+from extharness.postgres.mount import ImageVolumeMount
+from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
+from extharness.postgres.server import RunningServer
+from extharness.postgres.sqlchecks import install_extension
+from extharness.pytest_plugin import ImageUnderTest, harness_step
+
+SELECTIONS = {"auto": BACKENDS, "all": BACKENDS, "native": ("native",), "container": ("composite", "imagevolume")}
+
+
+def _harness(config: pytest.Config) -> HarnessConfig:
+    return HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
+
+
+# -- what is checked ---------------------------------------------------------------------------------------
+@dataclass
+class SqlTarget:
+    """The extension under test as the sql tier sees it."""
+
+    name: str
+    layout: ExtensionLayout
+    profile: Profile | None
+    mount_name: str  # /extensions/<mount_name> (CNPG's extension name)
+    ld_library_paths: list[str] = field(default_factory=list)
+
+    @property
+    def default_version(self) -> str | None:
+        return self.layout.control.default_version if self.layout.control else None
+
+    @property
+    def library(self) -> str | None:
+        """The bare library name ``module_pathname`` names (what shared_preload_libraries takes)."""
+        path, _problem = self.layout.module_library()
+        return path.rsplit("/", 1)[-1].removesuffix(".so") if path else None
+
+    @property
+    def preload(self) -> list[str]:
+        if self.profile and self.profile.preload:
+            return list(self.profile.preload)
+        return [self.library] if self.library else []
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return dict(self.profile.settings) if self.profile else {}
+
+
+def platform_image(image: ExtensionImage, platform: str) -> PlatformImage:
+    return image.for_platform(platform) or image.images[0]
+
+
+def resolve_target(iut: ImageUnderTest, harness: HarnessConfig) -> SqlTarget:
+    profile = load_profile(harness.profile) if harness.profile else profile_for_extension(iut.name)
+    if profile is not None and profile.extension != iut.name:
+        raise HarnessError(f"profile {profile.name} is for extension {profile.extension}, the image holds {iut.name}")
+    image = platform_image(iut.image, harness.request.platform)
+    layout = describe(image, iut.name)
+    if layout.control is None:
+        raise HarnessError(f"{iut.acquired.description}: no usable /share/extension/{iut.name}.control "
+                           f"({layout.control_error}); is this the {iut.name} image?")
+    ld = list(profile.ld_library_path) if profile and profile.ld_library_path else (
+        ["system"] if any(f.path.startswith("/system/") for f in image.files) else [])
+    return SqlTarget(iut.name, layout, profile, profile.cnpg_name if profile else iut.name, ld)
+
+
+@pytest.fixture(scope="session")
+def target(image_under_test: ImageUnderTest, harness_config: HarnessConfig) -> SqlTarget:
+    return harness_step("reading the extension profile", lambda: resolve_target(image_under_test, harness_config))
+
+
+@pytest.fixture(scope="session")
+def extension_mount(target: SqlTarget) -> Iterator[ImageVolumeMount]:
+    """The image's files in a read-only folder that plays /extensions/<name>; checked untouched at the end."""
+    with ImageVolumeMount(target.layout.image, target.mount_name) as mount:
+        yield mount
+        changes = mount.changes()
+        assert not changes, f"something wrote under {mount.path} (mounted read-only in CNPG): {'; '.join(changes)}"
+
+
+# -- backends ----------------------------------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        choice = _harness(metafunc.config).pg_backend
+        names = SELECTIONS[choice]
+        marker = metafunc.definition.get_closest_marker("mounted_backends_only")
+        if marker is not None:  # the check is about a mounted folder: composite has none
+            names = tuple(n for n in names if n != "composite")
+        metafunc.parametrize("backend", names, indirect=True, scope="session")
+    if "update_pair" in metafunc.fixturenames:
+        pairs = _update_pairs(metafunc.config)
+        metafunc.parametrize("update_pair", pairs, ids=[p if isinstance(p, str) else f"{p[0]}-{p[1]}" for p in pairs])
+
+
+_pairs_cache: list | None = None
+
+
+def _update_pairs(config: pytest.Config) -> list:
+    """(from, to) pairs of the image's update scripts, read at collection time.
+
+    Reading needs the image (built and cached once); if that fails here, one placeholder
+    test runs and fails through the fixtures with the real error.
+    """
+    global _pairs_cache
+    if _pairs_cache is None:
+        try:
+            from extharness.inspect.oci_reader import read_image
+            from extharness.source.acquire import READER_SCHEMES, acquire
+            from extharness.source.registry import read_registry_image
+
+            harness = _harness(config)
+            acquired = acquire(harness.request, harness.cache_dir)
+            image = read_image(acquired.reader_ref) if acquired.reader_ref.startswith(READER_SCHEMES) else \
+                read_registry_image(acquired.reader_ref, harness.cache_dir)
+            wanted = harness.request.ext_name or (load_profile(harness.profile).extension if harness.profile else None)
+            layout = describe(platform_image(image, harness.request.platform), choose_extension(image, wanted))
+            pairs: list = [(a, b) for a, b, _path in layout.scripts.update_pairs()]
+            _pairs_cache = pairs or ["no-update-scripts"]
+        except Exception:  # reported by the fixtures, with the harness's own message
+            _pairs_cache = ["image-unreadable"]
+    return _pairs_cache
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest, harness_config: HarnessConfig, image_under_test: ImageUnderTest,
+            target: SqlTarget, extension_mount: ImageVolumeMount):
+    """One PostgreSQL backend, checked for availability and prepared (template, images) once."""
+    from extharness.postgres.janitor import sweep_stale
+
+    sweep_stale()  # what killed runs left behind
+    name = request.param
+    if name == "native":
+        from extharness.postgres.native import NativeBackend
+
+        made = NativeBackend(extension_mount.path, harness_config.cache_dir, target.layout,
+                             harness_config.request.pg_config, target.ld_library_paths)
+    elif name == "composite":
+        from extharness.postgres.containers import CompositeBackend
+
+        made = CompositeBackend(harness_config.pg_image, extension_mount, harness_config.cache_dir,
+                                target.ld_library_paths)
+    else:
+        from extharness.postgres.containers import ImageVolumeBackend
+
+        made = ImageVolumeBackend(harness_config.operand_image, extension_mount, harness_config.cache_dir,
+                                  image_under_test.acquired.engine_ref, target.ld_library_paths)
+    reason = made.available()
+    if reason:
+        if harness_config.pg_backend == "auto":
+            _unavailable[name] = reason
+            pytest.skip(reason)
+        pytest.fail(f"--pg-backend {harness_config.pg_backend} asks for the {name} backend, which cannot run here: "
+                    f"{reason}", pytrace=False)
+    try:
+        harness_step(f"preparing the {name} backend", made.prepare)
+        yield made
+    finally:
+        close = getattr(made, "close", None)
+        if close:
+            close()
+
+
+_unavailable: dict[str, str] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """One skip line per unavailable backend (not one per test) in the -ra summary."""
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    name = callspec.params.get("backend") if callspec else None
+    if report.skipped and call.when == "setup" and name in _unavailable and isinstance(report.longrepr, tuple):
+        report.longrepr = (__file__, 0, f"{name} backend: {_unavailable[name]}")
+    return report
+
+
+def _started(backend, stack: ExitStack, what: str, settings: dict[str, str], preload: list[str]) -> RunningServer:
+    return harness_step(f"starting {what} ({backend.name})", lambda: stack.enter_context(backend.start(settings, preload)))
+
+
+@pytest.fixture(scope="session")
+def server(backend, target: SqlTarget) -> Iterator[RunningServer]:
+    """A server with CNPG's settings and the profile's, without preload; shared by the backend's tests."""
+    with ExitStack() as stack:
+        yield _started(backend, stack, "PostgreSQL", target.settings, [])
+
+
+@pytest.fixture(scope="session")
+def preload_server(backend, target: SqlTarget) -> Iterator[RunningServer]:
+    """A server with shared_preload_libraries set to the extension's bare library name(s)."""
+    if not target.preload:
+        pytest.skip(f"{target.name} has no library to preload (no module_pathname, no profile preload)")
+    with ExitStack() as stack:
+        yield _started(backend, stack, f"PostgreSQL with shared_preload_libraries={','.join(target.preload)}",
+                       target.settings, target.preload)
+
+
+@pytest.fixture
+def profile_server(backend, target: SqlTarget, request: pytest.FixtureRequest) -> RunningServer:
+    """Where the profile's SQL runs: preloaded when the profile preloads (as its Cluster would be).
+
+    Function-scoped on purpose: it picks one of the backend's session servers per test.
+    """
+    if target.profile and target.profile.preload:
+        return request.getfixturevalue("preload_server")
+    return request.getfixturevalue("server")
+
+
+# -- databases ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[Callable[[RunningServer], str]]:
+    """Factory: a fresh database on a server, dropped after the test."""
+    made: list[tuple[RunningServer, str]] = []
+
+    def make(srv: RunningServer) -> str:
+        name = f"xh_{request.node.name[:30].lower().strip('_')}_{secrets.token_hex(3)}"
+        name = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+        with srv.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append((srv, name))
+        return name
+
+    yield make
+    for srv, name in made:
+        try:
+            with srv.connect() as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        except psycopg.Error:
+            pass  # the server is going away anyway
+
+
+@pytest.fixture
+def install(target: SqlTarget) -> Callable[..., None]:
+    """``install(conn, version=None, schema=None)``: CREATE EXTENSION, or fail saying what it means."""
+
+    def run(conn: psycopg.Connection, version: str | None = None, schema: str | None = None) -> None:
+        harness_step("installing the extension",
+                     lambda: install_extension(conn, target.name, target.layout, version, schema))
+
+    return run

@@ -1,0 +1,64 @@
+"""SQL tier: every update path gives the same objects as a fresh install of its target version."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from extharness.postgres.sqlchecks import (
+    compare_members,
+    error_text,
+    explain_create_failure,
+    member_objects,
+    update_extension,
+    update_paths,
+)
+
+
+def test_update_paths_match_scripts(backend, server, target, database):
+    with server.connect(database(server)) as conn:
+        seen = {(a, b) for a, b, _path in update_paths(conn, target.name)}
+    expected = {(a, b) for a, b, _path in target.layout.scripts.update_pairs()}
+    assert seen == expected, (
+        f"pg_extension_update_paths('{target.name}') gives {sorted(seen)}, the image's scripts give {sorted(expected)}: "
+        "the server reads another copy of the extension's scripts"
+    )
+
+
+def test_installable_versions_update_to_default(backend, server, target, database):
+    default = target.default_version
+    with server.connect(database(server)) as conn:
+        paths = {(a, b) for a, b, _path in update_paths(conn, target.name)}
+    stuck = [v for v in sorted(target.layout.scripts.install) if v != default and (v, default) not in paths]
+    assert not stuck, (
+        f"{', '.join(stuck)} can be installed but not updated to the default version {default}: users on "
+        f"{stuck[0]} cannot ALTER EXTENSION {target.name} UPDATE (missing upgrade script, e.g. "
+        f"{target.name}--{stuck[0]}--{default}.sql)"
+    )
+
+
+def test_update_matches_fresh_install(backend, server, target, database, install, update_pair):
+    if update_pair == "no-update-scripts":
+        pytest.skip(f"{target.name} ships no update scripts: no update path to compare")
+    if update_pair == "image-unreadable":
+        pytest.fail("the image could not be read at collection time; see the other tests' errors", pytrace=False)
+    source, version = update_pair
+    if target.layout.scripts.install_path(source) is None:
+        pytest.skip(f"version {source} cannot be installed from this image (no install script or chain leads to it), "
+                    f"so the update {source} -> {version} cannot be replayed")
+    with server.connect(database(server)) as conn:
+        install(conn, version=source)
+        try:
+            update_extension(conn, target.name, version)
+        except psycopg.Error as exc:
+            pytest.fail(f"ALTER EXTENSION {target.name} UPDATE TO '{version}' (from {source}) failed: "
+                        f"{explain_create_failure(error_text(exc), target.name, target.layout)}", pytrace=False)
+        updated = member_objects(conn, target.name)
+    with server.connect(database(server)) as conn:
+        install(conn, version=version)
+        fresh = member_objects(conn, target.name)
+    differences = compare_members(updated, fresh)
+    assert not differences, (
+        f"ALTER EXTENSION {target.name} UPDATE from {source} to {version} leaves objects different from "
+        f"CREATE EXTENSION {target.name} VERSION '{version}':\n  " + "\n  ".join(differences)
+    )

@@ -1,0 +1,130 @@
+"""``pytest -m sql`` leaves nothing behind: after a pass, a failure, and Ctrl-C in the middle.
+
+Each scenario runs the sql tier in a subprocess with its own run id, then counts what carries
+that id: processes (postgres' cluster_name, the private podman API socket), temporary folders
+(``extharness-<run>-*``) and containers (label ``io.extharness.run``). Ctrl-C is a SIGINT to the
+subprocess' process group once a server of the run is up, as a terminal sends it. Run with
+``-s`` to see the counts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from extharness.postgres.janitor import leftovers, our_containers, our_processes
+from extharness.source.engine import detect_engine
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 600
+
+FAILING_PROFILE = """
+extension = "pg_ticker"
+cnpg_name = "pg-ticker"
+preload = ["pg_ticker"]
+[[smoke]]
+sql = "SELECT ticker.add(2, 2)"
+expect = [[5]]
+"""
+
+
+def _command(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-m", "sql", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+            "tests/sql", *extra]
+
+
+def _env(run: str, engine: bool) -> dict[str, str]:
+    env = {**os.environ, "EXTHARNESS_RUN_ID": run}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    if not engine:
+        env["EXTHARNESS_ENGINE"] = "none"
+    return env
+
+
+def _settled(run: str, wait: float = 20.0) -> dict[str, list[str]]:
+    """Leftovers of ``run``, given a moment for processes that are already exiting."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = leftovers(run)
+        if not any(found.values()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _report(scenario: str, found: dict[str, list[str]]) -> str:
+    counts = ", ".join(f"{kind}={len(items)}" for kind, items in found.items())
+    line = f"[leftovers] {scenario}: {counts}"
+    print(line)
+    return line + "".join(f"\n  {kind}: {item}" for kind, items in found.items() for item in items)
+
+
+def test_nothing_left_after_a_pass():
+    run = f"lp{secrets.token_hex(3)}"
+    proc = subprocess.run(_command("--pg-backend", "native"), cwd=REPO, env=_env(run, engine=False),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    found = _settled(run)
+    assert not any(found.values()), _report("pass", found)
+    _report("pass", found)
+
+
+def test_nothing_left_after_a_failure(tmp_path):
+    run = f"lf{secrets.token_hex(3)}"
+    profile = tmp_path / "wrong.toml"
+    profile.write_text(FAILING_PROFILE)
+    proc = subprocess.run(_command("--pg-backend", "native", "--ext-profile", str(profile)), cwd=REPO,
+                          env=_env(run, engine=False), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1 and "test_profile_smoke_sql" in proc.stdout, proc.stdout[-3000:]
+    found = _settled(run)
+    assert not any(found.values()), _report("failure", found)
+    _report("failure", found)
+
+
+def _interrupt(run: str, backend: str, engine: bool, up: callable) -> tuple[int, str, dict[str, list[str]]]:
+    proc = subprocess.Popen(_command("--pg-backend", backend), cwd=REPO, env=_env(run, engine),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not up(run):
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended before a server came up:\n{proc.stdout.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("no server came up")
+            time.sleep(0.1)
+        seen = leftovers(run)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    print(f"[leftovers] {backend} interrupt: while running: " +
+          ", ".join(f"{kind}={len(items)}" for kind, items in seen.items()))
+    return proc.returncode, out, _settled(run)
+
+
+def test_nothing_left_after_ctrl_c_native():
+    run = f"li{secrets.token_hex(3)}"
+    code, out, found = _interrupt(run, "native", engine=False,
+                                  up=lambda r: any("postgres" in p for p in our_processes(r)))
+    assert code == 2 and "KeyboardInterrupt" in out, out[-3000:]
+    assert not any(found.values()), _report("native interrupt", found)
+    _report("native interrupt", found)
+
+
+def test_nothing_left_after_ctrl_c_containers():
+    if detect_engine() is None:
+        pytest.skip("no container engine: install podman or docker (or set DOCKER_HOST)")
+    run = f"lc{secrets.token_hex(3)}"
+    code, out, found = _interrupt(run, "container", engine=True,
+                                  up=lambda r: bool(our_containers(r)) and any("postgres" in p for p in our_processes(r)))
+    assert code == 2 and "KeyboardInterrupt" in out, out[-3000:]
+    assert not any(found.values()), _report("container interrupt", found)
+    _report("container interrupt", found)
