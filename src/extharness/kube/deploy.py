@@ -1,0 +1,698 @@
+"""Deploy the extension with CloudNativePG and verify it on the primary; collect what went wrong.
+
+``CnpgDeployment`` is a context manager over one test namespace: it applies the ``Cluster``
+and ``Database``, waits until the cluster is healthy and the Database's extensions are
+applied, checks the pod mounts (ImageVolume path), and runs SQL on the primary through the
+API server (``kubernetes.stream`` exec of ``psql`` in the ``postgres`` container: no port
+forwarding, no client credentials). On failure ``collect_diagnostics`` writes the cluster's
+status and conditions, events, pod descriptions and logs, and the operator's logs to an
+artifacts folder. On exit the namespace is deleted unless the cluster is kept.
+
+The checks on API objects (``cluster_health``, ``database_state``, ``mount_problems``,
+``pod_failure``) are pure functions over the dicts the API returns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from extharness.errors import HarnessError
+from extharness.kube import manifests
+from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME
+from extharness.postgres.profiles import Profile, SmokeStep
+
+GROUP, VERSION = "postgresql.cnpg.io", "v1"
+HEALTHY_PHASE = "Cluster in healthy state"
+HEALTHY_TIMEOUT = 600.0
+DATABASE_TIMEOUT = 300.0
+WORKER_TIMEOUT = 60.0
+WEBHOOK_WARMUP = 90.0
+#: Where CNPG instances put PostgreSQL's socket (local peer auth as postgres works there).
+CNPG_SOCKET_DIR = "/controller/run"
+#: Waiting reasons that will not fix themselves: fail fast instead of waiting for the timeout.
+STUCK_REASONS = (
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "RunContainerError",
+)
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """What to deploy, on which path, and what to verify."""
+
+    mode: str  # IMAGEVOLUME or FALLBACK
+    extension: str  # the PostgreSQL extension (pg_trickle)
+    operand_image: str  # Cluster imageName: the minimal operand, or the composite image
+    extension_image: str | None = None  # ImageVolume path: the reference the nodes can get
+    cnpg_name: str | None = None  # .spec.postgresql.extensions[].name (default: derived)
+    expected_version: str | None = None
+    preload: tuple[str, ...] = ()
+    settings: Mapping[str, str] = field(default_factory=dict)
+    background_workers: tuple[str, ...] = ()
+    smoke: tuple[SmokeStep, ...] = ()
+    instances: int = 1
+    cluster_name: str = "extharness"
+    database: str = "app"
+    owner: str = "app"
+    storage_size: str = "1Gi"
+    ld_library_path: tuple[str, ...] = ()
+
+    @property
+    def extension_name(self) -> str:
+        return self.cnpg_name or manifests.cnpg_name_for(self.extension)
+
+
+def spec_for(
+    mode: str,
+    *,
+    extension: str,
+    operand_image: str,
+    extension_image: str | None = None,
+    profile: Profile | None = None,
+    expected_version: str | None = None,
+    instances: int = 1,
+    cluster_name: str = "extharness",
+) -> DeploymentSpec:
+    """The deployment of ``extension`` on ``mode``, with what its profile says to preload and check."""
+    return DeploymentSpec(
+        mode=mode,
+        extension=extension,
+        operand_image=operand_image,
+        extension_image=extension_image,
+        cnpg_name=profile.cnpg_name if profile else None,
+        expected_version=expected_version,
+        preload=tuple(profile.preload) if profile else (),
+        settings=dict(profile.settings) if profile else {},
+        background_workers=tuple(profile.background_workers) if profile else (),
+        smoke=tuple(profile.smoke) if profile else (),
+        instances=instances,
+        cluster_name=cluster_name,
+        ld_library_path=tuple(profile.ld_library_path) if profile else (),
+    )
+
+
+def render(spec: DeploymentSpec, namespace: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Cluster and Database the harness applies for ``spec`` (the same checks as the examples)."""
+    if spec.mode not in (IMAGEVOLUME, FALLBACK):
+        raise HarnessError(f"unknown deployment mode {spec.mode!r}")
+    preload, parameters = manifests.split_settings(spec.settings, spec.preload)
+    extensions: list[manifests.ImageVolumeExtension] = []
+    if spec.mode == IMAGEVOLUME:
+        if not spec.extension_image:
+            raise HarnessError("the ImageVolume path needs the extension image reference")
+        extensions.append(
+            manifests.ImageVolumeExtension(
+                spec.extension_name, spec.extension_image, ld_library_path=spec.ld_library_path
+            )
+        )
+    labels = {"app.kubernetes.io/managed-by": "extharness"}
+    cluster = manifests.render_cluster(
+        spec.cluster_name, image_name=spec.operand_image, instances=spec.instances, storage_size=spec.storage_size,
+        shared_preload_libraries=preload, parameters=parameters, extensions=extensions, database=spec.database,
+        owner=spec.owner, namespace=namespace, labels=labels,
+    )  # fmt: skip
+    database = manifests.render_database(
+        f"{spec.cluster_name}-{spec.database}", cluster=spec.cluster_name, database=spec.database, owner=spec.owner,
+        extensions=[manifests.DatabaseExtension(spec.extension)], namespace=namespace, labels=labels,
+    )  # fmt: skip
+    return cluster, database
+
+
+# -- the fallback operand image -----------------------------------------------------------
+CNPG_POSTGRES_UID = 26
+
+
+def build_fallback_operand(engine: Any, operand_image: str, mount: Any, cache_dir: Path) -> str:
+    """The composite operand image of the fallback path: ``operand_image`` with the extension's
+    files in ``$libdir``/``$system``, owned by UID 26 (CNPG's postgres); built once per content.
+
+    ``mount`` is the sql tier's ``ImageVolumeMount`` of the extension image (its files as the
+    mount would show them). Offline, the operand resolves to the minimal operand stand-in.
+    """
+    from filelock import FileLock
+
+    from extharness.postgres.base_images import resolve_operand_image
+    from extharness.postgres.containers import build_composite_image, composite_tag, postgres_uid_of
+
+    base = resolve_operand_image(operand_image, engine, cache_dir)
+    uid = postgres_uid_of(engine, base)
+    if uid != CNPG_POSTGRES_UID:
+        raise HarnessError(
+            f"{base}: postgres is UID {uid}, but CloudNativePG runs it as {CNPG_POSTGRES_UID}; "
+            "use a CNPG operand image (--operand-image)"
+        )
+    tag = composite_tag(engine, base, mount, uid)
+    key = tag.rsplit(":", 1)[-1]
+    # CNPG reads the PostgreSQL major from the tag of imageName ("invalid version tag" otherwise).
+    cnpg_tag = f"localhost/extharness/cnpg-fallback-{mount.name}:18-{key}"
+    lock = cache_dir / "locks" / f"cnpg-fallback-{key}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock), timeout=3600):
+        build_composite_image(engine, base, mount.path, tag, uid)
+        if not engine.image_exists(cnpg_tag):
+            engine.run("tag", tag, cnpg_tag)
+    return cnpg_tag
+
+
+# -- pure checks over API objects ----------------------------------------------------------
+def cluster_health(cluster: Mapping[str, Any]) -> tuple[bool, str]:
+    """(healthy, one-line summary) from a Cluster object."""
+    status = cluster.get("status") or {}
+    spec = cluster.get("spec") or {}
+    phase = status.get("phase") or "no phase yet"
+    ready = status.get("readyInstances") or 0
+    wanted = spec.get("instances", 1)
+    healthy = phase == HEALTHY_PHASE and ready >= wanted
+    conditions = "; ".join(
+        f"{c.get('type')}={c.get('status')}" + (f" ({c.get('message')})" if c.get("message") else "")
+        for c in status.get("conditions") or []
+    )
+    reason = f" ({status['phaseReason']})" if status.get("phaseReason") else ""
+    return healthy, f"phase {phase!r}{reason}, {ready}/{wanted} ready" + (f"; {conditions}" if conditions else "")
+
+
+def database_state(database: Mapping[str, Any], extensions: Sequence[str]) -> tuple[bool | None, str]:
+    """(True applied / False failed / None not reconciled yet, why) from a Database object."""
+    status = database.get("status") or {}
+    generation = (database.get("metadata") or {}).get("generation")
+    if status.get("applied") is None or (generation and status.get("observedGeneration", 0) < generation):
+        return None, status.get("message") or "not reconciled yet"
+    if status.get("applied") is False:
+        return False, f"Database not applied: {status.get('message') or 'no message'}"
+    by_name = {e.get("name"): e for e in status.get("extensions") or []}
+    problems = []
+    for name in extensions:
+        entry = by_name.get(name)
+        if entry is None:
+            return None, f"extension {name} not reported yet"
+        if not entry.get("applied"):
+            problems.append(f"extension {name} not applied: {entry.get('message') or 'no message'}")
+    if problems:
+        return False, "; ".join(problems)
+    return True, "applied: " + ", ".join(extensions)
+
+
+def mount_problems(pod: Mapping[str, Any], extension_name: str, reference: str | None = None) -> list[str]:
+    """Does the instance pod carry the image volume and mount it at ``/extensions/<name>``?"""
+    spec = pod.get("spec") or {}
+    wanted_path = manifests.mount_path(extension_name)
+    names = {manifests.volume_name(extension_name), extension_name}  # ext-<name>; 1.27 used <name>
+    problems = []
+    volume = next((v for v in spec.get("volumes") or [] if v.get("name") in names and v.get("image")), None)
+    if volume is None:
+        problems.append(
+            f"no image volume {manifests.volume_name(extension_name)} in the pod spec (volumes: "
+            f"{', '.join(v.get('name', '?') for v in spec.get('volumes') or [])}); with the ImageVolume "
+            "gate off the API server drops it silently"
+        )
+    elif reference and volume["image"].get("reference") != reference:
+        problems.append(f"volume {volume['name']} mounts {volume['image'].get('reference')!r}, not {reference!r}")
+    postgres = next((c for c in spec.get("containers") or [] if c.get("name") == "postgres"), None)
+    if postgres is None:
+        problems.append("no postgres container in the pod")
+    else:
+        mount = next((m for m in postgres.get("volumeMounts") or [] if m.get("mountPath") == wanted_path), None)
+        if mount is None:
+            problems.append(f"the postgres container has no mount at {wanted_path}")
+        elif mount.get("name") not in names:
+            problems.append(
+                f"{wanted_path} is mounted from volume {mount.get('name')!r}, expected "
+                f"{manifests.volume_name(extension_name)!r}"
+            )
+    return problems
+
+
+def pod_failure(pod: Mapping[str, Any]) -> str | None:
+    """A container waiting for a reason that will not fix itself, else None."""
+    status = pod.get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            name = (pod.get("metadata") or {}).get("name")
+            return f"pod {name} container {container.get('name')}: {waiting['reason']}: {waiting.get('message', '')}"
+    return None
+
+
+def parse_rows(output: str) -> list[list[str]]:
+    """``psql -A -t -F '\\t'`` output as rows of fields."""
+    return [line.split("\t") for line in output.splitlines() if line != ""]
+
+
+def typed(text: str, expected: Any) -> Any:
+    """A ``psql -A -t`` field as the value a profile expects (t/f, numbers, empty for NULL)."""
+    if expected is None:
+        return None if text == "" else text
+    if isinstance(expected, bool):
+        return {"t": True, "f": False}.get(text, text)
+    if isinstance(expected, (int, float)):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def expectation_problem(step: SmokeStep, rows: list[list[str]]) -> str | None:
+    """Compare psql's rows with the rows a smoke step expects, as the sql tier compares them."""
+    from extharness.postgres.sqlchecks import rows_match
+
+    if step.expect is None:
+        return None
+    actual = [
+        tuple(typed(v, e) for v, e in zip(row, want)) if len(row) == len(want) else tuple(row)
+        for row, want in zip(rows, step.expect)
+    ] + [tuple(r) for r in rows[len(step.expect) :]]
+    if rows_match(step.expect, actual):
+        return None
+    return f"{' '.join(step.sql.split())!r}: expected rows {step.expect}, got {rows}"
+
+
+# -- the cluster side ----------------------------------------------------------------------
+@dataclass
+class Diagnostics:
+    folder: Path
+    summary: str
+    files: list[Path] = field(default_factory=list)
+
+
+class CnpgDeployment:
+    """One deployment in its own namespace; a context manager that always cleans up."""
+
+    def __init__(
+        self, api_client: Any, spec: DeploymentSpec, *, namespace: str | None = None, keep: bool = False
+    ) -> None:
+        self.api_client = api_client
+        self.spec = spec
+        self.namespace = namespace or f"extharness-{uuid.uuid4().hex[:8]}"
+        self.keep = keep
+        self.cluster_doc, self.database_doc = render(spec, self.namespace)
+        self._ready: str | HarnessError | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> CnpgDeployment:
+        self.create_namespace()
+        try:
+            self.apply()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def create_namespace(self) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": self.namespace, "labels": {"app.kubernetes.io/managed-by": "extharness"}},
+        }
+        try:
+            client.CoreV1Api(self.api_client).create_namespace(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise HarnessError(f"creating namespace {self.namespace}: {exc.status} {exc.reason}") from None
+
+    def apply(self) -> None:
+        """Create the Cluster, then the Database (the webhook validates both)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        custom = client.CustomObjectsApi(self.api_client)
+        for doc, plural in ((self.cluster_doc, "clusters"), (self.database_doc, "databases")):
+            deadline = time.monotonic() + WEBHOOK_WARMUP
+            while True:
+                try:
+                    custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, doc)
+                    break
+                except ApiException as exc:
+                    detail = exc.body or ""
+                    try:
+                        detail = json.loads(detail).get("message", detail)
+                    except (ValueError, AttributeError):
+                        pass
+                    # A webhook that has just started may not answer yet: retry that, nothing else.
+                    if "failed calling webhook" in str(detail) and time.monotonic() < deadline:
+                        time.sleep(3)
+                        continue
+                    raise HarnessError(
+                        f"CloudNativePG refused {doc['kind']}/{doc['metadata']['name']}: {detail}"
+                    ) from None
+
+    def cleanup(self) -> None:
+        """Delete the namespace (and so the Cluster, Database, PVCs), unless kept."""
+        if self.keep:
+            return
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            client.CoreV1Api(self.api_client).delete_namespace(self.namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # -- reading -----------------------------------------------------------------------
+    def _custom(self, plural: str, name: str) -> dict[str, Any]:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api_client).get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural, name
+        )
+
+    def cluster(self) -> dict[str, Any]:
+        return self._custom("clusters", self.spec.cluster_name)
+
+    def database(self) -> dict[str, Any]:
+        return self._custom("databases", self.database_doc["metadata"]["name"])
+
+    def pods(self) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        items = (
+            client.CoreV1Api(self.api_client)
+            .list_namespaced_pod(self.namespace, label_selector=f"cnpg.io/cluster={self.spec.cluster_name}")
+            .items
+        )
+        return [self.api_client.sanitize_for_serialization(p) for p in items]
+
+    def primary(self) -> str:
+        primary = (self.cluster().get("status") or {}).get("currentPrimary")
+        if not primary:
+            raise HarnessError(f"Cluster {self.spec.cluster_name} has no currentPrimary")
+        return primary
+
+    # -- waiting -----------------------------------------------------------------------
+    def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT, poll: float = 5) -> str:
+        """Until ``status.phase`` is "Cluster in healthy state" with every instance ready."""
+        deadline = time.monotonic() + timeout
+        stuck: dict[str, int] = {}
+        summary = "not read yet"
+        while time.monotonic() < deadline:
+            healthy, summary = cluster_health(self.cluster())
+            if healthy:
+                return summary
+            for pod in self.pods():
+                failure = pod_failure(pod)
+                if failure:
+                    stuck[failure] = stuck.get(failure, 0) + 1
+                    if stuck[failure] >= 3:
+                        raise HarnessError(f"Cluster {self.spec.cluster_name} cannot start: {failure} ({summary})")
+            time.sleep(poll)
+        raise HarnessError(f"Cluster {self.spec.cluster_name} not healthy after {timeout:.0f}s: {summary}")
+
+    def wait_database(self, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> str:
+        deadline = time.monotonic() + timeout
+        why = "not read yet"
+        while time.monotonic() < deadline:
+            state, why = database_state(self.database(), [self.spec.extension])
+            if state is True:
+                return why
+            if state is False:
+                raise HarnessError(f"Database {self.database_doc['metadata']['name']}: {why}")
+            time.sleep(poll)
+        raise HarnessError(f"Database {self.database_doc['metadata']['name']} not applied after {timeout:.0f}s: {why}")
+
+    # -- SQL on the primary ------------------------------------------------------------
+    def exec(
+        self, pod: str, command: list[str], container: str = "postgres", timeout: float = 120
+    ) -> tuple[int, str, str]:
+        """Run a command in a pod through the API server; (exit code, stdout, stderr)."""
+        from kubernetes import client
+        from kubernetes.stream import stream
+
+        resp = stream(
+            client.CoreV1Api(self.api_client).connect_get_namespaced_pod_exec,
+            pod,
+            self.namespace,
+            container=container,
+            command=command,
+            stdin=False,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+        )
+        out: list[str] = []
+        err: list[str] = []
+        deadline = time.monotonic() + timeout
+        while resp.is_open() and time.monotonic() < deadline:
+            resp.update(timeout=1)
+            if resp.peek_stdout():
+                out.append(resp.read_stdout())
+            if resp.peek_stderr():
+                err.append(resp.read_stderr())
+        if resp.is_open():
+            resp.close()
+            raise HarnessError(f"`{' '.join(command[:3])}` in {pod} did not finish within {timeout:.0f}s")
+        out.append(resp.read_stdout() if resp.peek_stdout() else "")
+        err.append(resp.read_stderr() if resp.peek_stderr() else "")
+        try:
+            code = resp.returncode  # from the exec status channel
+        except (TypeError, KeyError, IndexError, ValueError):
+            code = None
+        resp.close()
+        if code is None:  # no status received: trust stderr
+            code = 1 if "".join(err).strip() else 0
+        return code, "".join(out), "".join(err)
+
+    def psql(self, sql: str, database: str | None = None, pod: str | None = None) -> list[list[str]]:
+        """Rows of one SQL statement run with psql as postgres on the primary (errors raise)."""
+        pod = pod or self.primary()
+        code, out, err = self.exec(
+            pod,
+            [
+                "psql",
+                "-X",
+                "-h",
+                CNPG_SOCKET_DIR,
+                "-U",
+                "postgres",
+                "-d",
+                database or self.spec.database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-A",
+                "-t",
+                "-F",
+                "\t",
+                "-c",
+                sql,
+            ],
+        )
+        if code != 0:
+            raise HarnessError(f"psql on {pod}: {sql!r} failed (exit {code}): {err.strip() or out.strip()}")
+        return parse_rows(out)
+
+    # -- verification ------------------------------------------------------------------
+    def verify_mounts(self) -> list[str]:
+        problems = []
+        for pod in self.pods():
+            for problem in mount_problems(pod, self.spec.extension_name, self.spec.extension_image):
+                problems.append(f"{pod['metadata']['name']}: {problem}")
+        return problems
+
+    def ready(self) -> str:
+        """Healthy cluster and applied Database, waited for once (a failure is raised again)."""
+        if self._ready is None:
+            try:
+                self._ready = f"{self.wait_healthy()}; {self.wait_database()}"
+            except HarnessError as exc:
+                self._ready = exc
+        if isinstance(self._ready, HarnessError):
+            raise self._ready
+        return self._ready
+
+    def check_extension(self) -> list[str]:
+        """``pg_extension`` has the extension, at the expected version."""
+        spec = self.spec
+        ext = spec.extension.replace("'", "''")
+        rows = self.psql(f"SELECT extname, extversion FROM pg_extension WHERE extname = '{ext}'")
+        if not rows:
+            return [f"pg_extension has no {spec.extension} in database {spec.database}"]
+        if spec.expected_version and rows[0][1] != spec.expected_version:
+            return [f"{spec.extension} version {rows[0][1]}, expected {spec.expected_version}"]
+        return []
+
+    def check_cnpg_settings(self) -> list[str]:
+        """PostgreSQL searches the mount: the paths CNPG sets for the declared extensions."""
+        problems = []
+        expected = manifests.cnpg_settings((self.cluster_doc["spec"].get("postgresql") or {}).get("extensions") or [])
+        for guc, value in expected.items():
+            got = self.psql(f"SHOW {guc}")
+            if not got or got[0][0] != value:
+                problems.append(f"{guc} is {got[0][0] if got else None!r}, CNPG should have set {value!r}")
+        return problems
+
+    def check_preload(self) -> list[str]:
+        preload, _ = manifests.split_settings(self.spec.settings, self.spec.preload)
+        if not preload:
+            return []
+        loaded = [x.strip() for x in (self.psql("SHOW shared_preload_libraries") or [[""]])[0][0].split(",")]
+        return [
+            f"{lib} is not in shared_preload_libraries ({', '.join(loaded)})" for lib in preload if lib not in loaded
+        ]
+
+    def check_smoke(self) -> list[str]:
+        """The profile's smoke SQL in order, stopping at the first step that fails."""
+        for i, step in enumerate(self.spec.smoke):
+            try:
+                problem = expectation_problem(step, self.psql(step.sql))
+            except HarnessError as exc:
+                problem = str(exc)
+            if problem:
+                return [f"smoke[{i}]: {problem}"]  # later steps build on this one
+        return []
+
+    def verify_sql(self) -> list[str]:
+        """Everything on the primary: extension, CNPG's paths, preload, workers, smoke SQL."""
+        problems = self.check_extension()
+        if self.spec.mode == IMAGEVOLUME:
+            problems += self.check_cnpg_settings()
+        problems += self.check_preload()
+        if self.spec.background_workers:
+            problems += self.wait_workers()
+        return problems + self.check_smoke()
+
+    def wait_workers(self, timeout: float = WORKER_TIMEOUT) -> list[str]:
+        deadline = time.monotonic() + timeout
+        missing = list(self.spec.background_workers)
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            seen = [r[0] for r in self.psql("SELECT DISTINCT backend_type FROM pg_stat_activity")]
+            missing = [w for w in self.spec.background_workers if w not in seen]
+            if not missing:
+                return []
+            time.sleep(2)
+        return [
+            f"background worker {w!r} not in pg_stat_activity after {timeout:.0f}s (seen: {', '.join(seen)})"
+            for w in missing
+        ]
+
+    # -- diagnostics -------------------------------------------------------------------
+    def collect_diagnostics(
+        self, folder: Path, operator_namespace: str = "cnpg-system", extra: Mapping[str, Any] | None = None
+    ) -> Diagnostics:
+        """Write everything a human needs to see why it failed; never raises."""
+        from kubernetes import client
+
+        folder.mkdir(parents=True, exist_ok=True)
+        core = client.CoreV1Api(self.api_client)
+        files: list[Path] = []
+        lines: list[str] = [f"namespace {self.namespace}"]
+
+        def write(name: str, text: str) -> None:
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            files.append(path)
+
+        def attempt(what: str, fn: Any) -> Any:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - diagnostics must not hide the real failure
+                lines.append(f"{what}: could not read ({type(exc).__name__}: {str(exc)[:200]})")
+                return None
+
+        if extra:
+            write("detection.json", json.dumps(extra, indent=2, default=str) + "\n")
+        cluster = attempt("cluster", self.cluster)
+        if cluster is not None:
+            write("cluster.json", json.dumps(cluster, indent=2) + "\n")
+            lines.append(f"Cluster {self.spec.cluster_name}: {cluster_health(cluster)[1]}")
+        database = attempt("database", self.database)
+        if database is not None:
+            write("database.json", json.dumps(database, indent=2) + "\n")
+            lines.append(f"Database: {database_state(database, [self.spec.extension])[1]}")
+        events = attempt("events", lambda: core.list_namespaced_event(self.namespace).items) or []
+        event_lines = [
+            f"{e.last_timestamp or e.event_time or ''} {e.type} {e.reason} "
+            f"{e.involved_object.kind}/{e.involved_object.name}: {e.message}"
+            for e in sorted(events, key=lambda e: str(e.last_timestamp or e.event_time or ""))
+        ]
+        write("events.txt", "\n".join(event_lines) + "\n")
+        lines += [f"event: {line}" for line in event_lines if " Warning " in f" {line} "][-10:]
+        for pod in attempt("pods", lambda: core.list_namespaced_pod(self.namespace).items) or []:
+            data = self.api_client.sanitize_for_serialization(pod)
+            name = pod.metadata.name
+            pod_events = [line for line in event_lines if f"Pod/{name}:" in line]
+            write(f"pods/{name}.txt", describe_pod(data, pod_events))
+            failure = pod_failure(data)
+            lines.append(f"pod {name}: {(data.get('status') or {}).get('phase')}" + (f"; {failure}" if failure else ""))
+            for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:
+                log = attempt(
+                    f"log {name}/{container.name}",
+                    lambda c=container, n=name: core.read_namespaced_pod_log(
+                        n, self.namespace, container=c.name, tail_lines=2000
+                    ),
+                )
+                if log:
+                    write(f"logs/{name}_{container.name}.log", log)
+                    tail = [x for x in log.splitlines() if re.search(r"(?i)error|fatal|panic", x)][-5:]
+                    lines += [f"log {name}/{container.name}: {x[:300]}" for x in tail]
+        for pod in attempt("operator pods", lambda: core.list_namespaced_pod(operator_namespace).items) or []:
+            log = attempt(
+                "operator log",
+                lambda p=pod: core.read_namespaced_pod_log(p.metadata.name, operator_namespace, tail_lines=2000),
+            )
+            if log:
+                write(f"operator/{pod.metadata.name}.log", log)
+        lines.append(f"artifacts: {folder}")
+        summary = "\n".join(lines)
+        write("SUMMARY.txt", summary + "\n")
+        return Diagnostics(folder, summary, files)
+
+
+def describe_pod(pod: Mapping[str, Any], events: Sequence[str] = ()) -> str:
+    """A ``kubectl describe pod``-like text: images, volumes, mounts, status, events."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    out = [
+        f"Name: {meta.get('name')}",
+        f"Namespace: {meta.get('namespace')}",
+        f"Node: {spec.get('nodeName')}",
+        f"Phase: {status.get('phase')}",
+        "Volumes:",
+    ]
+    for volume in spec.get("volumes") or []:
+        source = next((k for k in volume if k != "name"), "?")
+        detail = volume.get("image", {}).get("reference") if source == "image" else ""
+        out.append(f"  {volume.get('name')}: {source} {detail}".rstrip())
+    for container in spec.get("containers") or []:
+        out.append(f"Container {container.get('name')}: image {container.get('image')}")
+        for mount in container.get("volumeMounts") or []:
+            out.append(
+                f"  mount {mount.get('mountPath')} <- {mount.get('name')}" + (" (ro)" if mount.get("readOnly") else "")
+            )
+    out.append("Conditions:")
+    for condition in status.get("conditions") or []:
+        out.append(
+            f"  {condition.get('type')}={condition.get('status')} {condition.get('reason') or ''} "
+            f"{condition.get('message') or ''}".rstrip()
+        )
+    out.append("Container statuses:")
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        state = cs.get("state") or {}
+        which = next(iter(state), "?")
+        out.append(
+            f"  {cs.get('name')}: {which} {json.dumps(state.get(which) or {}, default=str)} "
+            f"restarts={cs.get('restartCount')} image={cs.get('imageID') or cs.get('image')}"
+        )
+    out.append("Events:")
+    out += [f"  {e}" for e in events] or ["  <none>"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,233 @@
+"""The CloudNativePG operator: install a release (or use the one found), wait until it serves.
+
+The release manifest ``releases/cnpg-<version>.yaml`` of the ``release-<major.minor>``
+branch is applied with **server-side apply** through the official client's
+``DynamicClient.server_side_apply`` (field manager ``extharness``), which is what CNPG's
+install docs ask for (``kubectl apply --server-side``): its CRDs are larger than the 256 KiB
+``last-applied-configuration`` annotation client-side apply needs, and server-side apply is
+idempotent, so re-running on a partial or older install converges instead of failing with
+409 like ``utils.create_from_yaml`` would.
+
+An operator that is already installed (the ``clusters.postgresql.cnpg.io`` CRD and the
+``cnpg-controller-manager`` deployment exist) is used as found. Either way the harness waits
+for the deployment to be Available *and* for the webhook service to have ready endpoints
+(a Cluster created before that fails with "failed calling webhook").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from extharness.errors import EnvironmentMissing, HarnessError
+
+NAMESPACE = "cnpg-system"
+DEPLOYMENT = "cnpg-controller-manager"
+WEBHOOK_SERVICE = "cnpg-webhook-service"
+CLUSTER_CRD = "clusters.postgresql.cnpg.io"
+FIELD_MANAGER = "extharness"
+RELEASE_URL = (
+    "https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/release-{minor}/releases/cnpg-{version}.yaml"
+)
+FETCH_TIMEOUT = float(os.environ.get("EXTHARNESS_FETCH_TIMEOUT", "60"))
+READY_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_READY_TIMEOUT", "300"))
+
+#: Kinds that must exist before the others can be applied.
+_FIRST = {"Namespace": 0, "CustomResourceDefinition": 1}
+
+
+def parse_version(version: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(?:-rc\d+)?", version.strip())
+    if not match:
+        raise HarnessError(f"--cnpg-version {version!r}: expected a release like 1.28.0")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def release_manifest_url(version: str) -> str:
+    major, minor, _ = parse_version(version)
+    if (major, minor) < (1, 27):
+        raise HarnessError(
+            f"--cnpg-version {version}: image volume extensions need CloudNativePG 1.27+ (the harness targets 1.28+)"
+        )
+    return RELEASE_URL.format(minor=f"{major}.{minor}", version=version.lstrip("v"))
+
+
+def load_manifest(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document manifest, namespaces and CRDs first, order otherwise kept."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind")]
+    return sorted(docs, key=lambda d: _FIRST.get(d["kind"], 2))  # sorted() is stable
+
+
+def fetch_manifest(version: str, cache_dir: Path) -> list[dict[str, Any]]:
+    """The release manifest, downloaded once into ``cache_dir`` (it never changes for a release)."""
+    url = release_manifest_url(version)
+    cached = cache_dir / "cnpg" / f"cnpg-{version.lstrip('v')}.yaml"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (fixed https URL)
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError) as exc:
+            raise EnvironmentMissing(
+                f"cannot download the CloudNativePG {version} manifest from {url}: {exc} "
+                f"(put it at {cached} to install offline)"
+            ) from None
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, cached)
+    return load_manifest(cached.read_text())
+
+
+def version_from_image(image: str) -> str | None:
+    """``ghcr.io/cloudnative-pg/cloudnative-pg:1.28.0`` -> ``1.28.0``."""
+    match = re.search(r":v?(\d+\.\d+\.\d+(?:-rc\d+)?)(?:@|$)", image)
+    return match.group(1) if match else None
+
+
+def availability_problem(deployment: dict[str, Any]) -> str | None:
+    """None when the deployment's ``Available`` condition is True; else what its status says."""
+    status = deployment.get("status") or {}
+    conditions = status.get("conditions") or []
+    for condition in conditions:
+        if condition.get("type") == "Available" and condition.get("status") == "True":
+            return None
+    described = (
+        "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message')})" for c in conditions)
+        or "no conditions yet"
+    )
+    return (
+        f"{status.get('availableReplicas') or 0}/{(deployment.get('spec') or {}).get('replicas', 1)} "
+        f"replicas available; {described}"
+    )
+
+
+@dataclass(frozen=True)
+class OperatorInfo:
+    version: str | None
+    installed_by_harness: bool
+    image: str | None
+
+    def __str__(self) -> str:
+        how = "installed by the harness" if self.installed_by_harness else "found installed"
+        return f"CloudNativePG {self.version or '?'} ({how}; {self.image or 'image unknown'})"
+
+
+# -- the cluster side ----------------------------------------------------------------------
+def _deployment(api_client: Any) -> dict[str, Any] | None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        dep = client.AppsV1Api(api_client).read_namespaced_deployment(DEPLOYMENT, NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return api_client.sanitize_for_serialization(dep)
+
+
+def find_installed(api_client: Any) -> OperatorInfo | None:
+    """The operator already in the cluster, if its CRD and deployment exist."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        client.ApiextensionsV1Api(api_client).read_custom_resource_definition(CLUSTER_CRD)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    dep = _deployment(api_client)
+    if dep is None:
+        return None
+    containers = dep["spec"]["template"]["spec"].get("containers") or []
+    image = containers[0].get("image") if containers else None
+    return OperatorInfo(version_from_image(image or ""), False, image)
+
+
+def apply_objects(api_client: Any, objects: Iterable[dict[str, Any]]) -> None:
+    """Server-side apply every object (what ``kubectl apply --server-side --force-conflicts`` does)."""
+    from kubernetes import dynamic
+    from kubernetes.client.exceptions import ApiException
+
+    dyn = dynamic.DynamicClient(api_client)
+    crds_applied = False
+    for obj in objects:
+        if obj["kind"] != "CustomResourceDefinition" and crds_applied:
+            dyn.resources.invalidate_cache()  # discover the kinds the CRDs just added
+            crds_applied = False
+        resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        try:
+            dyn.server_side_apply(
+                resource,
+                body=obj,
+                namespace=obj.get("metadata", {}).get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except ApiException as exc:
+            raise HarnessError(
+                f"applying {obj['kind']}/{obj['metadata'].get('name')}: {exc.status} {exc.reason}: "
+                f"{(exc.body or '')[:300]}"
+            ) from None
+        crds_applied = crds_applied or obj["kind"] == "CustomResourceDefinition"
+
+
+def wait_available(api_client: Any, timeout: float = READY_TIMEOUT, poll: float = 3) -> None:
+    """Wait until the operator deployment is Available and its webhook has ready endpoints."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    problem = "deployment not found"
+    while time.monotonic() < deadline:
+        dep = _deployment(api_client)
+        problem = "deployment not found" if dep is None else availability_problem(dep)
+        if problem is None:
+            try:
+                endpoints = core.read_namespaced_endpoints(WEBHOOK_SERVICE, NAMESPACE)
+                ready = any(subset.addresses for subset in endpoints.subsets or [])
+            except ApiException:
+                ready = False
+            if ready:
+                return
+            problem = f"service {NAMESPACE}/{WEBHOOK_SERVICE} has no ready endpoints yet"
+        time.sleep(poll)
+    pods = []
+    try:
+        for pod in core.list_namespaced_pod(NAMESPACE).items:
+            states = [
+                f"{c.name}: {next((k for k, v in (c.state.to_dict() or {}).items() if v), '?')}"
+                for c in pod.status.container_statuses or []
+            ]
+            pods.append(f"{pod.metadata.name} {pod.status.phase} [{', '.join(states)}]")
+    except ApiException:
+        pass
+    raise HarnessError(
+        f"CloudNativePG operator ({NAMESPACE}/{DEPLOYMENT}) not available after {timeout:.0f}s: {problem}; "
+        f"pods: {'; '.join(pods) or 'none'} (raise EXTHARNESS_CNPG_READY_TIMEOUT, or "
+        f"kubectl -n {NAMESPACE} describe deployment {DEPLOYMENT})"
+    )
+
+
+def ensure_operator(api_client: Any, version: str, cache_dir: Path, timeout: float = READY_TIMEOUT) -> OperatorInfo:
+    """Use the installed operator, or install ``version``; then wait until it is available."""
+    found = find_installed(api_client)
+    if found is not None:
+        wait_available(api_client, timeout)
+        return found
+    objects = fetch_manifest(version, cache_dir)
+    apply_objects(api_client, objects)
+    wait_available(api_client, timeout)
+    info = find_installed(api_client)
+    return OperatorInfo(info.version if info else version, True, info.image if info else None)

@@ -1,0 +1,264 @@
+"""Fixtures of the cnpg tier: kind cluster -> operator -> ImageVolume detection -> deployment.
+
+Everything here that needs a cluster skips, in well under a second and with one line, when
+kind or Docker is missing (``kind.available()``). One kind cluster serves the whole session
+and every xdist worker (``SharedKindCluster``); each test module deploys into its own
+namespace, removed afterwards unless ``--keep-cluster``. When a test fails, the deployment's
+diagnostics are written under ``--artifacts-dir`` and attached to that test's report.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from extharness.config import HarnessConfig
+from extharness.errors import HarnessError
+from extharness.inspect.model import PlatformImage
+from extharness.kube import kind
+from extharness.kube.deploy import CnpgDeployment, DeploymentSpec, build_fallback_operand, spec_for
+from extharness.kube.imagevolume import IMAGEVOLUME, Decision, Signals, decide, gather_signals
+from extharness.kube.operator import OperatorInfo, ensure_operator
+from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
+from extharness.pytest_plugin import ImageUnderTest, harness_step
+
+DEPLOYMENT = pytest.StashKey[tuple[CnpgDeployment, Path]]()  # the module's deployment, its artifacts dir
+DIAGNOSED = pytest.StashKey[bool]()
+
+
+def host_platform() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}.get(
+        machine, f"linux/{machine}"
+    )
+
+
+def session_id() -> str:
+    """Shared by the xdist workers of one run (xdist sets the run uid), new for every run."""
+    value = os.environ.get("PYTEST_XDIST_TESTRUNUID") or os.environ.get("EXTHARNESS_CNPG_SESSION")
+    if not value:
+        value = uuid.uuid4().hex
+        os.environ["EXTHARNESS_CNPG_SESSION"] = value
+    return value
+
+
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder common to all xdist workers of this run (the parent of each worker's basetemp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+# -- the platform image and profile of the image under test ------------------------------------------
+@pytest.fixture(scope="session")
+def platform_image(image_under_test: ImageUnderTest) -> PlatformImage:
+    """The image for this machine's architecture (what kind nodes and local containers run)."""
+    wanted = host_platform()
+    found = image_under_test.image.for_platform(wanted)
+    if found is None:
+        have = ", ".join(str(p) for p in image_under_test.image.platforms)
+        pytest.skip(f"{image_under_test.acquired.description} has no {wanted} image (has {have})")
+    return found
+
+
+@pytest.fixture(scope="session")
+def cnpg_profile(harness_config: HarnessConfig, image_under_test: ImageUnderTest) -> Profile | None:
+    if harness_config.profile:
+        return harness_step("loading the extension profile", lambda: load_profile(harness_config.profile))  # type: ignore[arg-type,return-value]
+    return profile_for_extension(image_under_test.name)
+
+
+@pytest.fixture(scope="session")
+def expected_version(
+    harness_config: HarnessConfig, image_under_test: ImageUnderTest, platform_image: PlatformImage
+) -> str | None:
+    if harness_config.expect_version:
+        return harness_config.expect_version
+    from extharness.inspect.extension import describe
+
+    control = describe(platform_image, image_under_test.name).control
+    return control.default_version if control else None
+
+
+# -- kind and the operator ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def kind_cluster(harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kind.KindCluster]:
+    reason = kind.available()
+    if reason:
+        pytest.skip(f"kind/Docker not available: {reason}")
+    shared = kind.SharedKindCluster(
+        run_dir(tmp_path_factory),
+        session_id=session_id(),
+        node_image=harness_config.kind_node_image,
+        reuse_name=harness_config.kind_cluster,
+        keep=harness_config.keep_cluster,
+    )
+    # CI cancels with SIGTERM: turn it into KeyboardInterrupt so teardown still deletes the cluster.
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        cluster = harness_step(f"getting kind cluster ({harness_config.kind_node_image})", shared.acquire)
+        yield cluster  # type: ignore[misc]
+    finally:
+        try:
+            shared.release()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def kube_api(kind_cluster: kind.KindCluster):
+    return kind_cluster.api_client()
+
+
+@pytest.fixture(scope="session")
+def cnpg_operator(kube_api, harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory) -> OperatorInfo:
+    def install() -> OperatorInfo:
+        with FileLock(str(run_dir(tmp_path_factory) / "extharness-cnpg-operator.lock")):
+            return ensure_operator(kube_api, harness_config.cnpg_version, harness_config.cache_dir)
+
+    return harness_step(f"installing CloudNativePG {harness_config.cnpg_version}", install)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def extension_in_cluster(kind_cluster: kind.KindCluster, image_under_test: ImageUnderTest) -> str:
+    """The reference kind nodes use for the extension image (loaded as an archive, or pulled)."""
+    from extharness.source.engine import detect_engine
+
+    engine = detect_engine()
+    acquired = image_under_test.acquired
+    return harness_step(
+        "loading the extension image into kind",
+        lambda: kind.stage_image(  # type: ignore[return-value]
+            kind_cluster,
+            engine_ref=acquired.engine_ref if engine else None,
+            reader_ref=acquired.reader_ref,
+            engine_cli=engine.cli if engine else None,
+        ),
+    )
+
+
+# -- ImageVolume detection -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def imagevolume_signals(
+    kube_api,
+    cnpg_operator: OperatorInfo,
+    extension_in_cluster: str,
+    harness_config: HarnessConfig,
+    image_under_test: ImageUnderTest,
+) -> Signals:
+    from kubernetes import client
+
+    namespace = f"extharness-probe-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube_api)
+
+    def gather() -> Signals:
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        try:
+            return gather_signals(
+                kube_api,
+                namespace=namespace,
+                extension_image=extension_in_cluster,
+                operand_image=harness_config.operand_image,
+                extension=image_under_test.name,
+            )
+        finally:
+            core.delete_namespace(namespace)
+
+    return harness_step("detecting ImageVolume support", gather)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def imagevolume_decision(imagevolume_signals: Signals, harness_config: HarnessConfig) -> Decision:
+    """imagevolume or fallback-composite; --cnpg-mode imagevolume on a cluster without support fails here."""
+    return harness_step(
+        "deciding between ImageVolume and the composite fallback",  # type: ignore[return-value]
+        lambda: decide(imagevolume_signals, harness_config.cnpg_mode),
+    )
+
+
+# -- the deployment ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def deployment_spec(
+    imagevolume_decision: Decision,
+    kind_cluster: kind.KindCluster,
+    extension_in_cluster: str,
+    harness_config: HarnessConfig,
+    image_under_test: ImageUnderTest,
+    platform_image: PlatformImage,
+    cnpg_profile: Profile | None,
+    expected_version: str | None,
+) -> DeploymentSpec:
+    common = {"extension": image_under_test.name, "profile": cnpg_profile, "expected_version": expected_version}
+    if imagevolume_decision.mode == IMAGEVOLUME:
+        return spec_for(
+            IMAGEVOLUME, operand_image=harness_config.operand_image, extension_image=extension_in_cluster, **common
+        )
+
+    def composite() -> str:
+        from extharness.postgres.mount import ImageVolumeMount
+        from extharness.source.engine import require_engine
+
+        engine = require_engine("building the fallback composite operand image")
+        name = cnpg_profile.cnpg_name if cnpg_profile else image_under_test.name
+        with ImageVolumeMount(platform_image, name) as mount:
+            tag = build_fallback_operand(engine, harness_config.operand_image, mount, harness_config.cache_dir)
+        return kind_cluster.load_image(tag, engine.cli)
+
+    tag = harness_step("building and loading the fallback composite operand image", composite)
+    return spec_for(imagevolume_decision.mode, operand_image=tag, **common)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def cnpg_deployment(
+    request: pytest.FixtureRequest, kube_api, deployment_spec: DeploymentSpec, harness_config: HarnessConfig
+) -> Iterator[CnpgDeployment]:
+    deployment = CnpgDeployment(kube_api, deployment_spec, keep=harness_config.keep_cluster)
+    request.node.stash[DEPLOYMENT] = (deployment, harness_config.artifacts_dir)
+    harness_step("applying the Cluster and Database", deployment.__enter__)
+    try:
+        yield deployment
+    finally:
+        deployment.__exit__(None, None, None)
+
+
+# -- diagnostics on failure -------------------------------------------------------------------------------
+def _folder_name(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or report.when not in ("setup", "call"):
+        return
+    module = item.getparent(pytest.Module)
+    stashed = module.stash.get(DEPLOYMENT, None) if module is not None else None
+    if stashed is None or (report.when == "setup" and module.stash.get(DIAGNOSED, False)):
+        return
+    module.stash[DIAGNOSED] = True
+    deployment, artifacts_dir = stashed
+    folder = artifacts_dir / _folder_name(item.nodeid)
+    try:
+        diagnostics = deployment.collect_diagnostics(folder, extra={"spec": repr(deployment.spec)})
+    except (HarnessError, OSError) as exc:
+        report.sections.append(("cnpg diagnostics", f"could not collect diagnostics: {exc}"))
+        return
+    report.sections.append(("cnpg diagnostics", diagnostics.summary))
+    report.user_properties.append(("extharness_cnpg_artifacts", str(diagnostics.folder)))

@@ -1,0 +1,122 @@
+"""On a kind cluster with CloudNativePG: the extension deploys, loads and works.
+
+Needs Docker and kind (``docs/cnpg-tier.md``); without them every test here skips with one
+line in well under a second. The path (ImageVolume or the composite fallback) is detected,
+recorded in the report, and can be forced with ``--cnpg-mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+
+from extharness.checks.findings import Finding, Severity
+from extharness.config import HarnessConfig
+from extharness.kube.deploy import CnpgDeployment, DeploymentSpec
+from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME, Decision, Signals
+from extharness.kube.operator import OperatorInfo
+from extharness.pytest_plugin import HarnessFindingWarning, harness_step, record_findings
+
+#: CI sets this to the path a node version must take (e.g. fallback-composite on v1.32).
+EXPECT_PATH = os.environ.get("EXTHARNESS_EXPECT_CNPG_PATH", "").strip()
+
+
+def test_operator_is_available(cnpg_operator: OperatorInfo, record_property) -> None:
+    record_property("cnpg_operator", str(cnpg_operator))
+    assert cnpg_operator.version, f"cannot tell the operator's version from its image ({cnpg_operator.image})"
+    major, minor = (int(x) for x in cnpg_operator.version.split(".")[:2])
+    assert (major, minor) >= (1, 27), f"{cnpg_operator}: image volume extensions need CloudNativePG 1.27+"
+
+
+def test_imagevolume_support_is_detected_and_recorded(
+    request: pytest.FixtureRequest,
+    record_property,
+    harness_config: HarnessConfig,
+    imagevolume_signals: Signals,
+    imagevolume_decision: Decision,
+) -> None:
+    detection = {
+        **imagevolume_signals.as_dict(),
+        "mode": imagevolume_decision.mode,
+        "reason": imagevolume_decision.reason,
+        "requested": harness_config.cnpg_mode,
+    }
+    record_property("cnpg_imagevolume", json.dumps(detection))
+    harness_config.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    (harness_config.artifacts_dir / f"cnpg-detection-{worker}.json").write_text(json.dumps(detection, indent=2) + "\n")
+    severity = Severity.INFO if imagevolume_decision.mode == IMAGEVOLUME else Severity.WARNING
+    finding = Finding(
+        "cnpg.imagevolume.path",
+        severity,
+        "cluster",
+        f"{imagevolume_decision.mode}: {imagevolume_decision.reason} [{imagevolume_signals.summary()}]",
+    )
+    record_findings(request.node, [finding])
+    if severity == Severity.WARNING and harness_config.cnpg_mode == "auto":
+        warnings.warn(HarnessFindingWarning(str(finding)), stacklevel=1)
+    if EXPECT_PATH:
+        assert imagevolume_decision.mode == EXPECT_PATH, (
+            f"expected the {EXPECT_PATH} path on this cluster, the harness chose {imagevolume_decision}"
+        )
+
+
+def test_cluster_becomes_healthy(cnpg_deployment: CnpgDeployment) -> None:
+    harness_step("waiting for the Cluster", cnpg_deployment.wait_healthy)
+
+
+def test_database_applies_the_extension(cnpg_deployment: CnpgDeployment) -> None:
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+
+
+def test_extension_image_is_mounted_in_every_instance(
+    cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec
+) -> None:
+    if deployment_spec.mode == FALLBACK:
+        pytest.skip("fallback-composite path: the extension is inside the operand image, no image volume")
+    harness_step("waiting for the Cluster", cnpg_deployment.wait_healthy)
+    problems = cnpg_deployment.verify_mounts()
+    assert not problems, "\n".join(problems)
+
+
+def test_postgres_searches_the_mounted_extension(
+    cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec
+) -> None:
+    if deployment_spec.mode == FALLBACK:
+        pytest.skip("fallback-composite path: the extension is in $system/$libdir")
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    problems = cnpg_deployment.check_cnpg_settings()
+    assert not problems, "\n".join(problems)
+
+
+def test_extension_is_installed_at_the_expected_version(cnpg_deployment: CnpgDeployment) -> None:
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    problems = cnpg_deployment.check_extension()
+    assert not problems, "\n".join(problems)
+
+
+def test_libraries_are_preloaded(cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec) -> None:
+    if not deployment_spec.preload:
+        pytest.skip("the profile preloads nothing")
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    problems = cnpg_deployment.check_preload()
+    assert not problems, "\n".join(problems)
+
+
+def test_background_workers_run(cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec) -> None:
+    if not deployment_spec.background_workers:
+        pytest.skip("the profile names no background workers")
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    problems = cnpg_deployment.wait_workers()
+    assert not problems, "\n".join(problems)
+
+
+def test_smoke_sql_on_the_primary(cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec) -> None:
+    if not deployment_spec.smoke:
+        pytest.skip("no profile with smoke SQL for this extension (--ext-profile)")
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    problems = cnpg_deployment.check_smoke()
+    assert not problems, "\n".join(problems)

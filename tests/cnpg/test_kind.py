@@ -1,0 +1,271 @@
+"""The kind cluster resource: config per node version, fast skips, and never deleting what it did not make.
+
+The lifecycle tests drive ``KindCluster`` through stand-in ``kind`` and ``docker`` scripts on
+PATH that record their calls (no cluster is created): what is checked is which commands the
+harness runs, with which arguments, and when it deletes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.kube import kind
+from extharness.kube.kind import KindCluster, SharedKindCluster
+
+
+# -- the generated kind config ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("image", "gate"),
+    [
+        ("kindest/node:v1.33.1", True),
+        ("kindest/node:v1.34.0@sha256:" + "a" * 64, True),
+        ("kindest/node:v1.35.0", False),
+        ("kindest/node:v1.36.1", False),
+        ("kindest/node:v1.32.5", False),
+        ("registry.local:5000/kindest/node:v1.33.4", True),
+        ("kindest/node:latest", False),
+        ("kindest/node", False),
+    ],
+)
+def test_imagevolume_gate_only_where_it_is_off_by_default(image: str, gate: bool) -> None:
+    config = yaml.safe_load(kind.render_kind_config(image))
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    assert ("featureGates" in config) is gate
+    if gate:
+        assert config["featureGates"] == {"ImageVolume": True}
+    assert [n["image"] for n in config["nodes"]] == [image]
+
+
+def test_workers_use_the_same_node_image() -> None:
+    config = kind.kind_config("kindest/node:v1.36.1", workers=2)
+    assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker", "worker"]
+
+
+def test_config_header_says_what_happens_on_an_old_node() -> None:
+    assert "composite fallback" in kind.render_kind_config("kindest/node:v1.32.5")
+
+
+def test_default_node_image_is_a_136_node() -> None:
+    from extharness.config import DEFAULT_KIND_NODE_IMAGE
+
+    assert kind.node_version(DEFAULT_KIND_NODE_IMAGE)[:2] == (1, 36)
+    assert kind.DEFAULT_NODE_IMAGE == DEFAULT_KIND_NODE_IMAGE
+
+
+def test_session_cluster_names_are_valid_and_distinct() -> None:
+    a, b = kind.session_cluster_name("gw0-ABC123def456"), kind.session_cluster_name("f00d")
+    assert a != b and a.startswith("extharness-") and len(a) <= 32 and a == a.lower()
+
+
+# -- stand-in CLIs -----------------------------------------------------------------------------------
+FAKE_KIND = r"""#!/usr/bin/env bash
+state="$FAKE_STATE"; echo "kind $*" >> "$state/calls"
+case "$1 $2" in
+  "version "*) echo "kind ${FAKE_KIND_VERSION:-v0.30.0} go1.24.6 linux/amd64" ;;
+  "get clusters") cat "$state/clusters" 2>/dev/null || true ;;
+  "get kubeconfig") echo "apiVersion: v1"; echo "kind: Config" ;;
+  "create cluster")
+     while [ $# -gt 0 ]; do case "$1" in --name) n=$2;; --kubeconfig) k=$2;; esac; shift; done
+     echo "$n" >> "$state/clusters"; echo "apiVersion: v1" > "$k" ;;
+  "delete cluster")
+     while [ $# -gt 0 ]; do case "$1" in --name) n=$2;; esac; shift; done
+     grep -vx "$n" "$state/clusters" > "$state/c.tmp" || true; mv "$state/c.tmp" "$state/clusters" ;;
+  "load image-archive") test -f "$3" ;;
+  *) echo "fake kind: unknown $*" >&2; exit 1 ;;
+esac
+"""
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+state="$FAKE_STATE"; echo "docker $*" >> "$state/calls"
+case "$1" in
+  info) [ -z "$FAKE_DOCKER_DOWN" ] || { echo "Cannot connect to the Docker daemon" >&2; exit 1; }; echo 28.1.1 ;;
+  save) python3 - "$3" "$4" <<'EOF'
+import io, json, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as tar:
+    data = json.dumps([{"Config": "c.json", "RepoTags": [sys.argv[2]], "Layers": []}]).encode()
+    info = tarfile.TarInfo("manifest.json"); info.size = len(data); tar.addfile(info, io.BytesIO(data))
+EOF
+  ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bindir, state = tmp_path / "bin", tmp_path / "state"
+    bindir.mkdir()
+    state.mkdir()
+    for name, text in (("kind", FAKE_KIND), ("docker", FAKE_DOCKER)):
+        path = bindir / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_STATE", str(state))
+    monkeypatch.delenv("KIND_EXPERIMENTAL_PROVIDER", raising=False)
+    return state
+
+
+def _calls(state: Path) -> list[str]:
+    path = state / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+# -- available(): one line, fast --------------------------------------------------------------------
+def test_without_kind_the_reason_is_one_line_and_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    started = time.monotonic()
+    reason = kind.available()
+    assert time.monotonic() - started < 0.5
+    assert reason is not None and "\n" not in reason
+    assert reason.startswith("kind not found: install kind >= 0.29 and Docker")
+
+
+def test_without_docker_the_reason_names_docker(fake_bin: Path) -> None:
+    (fake_bin.parent / "bin" / "docker").unlink()
+    assert kind.available().startswith("docker not found")
+
+
+def test_a_stopped_docker_daemon_is_reported(fake_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_DOWN", "1")
+    assert "Cannot connect to the Docker daemon" in kind.available()
+
+
+def test_an_old_kind_is_reported(fake_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KIND_VERSION", "v0.27.0")
+    assert "too old" in kind.available()
+
+
+def test_kind_and_docker_present(fake_bin: Path) -> None:
+    assert kind.available() is None
+
+
+# -- lifecycle ----------------------------------------------------------------------------------------
+def test_created_cluster_is_deleted(fake_bin: Path, tmp_path: Path) -> None:
+    with KindCluster("mine", node_image="kindest/node:v1.33.1", workdir=tmp_path / "w") as cluster:
+        assert cluster.created and cluster.kubeconfig.exists()
+        config = yaml.safe_load(cluster.config_file.read_text())
+        assert config["featureGates"] == {"ImageVolume": True}
+    calls = _calls(fake_bin)
+    create = next(c for c in calls if c.startswith("kind create cluster"))
+    assert "--name mine" in create and "--image kindest/node:v1.33.1" in create and "--config" in create
+    assert any(c.startswith("kind delete cluster --name mine") for c in calls)
+
+
+def test_existing_cluster_is_reused_and_never_deleted(fake_bin: Path, tmp_path: Path) -> None:
+    (fake_bin / "clusters").write_text("theirs\n")
+    with KindCluster("theirs", workdir=tmp_path / "w") as cluster:
+        assert not cluster.created
+    cluster = KindCluster("theirs", workdir=tmp_path / "w")
+    cluster.reuse()
+    cluster.delete()
+    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
+    assert not any(c.startswith("kind create") for c in _calls(fake_bin))
+
+
+def test_reusing_a_missing_cluster_says_so(fake_bin: Path, tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="kind cluster .nope. does not exist"):
+        KindCluster("nope", workdir=tmp_path).reuse()
+
+
+def test_keep_leaves_a_created_cluster(fake_bin: Path, tmp_path: Path) -> None:
+    with KindCluster("kept", workdir=tmp_path / "w", keep=True):
+        pass
+    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
+
+
+def test_workers_share_one_cluster_and_the_last_one_deletes_it(fake_bin: Path, tmp_path: Path) -> None:
+    state_dir = tmp_path / "run"
+    gw0 = SharedKindCluster(state_dir, session_id="abc123", node_image="kindest/node:v1.35.0")
+    gw1 = SharedKindCluster(state_dir, session_id="abc123", node_image="kindest/node:v1.35.0")
+    first, second = gw0.acquire(), gw1.acquire()
+    assert first.name == second.name == "extharness-abc123"
+    assert sum(c.startswith("kind create") for c in _calls(fake_bin)) == 1
+    gw0.release()
+    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
+    gw1.release()
+    assert sum(c.startswith("kind delete cluster --name extharness-abc123") for c in _calls(fake_bin)) == 1
+    assert not (state_dir / "extharness-kind.json").exists()
+
+
+def test_shared_reuse_by_name_never_deletes(fake_bin: Path, tmp_path: Path) -> None:
+    (fake_bin / "clusters").write_text("dev\n")
+    shared = SharedKindCluster(tmp_path / "run", session_id="x", reuse_name="dev")
+    assert shared.acquire().name == "dev"
+    shared.release()
+    assert not any(c.startswith(("kind delete", "kind create")) for c in _calls(fake_bin))
+
+
+def test_shared_keep_never_deletes(fake_bin: Path, tmp_path: Path) -> None:
+    shared = SharedKindCluster(tmp_path / "run", session_id="k", keep=True)
+    shared.acquire()
+    shared.release()
+    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
+
+
+# -- images -----------------------------------------------------------------------------------------------
+def _tar(path: Path, members: dict[str, object]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, doc in members.items():
+            data = json.dumps(doc).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_archive_names_from_docker_and_oci_archives(tmp_path: Path) -> None:
+    docker = _tar(tmp_path / "d.tar", {"manifest.json": [{"RepoTags": ["localhost/x-ext:1.0"]}]})
+    oci = _tar(
+        tmp_path / "o.tar",
+        {
+            "index.json": {
+                "manifests": [
+                    {
+                        "annotations": {
+                            "io.containerd.image.name": "ghcr.io/o/x-ext:1.0",
+                            "org.opencontainers.image.ref.name": "1.0",
+                        }
+                    },
+                    {"annotations": {"org.opencontainers.image.ref.name": "latest"}},
+                ]
+            }
+        },
+    )
+    assert kind.archive_image_names(docker) == ["localhost/x-ext:1.0"]
+    assert kind.archive_image_names(oci) == ["ghcr.io/o/x-ext:1.0"]
+
+
+def test_engine_images_go_in_through_an_archive(fake_bin: Path, tmp_path: Path) -> None:
+    cluster = KindCluster("c", workdir=tmp_path / "w")
+    assert cluster.load_image("localhost/x-ext:1.0") == "localhost/x-ext:1.0"
+    calls = _calls(fake_bin)
+    assert any(c.startswith("docker save -o") and c.endswith("localhost/x-ext:1.0") for c in calls)
+    assert any(c.startswith("kind load image-archive") and "--name c" in c for c in calls)
+    assert not any("docker-image" in c for c in calls)
+
+
+def test_staging_archives_and_registry_references(fake_bin: Path, tmp_path: Path) -> None:
+    cluster = KindCluster("c", workdir=tmp_path / "w")
+    archive = _tar(tmp_path / "d.tar", {"manifest.json": [{"RepoTags": ["localhost/x-ext:2"]}]})
+    assert kind.stage_image(cluster, engine_ref=None, reader_ref=f"docker-archive:{archive}") == "localhost/x-ext:2"
+    assert kind.stage_image(cluster, engine_ref=None, reader_ref="ghcr.io/o/x-ext:1") == "ghcr.io/o/x-ext:1"
+    with pytest.raises(EnvironmentMissing, match="needs a container engine"):
+        kind.stage_image(cluster, engine_ref=None, reader_ref="oci-archive:/tmp/x.tar")
+
+
+def test_kubeconfig_is_private(fake_bin: Path, tmp_path: Path) -> None:
+    (fake_bin / "clusters").write_text("theirs\n")
+    cluster = KindCluster("theirs", workdir=tmp_path / "w")
+    cluster.reuse()
+    assert stat.S_IMODE(os.stat(cluster.kubeconfig).st_mode) == 0o600

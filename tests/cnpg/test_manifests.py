@@ -1,0 +1,366 @@
+"""The manifests the harness applies, and the examples under cnpg/, pass CloudNativePG's rules.
+
+No cluster needed: rendering is pure, and the rules are CNPG's own (CRD pattern and webhook
+``validateExtensions`` / ``validateConfiguration``), each crafted violation failing with CNPG's
+wording in the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extharness.kube import manifests as m
+from extharness.kube.deploy import render, spec_for
+from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME
+from extharness.postgres.profiles import builtin_names, load_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "cnpg"
+OPERAND = "ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie"
+
+
+def _cluster_with(extensions: list[dict], **postgresql: object) -> dict:
+    doc = m.render_cluster("demo", image_name=OPERAND)
+    doc["spec"]["postgresql"] = {"extensions": extensions, **postgresql}
+    return doc
+
+
+def _messages(report: m.ManifestReport) -> str:
+    return "\n".join(str(v) for v in report.violations)
+
+
+# -- what the harness applies ---------------------------------------------------------------
+@pytest.mark.parametrize("profile_name", builtin_names())
+@pytest.mark.parametrize("mode", [IMAGEVOLUME, FALLBACK])
+def test_rendered_manifests_pass_cnpg_rules(profile_name: str, mode: str) -> None:
+    profile = load_profile(profile_name)
+    spec = spec_for(
+        mode,
+        extension=profile.extension,
+        operand_image=OPERAND if mode == IMAGEVOLUME else "localhost/extharness/cnpg-fallback-x:18-abc",
+        extension_image="localhost/x-ext:1.0",
+        profile=profile,
+    )
+    cluster, database = render(spec, namespace="extharness-test")
+    reports = [m.check_cluster(cluster), m.check_database(database, cluster["metadata"]["name"])]
+    assert all(r.ok for r in reports), "\n".join(map(str, reports))
+    assert not m.check_pair(cluster, database, profile.extension)
+
+
+def test_imagevolume_cluster_declares_the_extension_image() -> None:
+    profile = load_profile("pg_trickle")
+    cluster, _ = render(
+        spec_for(
+            IMAGEVOLUME,
+            extension="pg_trickle",
+            operand_image=OPERAND,
+            extension_image="ghcr.io/o/pg_trickle-ext:0.2.0",
+            profile=profile,
+        )
+    )
+    postgresql = cluster["spec"]["postgresql"]
+    assert postgresql["extensions"] == [
+        {"name": "pg-trickle", "image": {"reference": "ghcr.io/o/pg_trickle-ext:0.2.0", "pullPolicy": "IfNotPresent"}}
+    ]
+    assert postgresql["shared_preload_libraries"] == ["pg_trickle"]
+    assert "shared_preload_libraries" not in postgresql.get("parameters", {})
+    assert cluster["spec"]["imageName"] == OPERAND
+
+
+def test_fallback_cluster_has_no_extensions_but_the_same_preload() -> None:
+    profile = load_profile("pg_trickle")
+    cluster, database = render(
+        spec_for(
+            FALLBACK,
+            extension="pg_trickle",
+            operand_image="localhost/extharness/cnpg-fallback-x:18-abc",
+            profile=profile,
+        )
+    )
+    postgresql = cluster["spec"]["postgresql"]
+    assert "extensions" not in postgresql
+    assert postgresql["shared_preload_libraries"] == ["pg_trickle"]
+    assert database["spec"]["extensions"] == [{"name": "pg_trickle", "ensure": "present"}]
+
+
+def test_preload_in_settings_moves_to_its_own_field_as_a_bare_name() -> None:
+    preload, parameters = m.split_settings(
+        {"shared_preload_libraries": "'$libdir/pg_trickle', auto_explain", "work_mem": "8MB"}, ["pg_trickle"]
+    )
+    assert preload == ["pg_trickle", "auto_explain"]
+    assert parameters == {"work_mem": "8MB"}
+
+
+# -- the examples -----------------------------------------------------------------------------
+def _example(name: str) -> dict:
+    docs = [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+    assert len(docs) == 1, f"{name}: one object per file"
+    return docs[0]
+
+
+def test_cluster_example_passes_cnpg_rules() -> None:
+    report = m.check_cluster(_example("cluster-example.yaml"))
+    assert report.ok, str(report)
+
+
+def test_database_example_passes_cnpg_rules_and_targets_the_example_cluster() -> None:
+    cluster = _example("cluster-example.yaml")
+    database = _example("database-example.yaml")
+    report = m.check_database(database, cluster["metadata"]["name"])
+    assert report.ok, str(report)
+    assert not m.check_pair(cluster, database, "pg_trickle")
+
+
+def test_cluster_example_is_what_the_packaging_plan_asks_for() -> None:
+    spec = _example("cluster-example.yaml")["spec"]
+    assert spec["instances"] == 3
+    assert spec["imageName"] == "ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie"
+    assert spec["postgresql"]["shared_preload_libraries"] == ["pg_trickle"]
+    (ext,) = spec["postgresql"]["extensions"]
+    assert ext["name"] == "pg-trickle"
+    assert ext["image"]["reference"].startswith("ghcr.io/OWNER/pg_trickle-ext:")
+    assert int(spec["postgresql"]["parameters"]["max_worker_processes"]) > 8, "raise the worker budget above 8"
+    assert spec["storage"]["size"]
+    header = (EXAMPLES / "cluster-example.yaml").read_text().split("apiVersion")[0]
+    for prerequisite in ("Kubernetes 1.33", "ImageVolume", "CloudNativePG 1.28", "PostgreSQL 18", "OWNER"):
+        assert prerequisite in header, f"header must mention {prerequisite}"
+
+
+def test_database_example_installs_pg_trickle_in_app_owned_by_app() -> None:
+    spec = _example("database-example.yaml")["spec"]
+    assert (spec["name"], spec["owner"], spec["cluster"]["name"]) == ("app", "app", "pg-trickle")
+    assert [e["name"] for e in spec["extensions"]] == ["pg_trickle"]
+
+
+def test_example_mounts_where_cnpg_will_point_postgres() -> None:
+    extensions = _example("cluster-example.yaml")["spec"]["postgresql"]["extensions"]
+    assert m.cnpg_settings(extensions) == {
+        "extension_control_path": "$system:/extensions/pg-trickle/share",
+        "dynamic_library_path": "$libdir:/extensions/pg-trickle/lib",
+    }
+    assert m.volume_name("pg-trickle") == "ext-pg-trickle"
+
+
+# -- crafted bad names and paths fail with CNPG's rule ---------------------------------------
+@pytest.mark.parametrize("bad", ["Pg-Trickle", "-pg", "pg-", "pg.trickle", "pg trickle", "_pg", "pg_", "ü"])
+def test_bad_extension_name_fails_with_cnpg_pattern(bad: str) -> None:
+    report = m.check_cluster(_cluster_with([{"name": bad, "image": {"reference": "r:1"}}]))
+    assert not report.ok
+    assert m.EXTENSION_NAME_PATTERN in _messages(report)
+    assert "[cnpg]" in _messages(report)
+
+
+@pytest.mark.parametrize("good", ["pg-trickle", "pg_trickle", "a", "a1", "postgis-3", "x" * 59])
+def test_good_extension_names_pass(good: str) -> None:
+    report = m.check_cluster(_cluster_with([{"name": good, "image": {"reference": "r:1"}}]))
+    assert report.ok, str(report)
+
+
+def test_extension_name_longer_than_59_fails() -> None:
+    report = m.check_cluster(_cluster_with([{"name": "x" * 60, "image": {"reference": "r:1"}}]))
+    assert "may not be longer than 59" in _messages(report)
+
+
+def test_empty_extension_name_fails_as_cnpg_says() -> None:
+    report = m.check_cluster(_cluster_with([{"name": "", "image": {"reference": "r:1"}}]))
+    assert "value cannot be empty" in _messages(report)
+
+
+def test_duplicate_extension_names_fail() -> None:
+    report = m.check_cluster(
+        _cluster_with([{"name": "a", "image": {"reference": "r:1"}}, {"name": "a", "image": {"reference": "r:2"}}])
+    )
+    assert "Duplicate value: 'a'" in _messages(report)
+
+
+def test_names_equal_after_underscore_to_hyphen_collide() -> None:
+    report = m.check_cluster(
+        _cluster_with(
+            [{"name": "pg_ivm", "image": {"reference": "r:1"}}, {"name": "pg-ivm", "image": {"reference": "r:2"}}]
+        )
+    )
+    text = _messages(report)
+    assert 'extension name results in duplicate volume name "pg-ivm"' in text.replace("'", '"')
+    assert "underscores are converted to hyphens" in text
+
+
+def test_missing_image_reference_fails_as_cnpg_says() -> None:
+    report = m.check_cluster(_cluster_with([{"name": "a", "image": {}}]))
+    assert "An image reference is required" in _messages(report)
+
+
+@pytest.mark.parametrize("key", ["extension_control_path", "dynamic_library_path", "ld_library_path"])
+def test_empty_path_fails_as_cnpg_says(key: str) -> None:
+    report = m.check_cluster(_cluster_with([{"name": "a", "image": {"reference": "r:1"}, key: [""]}]))
+    assert "value cannot be empty" in _messages(report)
+
+
+def test_duplicate_control_path_fails() -> None:
+    report = m.check_cluster(
+        _cluster_with([{"name": "a", "image": {"reference": "r:1"}, "extension_control_path": ["share", "share"]}])
+    )
+    assert "Duplicate value: 'share'" in _messages(report)
+
+
+@pytest.mark.parametrize("path", ["../etc", "share/../../x", "../../lib"])
+def test_path_leaving_the_image_fails(path: str) -> None:
+    report = m.check_cluster(
+        _cluster_with([{"name": "geo", "image": {"reference": "r:1"}, "dynamic_library_path": [path]}])
+    )
+    text = _messages(report)
+    assert "outside the image mounted at /extensions/geo" in text
+    assert "filepath.Join" in text
+
+
+def test_absolute_path_fails_and_says_what_cnpg_makes_of_it() -> None:
+    report = m.check_cluster(
+        _cluster_with([{"name": "geo", "image": {"reference": "r:1"}, "ld_library_path": ["/usr/lib"]}])
+    )
+    assert "means /extensions/geo/usr/lib" in _messages(report)
+
+
+def test_relative_paths_inside_the_image_pass() -> None:
+    entry = {
+        "name": "geospatial",
+        "image": {"reference": "r:1"},
+        "extension_control_path": ["postgis/share", "pgrouting/share"],
+        "dynamic_library_path": ["postgis/lib"],
+        "ld_library_path": ["system"],
+    }
+    report = m.check_cluster(_cluster_with([entry]))
+    assert report.ok, str(report)
+    assert m.cnpg_settings([entry]) == {
+        "extension_control_path": "$system:/extensions/geospatial/postgis/share:/extensions/geospatial/pgrouting/share",
+        "dynamic_library_path": "$libdir:/extensions/geospatial/postgis/lib",
+    }
+    assert m.ld_library_path([entry]) == "/extensions/geospatial/system"
+
+
+def test_shared_preload_libraries_under_parameters_is_refused() -> None:
+    report = m.check_cluster(_cluster_with([], parameters={"shared_preload_libraries": "pg_trickle"}))
+    assert "Can't set fixed configuration parameter" in _messages(report)
+
+
+def test_other_fixed_parameters_are_refused() -> None:
+    report = m.check_cluster(_cluster_with([], parameters={"listen_addresses": "127.0.0.1"}))
+    assert "spec.postgresql.parameters.listen_addresses" in _messages(report)
+
+
+def test_libdir_prefix_in_preload_fails() -> None:
+    report = m.check_cluster(_cluster_with([], shared_preload_libraries=["$libdir/pg_trickle"]))
+    assert "give the bare library name 'pg_trickle'" in _messages(report)
+
+
+def test_unquoted_parameter_value_fails() -> None:
+    report = m.check_cluster(_cluster_with([], parameters={"max_worker_processes": 32}))
+    assert "must be strings" in _messages(report)
+
+
+def test_cluster_name_over_50_characters_fails() -> None:
+    doc = m.render_cluster("c" * 51, image_name=OPERAND)
+    assert "the maximum length of a cluster name is 50 characters" in _messages(m.check_cluster(doc))
+
+
+def test_standard_operand_image_with_extensions_is_flagged() -> None:
+    doc = _cluster_with([{"name": "a", "image": {"reference": "r:1"}}])
+    doc["spec"]["imageName"] = "ghcr.io/cloudnative-pg/postgresql:18-standard-trixie"
+    assert "use a -minimal- image" in _messages(m.check_cluster(doc))
+
+
+def test_database_extension_list_must_be_well_formed() -> None:
+    doc = m.render_database("d", cluster="c", extensions=[m.DatabaseExtension("x")])
+    doc["spec"]["extensions"] += [
+        {"name": "x"},
+        {"name": "y", "ensure": "maybe"},
+        {"name": "z", "version": 1.0},
+        {"ensure": "present"},
+        {"name": "w", "cascade": True},
+    ]
+    text = _messages(m.check_database(doc))
+    assert "Duplicate value: 'x'" in text
+    assert 'supported values: "present", "absent"' in text
+    assert "must be a string" in text
+    assert "spec.extensions[4].name: Required value" in text
+    assert "unknown field(s) cascade" in text
+
+
+def test_database_on_a_reserved_name_fails() -> None:
+    doc = m.render_database("d", cluster="c", database="postgres", extensions=[])
+    assert "the name postgres is reserved" in _messages(m.check_database(doc))
+
+
+# -- what CNPG derives ----------------------------------------------------------------------------
+def test_cnpg_settings_follow_list_order_and_append_user_values() -> None:
+    entries = [m.ImageVolumeExtension("a", "r:1"), m.ImageVolumeExtension("b_c", "r:2")]
+    assert m.cnpg_settings(entries, {"dynamic_library_path": "/opt/lib"}) == {
+        "extension_control_path": "$system:/extensions/a/share:/extensions/b_c/share",
+        "dynamic_library_path": "$libdir:/extensions/a/lib:/extensions/b_c/lib:/opt/lib",
+    }
+    assert m.cnpg_settings([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("parts", "joined"),
+    [
+        (("/extensions", "a", "/lib"), "/extensions/a/lib"),
+        (("/extensions", "a", "./lib/"), "/extensions/a/lib"),
+        (("/extensions", "a", "../../etc"), "/etc"),
+        (("/extensions", "a", ""), "/extensions/a"),
+    ],
+)
+def test_go_join_matches_filepath_join(parts: tuple[str, ...], joined: str) -> None:
+    assert m.go_join(*parts) == joined
+
+
+def test_volume_and_mount_names() -> None:
+    assert m.volume_name("pg_trickle") == "ext-pg-trickle"
+    assert m.mount_path("pg_trickle") == "/extensions/pg_trickle"
+    assert m.cnpg_name_for("pg_trickle") == "pg-trickle"
+    assert m.cnpg_name_for("PostGIS_3") == "postgis-3"
+
+
+def test_probe_pod_mounts_the_image_into_the_operand_as_uid_26() -> None:
+    pod = m.render_probe_pod("p", extension_image="localhost/x-ext:1", operand_image=OPERAND, extension="x")
+    assert pod["spec"]["volumes"] == [
+        {"name": "ext", "image": {"reference": "localhost/x-ext:1", "pullPolicy": "IfNotPresent"}}
+    ]
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == OPERAND
+    assert container["volumeMounts"][0]["mountPath"] == "/ext"
+    assert container["command"][:2] == ["/bin/sh", "-c"]  # the extension image has no shell: the operand runs it
+    assert "/ext/share/extension/x.control" in container["command"][2]
+    assert pod["spec"]["securityContext"]["runAsUser"] == 26
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("ghcr.io/cloudnative-pg/postgresql:latest", "Can't use 'latest' as image tag"),
+        ("ghcr.io/cloudnative-pg/postgresql", "Can't use 'latest' as image tag"),
+        ("ghcr.io/cloudnative-pg/postgresql@sha256:" + "a" * 64, "Can't use just the image sha"),
+        ("localhost/extharness/composite-x:0a1b2c3d", None),
+        ("localhost/extharness/composite-x:b7d95bd93a56babb", "invalid version tag"),
+    ],
+)
+def test_image_name_tag_must_carry_the_postgres_version(image: str, message: str | None) -> None:
+    problems = m.check_image_name(image)
+    if message is None:
+        assert not problems  # starts with digits: CNPG accepts it (and would misread the major)
+    else:
+        assert message in "\n".join(map(str, problems))
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        OPERAND,
+        "ghcr.io/cloudnative-pg/postgresql:18.1-minimal-trixie@sha256:" + "b" * 64,
+        "localhost/extharness/cnpg-fallback-pg-trickle:18-0123abcd",
+        "registry.local:5000/pg:18",
+    ],
+)
+def test_version_tags_pass(image: str) -> None:
+    assert m.check_image_name(image) == []
