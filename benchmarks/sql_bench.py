@@ -34,6 +34,8 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
+from markdown_doc import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## SQL tier"
 
@@ -77,8 +79,9 @@ def first_create(backend_name: str, release: Path, cache: Path, cold: bool = Fal
         else:
             from extharness.postgres.containers import ImageVolumeBackend
 
-            backend = ImageVolumeBackend("ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie", mount, cache,
-                                         acquired.engine_ref)
+            backend = ImageVolumeBackend(
+                "ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie", mount, cache, acquired.engine_ref
+            )
         reason = backend.available()
         if reason:
             raise RuntimeError(reason)
@@ -106,8 +109,10 @@ def pytest_wall(workers: int, engine: bool) -> tuple[float, str]:
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started
-    summary = next((line for line in reversed(proc.stdout.splitlines()) if " in " in line and "passed" in line),
-                   proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
+    summary = next(
+        (line for line in reversed(proc.stdout.splitlines()) if " in " in line and "passed" in line),
+        proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "",
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed (exit {proc.returncode}):\n" + proc.stdout[-3000:])
     return elapsed, re.sub(r"=+", "", summary).strip()
@@ -126,20 +131,10 @@ def machine() -> str:
     if engine:
         version = engine.run("version", "--format", "{{.Client.Version}}", check=False).stdout.strip()
         engine_text = f"{engine.kind} {version}"
-    return (f"{os.cpu_count()} CPUs, {model}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, {engine_text}, load average at start {load}")
-
-
-def write_section(doc: Path, body: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nFigures measured on this repository's code; rerun to refresh.\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt + 1:] if nxt >= 0 else "")
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text.rstrip("\n") + "\n")
+    return (
+        f"{os.cpu_count()} CPUs, {model}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {engine_text}, load average at start {load}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
 
     pytest_rows = []
     if not args.no_pytest:
-        for label, with_engine in (("all backends" if engine else "native (no engine)", True),
-                                   ("native only (`EXTHARNESS_ENGINE=none`)", False)):
+        for label, with_engine in (
+            ("all backends" if engine else "native (no engine)", True),
+            ("native only (`EXTHARNESS_ENGINE=none`)", False),
+        ):
             if not with_engine and engine is None:
                 continue
             figures = []
@@ -185,22 +182,40 @@ def main(argv: list[str] | None = None) -> int:
             pytest_rows.append(f"| {label} | {figures[0]} | {figures[1]} |")
 
     command = "python benchmarks/sql_bench.py" + (f" --write {args.write}" if args.write else "")
-    body = "\n".join([
-        SECTION, "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}.",
-        f"Command: `{command}` (release folder: the pg_ticker sample's).", "",
-        "Release folder to the first verified `CREATE EXTENSION` (image built and read, extracted to the "
-        "`/extensions/<name>` folder, backend prepared, server started with CNPG's settings, extension "
-        "created and its version checked, server stopped), in seconds. Cold: empty harness cache "
-        "(includes the native template's initdb, the composite image build and the container data "
-        "templates; the offline stand-in base images already existed). Warm: the next run.", "",
-        "| backend | cold (s) | warm (s) |", "|---|---:|---:|", *rows, "",
-        *(["Whole `pytest -m sql` wall time (warm caches; includes pytest start-up and collection):", "",
-           "| backends | `-n 1` | `-n 2` |", "|---|---|---|", *pytest_rows, ""] if pytest_rows else []),
-    ])
+    body = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}.",
+            f"Command: `{command}` (release folder: the pg_ticker sample's).",
+            "",
+            "Release folder to the first verified `CREATE EXTENSION` (image built and read, extracted to the "
+            "`/extensions/<name>` folder, backend prepared, server started with CNPG's settings, extension "
+            "created and its version checked, server stopped), in seconds. Cold: empty harness cache "
+            "(includes the native template's initdb, the composite image build and the container data "
+            "templates; the offline stand-in base images already existed). Warm: the next run.",
+            "",
+            "| backend | cold (s) | warm (s) |",
+            "|---|---:|---:|",
+            *rows,
+            "",
+            *(
+                [
+                    "Whole `pytest -m sql` wall time (warm caches; includes pytest start-up and collection):",
+                    "",
+                    "| backends | `-n 1` | `-n 2` |",
+                    "|---|---|---|",
+                    *pytest_rows,
+                    "",
+                ]
+                if pytest_rows
+                else []
+            ),
+        ]
+    )
     print("\n" + body)
     if args.write:
-        write_section(args.write if args.write.is_absolute() else REPO / args.write, body)
+        write_section(args.write if args.write.is_absolute() else REPO / args.write, SECTION, body)
         print(f"\nwrote the '{SECTION[3:]}' section of {args.write}")
     return 0
 

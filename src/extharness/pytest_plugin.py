@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -36,8 +38,13 @@ class HarnessFindingWarning(UserWarning):
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("extharness", "extension image harness")
     for option, dest, help_text, default, extra in OPTIONS:
-        group.addoption(option, dest=dest, default=default if extra.get("action") != "append" else None,
-                        help=f"{help_text} [env {env_name(dest)}]", **extra)
+        group.addoption(
+            option,
+            dest=dest,
+            default=default if extra.get("action") != "append" else None,
+            help=f"{help_text} [env {env_name(dest)}]",
+            **extra,
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ("unit", "tests of the harness itself"),
     ):
         config.addinivalue_line("markers", f"{marker}: {text}")
+    _handle_sigterm(config)
     try:
         harness = HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
         harness.request.validate()
@@ -56,6 +64,48 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"extharness: {exc}") from None
     config.stash[_CONFIG] = harness
     config.stash[_FINDINGS] = []
+
+
+def _handle_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (CI cancelling a job, ``kill``, ``timeout``) ends the session like Ctrl-C: as a
+    KeyboardInterrupt, so every ``finally`` and fixture teardown runs and removes servers,
+    containers, clusters and temporary folders. (Python's default for SIGTERM is to die on the
+    spot, cleaning nothing.)
+
+    With pytest-xdist, a signal that reaches the controller alone is passed on to its workers at
+    once: otherwise execnet interrupts them only 5 s later and kills them 5 s after that, often in
+    the middle of their cleanup. A worker ignores further signals once interrupted (the one
+    passed on, execnet's own), so they cannot cut its cleanup short either.
+    """
+    worker = hasattr(config, "workerinput")
+    interrupted = False
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        if worker and interrupted:
+            return
+        interrupted = True
+        if not worker and config.pluginmanager.has_plugin("dsession"):  # an xdist controller
+            _pass_on_to_workers(signal.SIGTERM)
+        raise KeyboardInterrupt(f"signal {signum} ({signal.Signals(signum).name})")
+
+    try:
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread (an embedding runner): leave signals alone
+        return
+    config.add_cleanup(lambda: [signal.signal(sig, handler) for sig, handler in previous.items()])
+
+
+def _pass_on_to_workers(sig: signal.Signals) -> None:
+    """Signal this process's children running this Python (pytest-xdist workers)."""
+    me, python = os.getpid(), os.path.realpath(sys.executable)
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == me and os.path.realpath(entry / "exe") == python:
+                os.kill(int(entry.name), sig)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 _CONFIG = pytest.StashKey[HarnessConfig]()
@@ -78,8 +128,10 @@ def _check_image_up_front(harness: HarnessConfig) -> ExtensionImage | None:
         engine = detect_engine()  # an engine image name: the engine must have it
         if engine is None or not engine.image_exists(image):
             where = f"{engine.kind} has no image {image!r}" if engine else "no container engine to look it up"
-            raise HarnessError(f"--ext-image {image}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
-                               "or a registry reference like ghcr.io/owner/name:tag")
+            raise HarnessError(
+                f"--ext-image {image}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
+                "or a registry reference like ghcr.io/owner/name:tag"
+            )
     if not image or not image.startswith(READER_SCHEMES):
         return None
     read = read_image(image)
@@ -148,8 +200,9 @@ def _profile_extension(harness_config: HarnessConfig) -> str | None:
 @pytest.fixture(scope="session")
 def operand_profile(harness_config: HarnessConfig) -> OperandProfile:
     def get() -> OperandProfile:
-        probed = probe_operand(harness_config.operand_image, detect_engine(), harness_config.cache_dir,
-                               harness_config.target_glibc)
+        probed = probe_operand(
+            harness_config.operand_image, detect_engine(), harness_config.cache_dir, harness_config.target_glibc
+        )
         return probed or baseline_profile(harness_config.operand_image, harness_config.target_glibc)
 
     return harness_step("reading the operand image", get)  # type: ignore[return-value]
@@ -173,8 +226,9 @@ def expected_tag_digests(harness_config: HarnessConfig) -> dict[str, str] | None
 
 
 @pytest.fixture(scope="session")
-def layout_target(harness_config: HarnessConfig, operand_profile: OperandProfile,
-                  expected_tag_digests: dict[str, str] | None) -> LayoutTarget:
+def layout_target(
+    harness_config: HarnessConfig, operand_profile: OperandProfile, expected_tag_digests: dict[str, str] | None
+) -> LayoutTarget:
     return LayoutTarget(
         operand=operand_profile,
         expect_version=harness_config.expect_version,
@@ -261,9 +315,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for finding in _collected:
         counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
     terminalreporter.section("extharness findings")
-    terminalreporter.write_line(
-        f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)"
-    )
+    terminalreporter.write_line(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)")
     for finding in _collected:
         if finding["severity"] in ("error", "warning"):
             platform = f"[{finding['platform']}] " if finding.get("platform") else ""

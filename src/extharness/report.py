@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,8 +12,11 @@ import pytest
 def _subject(harness: Any) -> str:
     """What was checked, against which expectations (one line)."""
     request = harness.request
-    image = request.image or (f"release folder {request.artifacts}" if request.artifacts else None) \
+    image = (
+        request.image
+        or (f"release folder {request.artifacts}" if request.artifacts else None)
         or (f"sources {request.source}" if request.source else "the built-in sample")
+    )
     parts = [f"Image: `{image}`"]
     if harness.platforms:
         parts.append("platforms " + ", ".join(f"`{p}`" for p in harness.platforms))
@@ -32,7 +35,7 @@ def markdown_summary(session: pytest.Session, findings: list[dict], harness: Any
     lines = [
         f"## extharness: {status}",
         "",
-        f"Run at {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}: "
+        f"Run at {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: "
         + (", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "no tests"),
         "",
     ]

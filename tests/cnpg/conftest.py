@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from extharness.config import HarnessConfig
 from extharness.errors import HarnessError
@@ -29,6 +28,7 @@ from extharness.kube.imagevolume import IMAGEVOLUME, Decision, Signals, decide, 
 from extharness.kube.operator import OperatorInfo, ensure_operator
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
 from extharness.pytest_plugin import ImageUnderTest, harness_step
+from extharness.source.acquire import held_lock
 
 DEPLOYMENT = pytest.StashKey[tuple[CnpgDeployment, Path]]()  # the module's deployment, its artifacts dir
 DIAGNOSED = pytest.StashKey[bool]()
@@ -129,7 +129,7 @@ def kube_api(kind_cluster: kind.KindCluster):
 @pytest.fixture(scope="session")
 def cnpg_operator(kube_api, harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory) -> OperatorInfo:
     def install() -> OperatorInfo:
-        with FileLock(str(run_dir(tmp_path_factory) / "extharness-cnpg-operator.lock")):
+        with held_lock(run_dir(tmp_path_factory) / "extharness-cnpg-operator.lock", "installing the CNPG operator"):
             return ensure_operator(kube_api, harness_config.cnpg_version, harness_config.cache_dir)
 
     return harness_step(f"installing CloudNativePG {harness_config.cnpg_version}", install)  # type: ignore[return-value]

@@ -79,10 +79,15 @@ def resolve_target(iut: ImageUnderTest, harness: HarnessConfig) -> SqlTarget:
     image = platform_image(iut.image, harness.request.platform)
     layout = describe(image, iut.name)
     if layout.control is None:
-        raise HarnessError(f"{iut.acquired.description}: no usable /share/extension/{iut.name}.control "
-                           f"({layout.control_error}); is this the {iut.name} image?")
-    ld = list(profile.ld_library_path) if profile and profile.ld_library_path else (
-        ["system"] if any(f.path.startswith("/system/") for f in image.files) else [])
+        raise HarnessError(
+            f"{iut.acquired.description}: no usable /share/extension/{iut.name}.control "
+            f"({layout.control_error}); is this the {iut.name} image?"
+        )
+    ld = (
+        list(profile.ld_library_path)
+        if profile and profile.ld_library_path
+        else (["system"] if any(f.path.startswith("/system/") for f in image.files) else [])
+    )
     return SqlTarget(iut.name, layout, profile, profile.cnpg_name if profile else iut.name, ld)
 
 
@@ -132,8 +137,11 @@ def _update_pairs(config: pytest.Config) -> list:
 
             harness = _harness(config)
             acquired = acquire(harness.request, harness.cache_dir)
-            image = read_image(acquired.reader_ref) if acquired.reader_ref.startswith(READER_SCHEMES) else \
-                read_registry_image(acquired.reader_ref, harness.cache_dir)
+            image = (
+                read_image(acquired.reader_ref)
+                if acquired.reader_ref.startswith(READER_SCHEMES)
+                else read_registry_image(acquired.reader_ref, harness.cache_dir)
+            )
             wanted = harness.request.ext_name or (load_profile(harness.profile).extension if harness.profile else None)
             layout = describe(platform_image(image, harness.request.platform), choose_extension(image, wanted))
             pairs: list = [(a, b) for a, b, _path in layout.scripts.update_pairs()]
@@ -144,8 +152,13 @@ def _update_pairs(config: pytest.Config) -> list:
 
 
 @pytest.fixture(scope="session")
-def backend(request: pytest.FixtureRequest, harness_config: HarnessConfig, image_under_test: ImageUnderTest,
-            target: SqlTarget, extension_mount: ImageVolumeMount):
+def backend(
+    request: pytest.FixtureRequest,
+    harness_config: HarnessConfig,
+    image_under_test: ImageUnderTest,
+    target: SqlTarget,
+    extension_mount: ImageVolumeMount,
+):
     """One PostgreSQL backend, checked for availability and prepared (template, images) once."""
     from extharness.postgres.janitor import sweep_stale
 
@@ -154,25 +167,38 @@ def backend(request: pytest.FixtureRequest, harness_config: HarnessConfig, image
     if name == "native":
         from extharness.postgres.native import NativeBackend
 
-        made = NativeBackend(extension_mount.path, harness_config.cache_dir, target.layout,
-                             harness_config.request.pg_config, target.ld_library_paths)
+        made = NativeBackend(
+            extension_mount.path,
+            harness_config.cache_dir,
+            target.layout,
+            harness_config.request.pg_config,
+            target.ld_library_paths,
+        )
     elif name == "composite":
         from extharness.postgres.containers import CompositeBackend
 
-        made = CompositeBackend(harness_config.pg_image, extension_mount, harness_config.cache_dir,
-                                target.ld_library_paths)
+        made = CompositeBackend(
+            harness_config.pg_image, extension_mount, harness_config.cache_dir, target.ld_library_paths
+        )
     else:
         from extharness.postgres.containers import ImageVolumeBackend
 
-        made = ImageVolumeBackend(harness_config.operand_image, extension_mount, harness_config.cache_dir,
-                                  image_under_test.acquired.engine_ref, target.ld_library_paths)
+        made = ImageVolumeBackend(
+            harness_config.operand_image,
+            extension_mount,
+            harness_config.cache_dir,
+            image_under_test.acquired.engine_ref,
+            target.ld_library_paths,
+        )
     reason = made.available()
     if reason:
         if harness_config.pg_backend == "auto":
             _unavailable[name] = reason
             pytest.skip(reason)
-        pytest.fail(f"--pg-backend {harness_config.pg_backend} asks for the {name} backend, which cannot run here: "
-                    f"{reason}", pytrace=False)
+        pytest.fail(
+            f"--pg-backend {harness_config.pg_backend} asks for the {name} backend, which cannot run here: {reason}",
+            pytrace=False,
+        )
     try:
         harness_step(f"preparing the {name} backend", made.prepare)
         yield made
@@ -197,7 +223,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def _started(backend, stack: ExitStack, what: str, settings: dict[str, str], preload: list[str]) -> RunningServer:
-    return harness_step(f"starting {what} ({backend.name})", lambda: stack.enter_context(backend.start(settings, preload)))
+    return harness_step(
+        f"starting {what} ({backend.name})", lambda: stack.enter_context(backend.start(settings, preload))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -213,8 +241,13 @@ def preload_server(backend, target: SqlTarget) -> Iterator[RunningServer]:
     if not target.preload:
         pytest.skip(f"{target.name} has no library to preload (no module_pathname, no profile preload)")
     with ExitStack() as stack:
-        yield _started(backend, stack, f"PostgreSQL with shared_preload_libraries={','.join(target.preload)}",
-                       target.settings, target.preload)
+        yield _started(
+            backend,
+            stack,
+            f"PostgreSQL with shared_preload_libraries={','.join(target.preload)}",
+            target.settings,
+            target.preload,
+        )
 
 
 @pytest.fixture
@@ -256,7 +289,8 @@ def install(target: SqlTarget) -> Callable[..., None]:
     """``install(conn, version=None, schema=None)``: CREATE EXTENSION, or fail saying what it means."""
 
     def run(conn: psycopg.Connection, version: str | None = None, schema: str | None = None) -> None:
-        harness_step("installing the extension",
-                     lambda: install_extension(conn, target.name, target.layout, version, schema))
+        harness_step(
+            "installing the extension", lambda: install_extension(conn, target.name, target.layout, version, schema)
+        )
 
     return run

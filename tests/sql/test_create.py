@@ -48,7 +48,9 @@ def test_create_extension_at_default_version(backend, server, target, database, 
         install(conn)
         installed = installed_extension(conn, target.name)
     assert installed is not None
-    message = f"CREATE EXTENSION {target.name} installed {installed['version']}, the image's default_version is " \
-              f"{target.default_version}"
+    message = (
+        f"CREATE EXTENSION {target.name} installed {installed['version']}, the image's default_version is "
+        f"{target.default_version}"
+    )
     problem = shadowing_problem(target.name, backend.base_extension_files(), server.description)
     assert installed["version"] == target.default_version, message + (f"; {problem}" if problem else "")

@@ -26,8 +26,9 @@ def test_dump_restore_round_trip(backend, profile_server, target, database, inst
     dump = server.run_tool(["pg_dump", "--format=custom", "--dbname", source], timeout=300)
     assert dump.returncode == 0, f"pg_dump failed: {dump.stderr.decode(errors='replace').strip()[-800:]}"
     restored = database(server)
-    restore = server.run_tool(["pg_restore", "--exit-on-error", "--no-owner", "--dbname", restored], input=dump.stdout,
-                              timeout=300)
+    restore = server.run_tool(
+        ["pg_restore", "--exit-on-error", "--no-owner", "--dbname", restored], input=dump.stdout, timeout=300
+    )
     assert restore.returncode == 0, f"pg_restore failed: {restore.stderr.decode(errors='replace').strip()[-800:]}"
 
     with server.connect(restored) as conn:
@@ -37,4 +38,5 @@ def test_dump_restore_round_trip(backend, profile_server, target, database, inst
         if before is not None:
             after = run_step(conn, profile.data_check)
             assert after.ok and rows_match([list(r) for r in before.rows or []], after.rows or []), (
-                f"after pg_restore: {after.describe()} (before the dump it returned {before.rows})")
+                f"after pg_restore: {after.describe()} (before the dump it returned {before.rows})"
+            )

@@ -23,7 +23,9 @@ def test_drop_and_create_again(backend, server, target, database, install):
         drop_extension(conn, target.name)
         left = conn.execute(
             "SELECT count(*) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid "
-            "WHERE e.extname = %s", (target.name,)).fetchone()[0]
+            "WHERE e.extname = %s",
+            (target.name,),
+        ).fetchone()[0]
         assert left == 0
         install(conn)
         again = member_objects(conn, target.name)
@@ -45,8 +47,9 @@ def test_schema_rules(backend, server, target, database, install):
         if not control.relocatable:
             install(conn)
             with pytest.raises(psycopg.errors.FeatureNotSupported, match="does not support SET SCHEMA"):
-                conn.execute(sql.SQL("ALTER EXTENSION {} SET SCHEMA extharness_other").format(
-                    sql.Identifier(target.name)))
+                conn.execute(
+                    sql.SQL("ALTER EXTENSION {} SET SCHEMA extharness_other").format(sql.Identifier(target.name))
+                )
             return
         install(conn, schema="extharness_other")
         installed = installed_extension(conn, target.name)
@@ -82,8 +85,11 @@ def test_who_may_create(backend, server, target, database):
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     if allowed:
-        assert error is None, (f"{target.name} is trusted = {control.trusted}, superuser = {control.superuser}, "
-                               f"yet a non-superuser was refused: {error}")
+        assert error is None, (
+            f"{target.name} is trusted = {control.trusted}, superuser = {control.superuser}, "
+            f"yet a non-superuser was refused: {error}"
+        )
     else:
-        assert error is not None, (f"{target.name} is not trusted (superuser = true, trusted = false), yet a "
-                                   "non-superuser could create it")
+        assert error is not None, (
+            f"{target.name} is not trusted (superuser = true, trusted = false), yet a non-superuser could create it"
+        )

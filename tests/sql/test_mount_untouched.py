@@ -11,8 +11,7 @@ from extharness.inspect.model import FileType
 
 def _expected_listing(target) -> dict[str, str]:
     files = target.layout.image.files
-    return {e.path.lstrip("/"): hashlib.sha256(e.content or b"").hexdigest()
-            for e in files if e.type == FileType.FILE}
+    return {e.path.lstrip("/"): hashlib.sha256(e.content or b"").hexdigest() for e in files if e.type == FileType.FILE}
 
 
 @pytest.mark.mounted_backends_only

@@ -14,5 +14,6 @@ def test_profile_smoke_sql(backend, profile_server, target, database, install):
         install(conn)
         results = run_smoke(conn, target.profile.smoke)
     failed = [r for r in results if not r.ok]
-    assert not failed, f"smoke step {len(results)} of {len(target.profile.smoke)} ({target.profile.source}): " \
-                       f"{failed[0].describe()}"
+    assert not failed, (
+        f"smoke step {len(results)} of {len(target.profile.smoke)} ({target.profile.source}): {failed[0].describe()}"
+    )

@@ -44,15 +44,20 @@ def test_update_matches_fresh_install(backend, server, target, database, install
         pytest.fail("the image could not be read at collection time; see the other tests' errors", pytrace=False)
     source, version = update_pair
     if target.layout.scripts.install_path(source) is None:
-        pytest.skip(f"version {source} cannot be installed from this image (no install script or chain leads to it), "
-                    f"so the update {source} -> {version} cannot be replayed")
+        pytest.skip(
+            f"version {source} cannot be installed from this image (no install script or chain leads to it), "
+            f"so the update {source} -> {version} cannot be replayed"
+        )
     with server.connect(database(server)) as conn:
         install(conn, version=source)
         try:
             update_extension(conn, target.name, version)
         except psycopg.Error as exc:
-            pytest.fail(f"ALTER EXTENSION {target.name} UPDATE TO '{version}' (from {source}) failed: "
-                        f"{explain_create_failure(error_text(exc), target.name, target.layout)}", pytrace=False)
+            pytest.fail(
+                f"ALTER EXTENSION {target.name} UPDATE TO '{version}' (from {source}) failed: "
+                f"{explain_create_failure(error_text(exc), target.name, target.layout)}",
+                pytrace=False,
+            )
         updated = member_objects(conn, target.name)
     with server.connect(database(server)) as conn:
         install(conn, version=version)

@@ -20,10 +20,8 @@ from crafted import CraftedImage, ElfKit  # noqa: E402
 
 # Property tests run on every commit: few examples, no deadline (first calls warm caches).
 # ``--hypothesis-profile thorough`` runs many more.
-settings.register_profile("extharness", max_examples=40, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=1000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("extharness", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -105,21 +105,29 @@ def raw_layer(entries: list[RawEntry]) -> bytes:
 def layered_blobs(platform: Platform, labels: dict[str, str], layers: list[bytes], user: str = "") -> OCIImageBlobs:
     """A single-platform OCI image with several layers (the embedded builder writes one)."""
     compressed = [gzip_bytes(layer) for layer in layers]
-    config = canonical_json({
-        "architecture": platform.architecture,
-        "os": platform.os,
-        "config": {"Labels": labels} | ({"User": user} if user else {}),
-        "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]},
-    })
-    manifest = canonical_json({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256(b), "size": len(b)} for b in compressed],
-    })
+    config = canonical_json(
+        {
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "config": {"Labels": labels} | ({"User": user} if user else {}),
+            "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]},
+        }
+    )
+    manifest = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256(b), "size": len(b)} for b in compressed],
+        }
+    )
     blobs = {sha256(b): b for b in (*compressed, config, manifest)}
-    descriptor = {"mediaType": OCI_MANIFEST, "digest": sha256(manifest), "size": len(manifest),
-                  "platform": {"os": platform.os, "architecture": platform.architecture}}
+    descriptor = {
+        "mediaType": OCI_MANIFEST,
+        "digest": sha256(manifest),
+        "size": len(manifest),
+        "platform": {"os": platform.os, "architecture": platform.architecture},
+    }
     index = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]})
     return OCIImageBlobs(blobs=blobs, index=index, digest=sha256(manifest), media_type=OCI_MANIFEST)
 
@@ -131,25 +139,39 @@ def with_attestation(image: OCIImageBlobs) -> OCIImageBlobs:
     statement = b'{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document"}'
     config = b"{}"
     first = json.loads(image.blobs[image.digest])["manifests"][0]
-    manifest = canonical_json({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(config), "size": 2},
-        "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": sha256(statement),
-                    "size": len(statement)}],
-    })
+    manifest = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(config), "size": 2},
+            "layers": [
+                {"mediaType": "application/vnd.in-toto+json", "digest": sha256(statement), "size": len(statement)}
+            ],
+        }
+    )
     nested = json.loads(image.blobs[image.digest])
-    nested["manifests"].append({
-        "mediaType": OCI_MANIFEST, "digest": sha256(manifest), "size": len(manifest),
-        "platform": {"os": "unknown", "architecture": "unknown"},
-        "annotations": {"vnd.docker.reference.type": "attestation-manifest",
-                        "vnd.docker.reference.digest": first["digest"]},
-    })
+    nested["manifests"].append(
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": sha256(manifest),
+            "size": len(manifest),
+            "platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {
+                "vnd.docker.reference.type": "attestation-manifest",
+                "vnd.docker.reference.digest": first["digest"],
+            },
+        }
+    )
     nested_bytes = canonical_json(nested)
     blobs = {k: v for k, v in image.blobs.items() if k != image.digest}
     blobs.update({sha256(b): b for b in (statement, config, manifest, nested_bytes)})
-    index = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": OCI_INDEX, "digest": sha256(nested_bytes), "size": len(nested_bytes)}]})
+    index = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_INDEX, "digest": sha256(nested_bytes), "size": len(nested_bytes)}],
+        }
+    )
     return OCIImageBlobs(blobs=blobs, index=index, digest=sha256(nested_bytes), media_type=OCI_INDEX)
 
 
@@ -172,18 +194,27 @@ def read_blobs(image: OCIImageBlobs, reference: str = "crafted") -> ExtensionIma
     return read_oci_layout(MemoryStore(image), reference, reference)
 
 
-def write_docker_archive(dest: Path, platform: Platform, labels: dict[str, str], layers: list[bytes],
-                         blobs_style: bool = False, repo_tag: str = "localhost/crafted:latest") -> Path:
+def write_docker_archive(
+    dest: Path,
+    platform: Platform,
+    labels: dict[str, str],
+    layers: list[bytes],
+    blobs_style: bool = False,
+    repo_tag: str = "localhost/crafted:latest",
+) -> Path:
     """A ``docker save`` archive: manifest.json + config + uncompressed layer tars.
 
     ``blobs_style`` writes Docker 25+'s layout (``blobs/sha256/<hex>`` names), otherwise the
     classic one (``<hex>.json`` and ``<hex>/layer.tar``).
     """
-    config = canonical_json({
-        "architecture": platform.architecture, "os": platform.os,
-        "config": {"Labels": labels},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]},
-    })
+    config = canonical_json(
+        {
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "config": {"Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]},
+        }
+    )
     config_hex = sha256(config).split(":", 1)[1]
     members: list[tuple[str, bytes]] = []
     layer_names = []
@@ -276,7 +307,7 @@ class CraftedImage:
 
     def patch(self, path: str, offset: int, data: bytes) -> CraftedImage:
         old = self.content(path)
-        return self.put(path, old[:offset] + data + old[offset + len(data):], self.entries[normalize_path(path)].mode)
+        return self.put(path, old[:offset] + data + old[offset + len(data) :], self.entries[normalize_path(path)].mode)
 
     # -- the control file ----------------------------------------------------------------
     @property
@@ -321,8 +352,9 @@ class CraftedImage:
     def write_layout(self, dest: Path, tag: str | None = None) -> str:
         return f"oci:{write_oci_layout(self.blobs(tag), dest)}"
 
-    def write_docker_archive(self, dest: Path, blobs_style: bool = False,
-                             repo_tag: str = "localhost/crafted:latest") -> str:
+    def write_docker_archive(
+        self, dest: Path, blobs_style: bool = False, repo_tag: str = "localhost/crafted:latest"
+    ) -> str:
         archive = write_docker_archive(dest, self.platform, dict(self.labels), self.layers(), blobs_style, repo_tag)
         return f"docker-archive:{archive}"
 
@@ -346,7 +378,7 @@ class CraftedImage:
             if path.startswith("/lib/") and path.count("/") == 2 and path.endswith(".so"):
                 target = dest / LIB_SUBDIR / path.rsplit("/", 1)[1]
             elif path.startswith(EXT_DIR + "/"):
-                target = dest / EXT_SUBDIR / path[len(EXT_DIR) + 1:]
+                target = dest / EXT_SUBDIR / path[len(EXT_DIR) + 1 :]
             else:
                 raise ValueError(f"{path}: a release folder cannot hold it (only /lib/*.so and {EXT_DIR}/...)")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -406,8 +438,9 @@ class ElfKit:
             pytest.skip(f"no C compiler {compiler} to craft this ELF file ({hint})")
         return found
 
-    def build(self, name: str, source: str, args: list[str] = (), compiler: str = "gcc",
-              output: str | None = None) -> bytes:
+    def build(
+        self, name: str, source: str, args: list[str] = (), compiler: str = "gcc", output: str | None = None
+    ) -> bytes:
         """Compile ``source`` (C) with ``args`` into ``name`` and return the file's bytes."""
         if name in self._cache:
             return self._cache[name]
@@ -415,8 +448,9 @@ class ElfKit:
         src = self.workdir / f"{name}.c"
         src.write_text(source)
         out = self.workdir / (output or f"{name}.so")
-        proc = subprocess.run([cc, "-o", str(out), str(src), *args], capture_output=True, text=True,
-                              cwd=self.workdir, timeout=120)
+        proc = subprocess.run(
+            [cc, "-o", str(out), str(src), *args], capture_output=True, text=True, cwd=self.workdir, timeout=120
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{cc} failed for {name}: {proc.stderr.strip()}")
         self._cache[name] = out.read_bytes()
@@ -431,13 +465,17 @@ class ElfKit:
 
     def threaded_module(self) -> bytes:
         """A module calling pthread_create: on glibc >= 2.34 it needs GLIBC_2.34."""
-        return self.shared("threaded", MAGIC_C + "#include <pthread.h>\nstatic void *run(void *a) { return a; }\n"
-                           "int xh_start(void) { pthread_t t; return pthread_create(&t, 0, run, 0); }\n")
+        return self.shared(
+            "threaded",
+            MAGIC_C + "#include <pthread.h>\nstatic void *run(void *a) { return a; }\n"
+            "int xh_start(void) { pthread_t t; return pthread_create(&t, 0, run, 0); }\n",
+        )
 
     def arm64_module(self) -> bytes:
         """The same module built for arm64 with Debian's cross compiler."""
-        return self.shared("module-arm64", MAGIC_C + "int xh_answer(void) { return 42; }\n",
-                           compiler="aarch64-linux-gnu-gcc")
+        return self.shared(
+            "module-arm64", MAGIC_C + "int xh_answer(void) { return 42; }\n", compiler="aarch64-linux-gnu-gcc"
+        )
 
     def future_glibc_module(self) -> bytes:
         """A module whose version needs say ``libc.so.6: GLIBC_2.99``: linked against a stub libc.
@@ -446,22 +484,32 @@ class ElfKit:
         is how a library built on a (future) newer glibc records what it needs.
         """
         (self.workdir / "stubc.map").write_text("GLIBC_2.99 { global: xh_future; local: *; };\n")
-        self.shared("stubc", "int xh_future(void) { return 1; }\n",
-                    ["-nostdlib", "-Wl,-soname,libc.so.6", "-Wl,--version-script=stubc.map"])
-        return self.shared("future", MAGIC_C + "extern int xh_future(void);\nint xh_call(void) { return xh_future(); }\n",
-                           ["-nostdlib", str(self.workdir / "stubc.so")])
+        self.shared(
+            "stubc",
+            "int xh_future(void) { return 1; }\n",
+            ["-nostdlib", "-Wl,-soname,libc.so.6", "-Wl,--version-script=stubc.map"],
+        )
+        return self.shared(
+            "future",
+            MAGIC_C + "extern int xh_future(void);\nint xh_call(void) { return xh_future(); }\n",
+            ["-nostdlib", str(self.workdir / "stubc.so")],
+        )
 
     def missing_dependency_module(self) -> bytes:
         """A module with DT_NEEDED libxhmissing.so.1, a library no operand image has."""
         self.shared("xhmissing", "int xh_helper(void) { return 7; }\n", ["-Wl,-soname,libxhmissing.so.1"])
-        return self.shared("needs-missing", MAGIC_C + "extern int xh_helper(void);\nint xh_call(void) { return xh_helper(); }\n",
-                           [str(self.workdir / "xhmissing.so")])
+        return self.shared(
+            "needs-missing",
+            MAGIC_C + "extern int xh_helper(void);\nint xh_call(void) { return xh_helper(); }\n",
+            [str(self.workdir / "xhmissing.so")],
+        )
 
     def rpath_module(self, runpath: bool = False, where: str = "/home/build/pg_ticker/lib") -> bytes:
         tags = "--enable-new-dtags" if runpath else "--disable-new-dtags"
         name = f"rpath-{'runpath' if runpath else 'rpath'}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
-        return self.shared(name, MAGIC_C + "int xh_answer(void) { return 42; }\n",
-                           [f"-Wl,-rpath,{where}", f"-Wl,{tags}"])
+        return self.shared(
+            name, MAGIC_C + "int xh_answer(void) { return 42; }\n", [f"-Wl,-rpath,{where}", f"-Wl,{tags}"]
+        )
 
     def no_magic_module(self) -> bytes:
         return self.shared("no-magic", "int xh_answer(void) { return 42; }\n")
@@ -477,11 +525,19 @@ def patch_machine(elf: bytes, machine: int) -> bytes:
 
 
 # -- running the layout tier as a user would --------------------------------------------
-def run_layout_tier(*args: str, cache_dir: Path, engine: str | None = "none", timeout: float = 300,
-                    extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_layout_tier(
+    *args: str,
+    cache_dir: Path,
+    engine: str | None = "none",
+    timeout: float = 300,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """``python -m pytest -m layout ARGS`` from the repository root, as a subprocess."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "EXTHARNESS_")) and k not in ("COV_CORE_SOURCE",)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "EXTHARNESS_")) and k not in ("COV_CORE_SOURCE",)
+    }
     env["EXTHARNESS_CACHE_DIR"] = str(cache_dir)
     if engine is not None:
         env["EXTHARNESS_ENGINE"] = engine

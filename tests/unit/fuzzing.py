@@ -144,17 +144,53 @@ def no_side_effects(monkeypatch_context: Callable[[], Any]) -> Iterator[SideEffe
         patch.setattr(builtins, "open", guarded_open)
         patch.setattr(io, "open", guarded_open)
         patch.setattr(os, "open", guarded_os_open)
-        for name in ("mkdir", "makedirs", "symlink", "link", "rename", "replace", "remove", "unlink", "rmdir",
-                     "mkfifo", "mknod", "chmod", "chown", "truncate", "utime"):
+        for name in (
+            "mkdir",
+            "makedirs",
+            "symlink",
+            "link",
+            "rename",
+            "replace",
+            "remove",
+            "unlink",
+            "rmdir",
+            "mkfifo",
+            "mknod",
+            "chmod",
+            "chown",
+            "truncate",
+            "utime",
+        ):
             if hasattr(os, name):
                 patch.setattr(os, name, refuse(f"os.{name}"))
         for name in ("extract", "extractall", "makefile", "makedir", "makelink", "makefifo", "makedev"):
             patch.setattr(tarfile.TarFile, name, refuse(f"TarFile.{name}"))
         # Nothing from the image may run on the host: no process, no exec, no dlopen.
         patch.setattr(subprocess.Popen, "_execute_child", refuse("subprocess.Popen"))
-        for name in ("system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve",
-                     "execvp", "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnvp",
-                     "spawnvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe"):
+        for name in (
+            "system",
+            "popen",
+            "fork",
+            "forkpty",
+            "posix_spawn",
+            "posix_spawnp",
+            "execv",
+            "execve",
+            "execvp",
+            "execvpe",
+            "execl",
+            "execle",
+            "execlp",
+            "execlpe",
+            "spawnv",
+            "spawnve",
+            "spawnvp",
+            "spawnvpe",
+            "spawnl",
+            "spawnle",
+            "spawnlp",
+            "spawnlpe",
+        ):
             if hasattr(os, name):
                 patch.setattr(os, name, refuse(f"os.{name}"))
         patch.setattr(ctypes.CDLL, "__init__", refuse("ctypes.CDLL"))
@@ -191,8 +227,10 @@ def extension_entries(library: bytes, extra: list[LayerEntry] | None = None) -> 
     """A small but complete extension: control file, install and update scripts, a library."""
     return [
         LayerEntry(f"/share/extension/{EXT}.control", content=CONTROL),
-        LayerEntry(f"/share/extension/{EXT}--1.0.sql",
-                   content=b"CREATE FUNCTION f() RETURNS int AS 'MODULE_PATHNAME' LANGUAGE C;\n"),
+        LayerEntry(
+            f"/share/extension/{EXT}--1.0.sql",
+            content=b"CREATE FUNCTION f() RETURNS int AS 'MODULE_PATHNAME' LANGUAGE C;\n",
+        ),
         LayerEntry(f"/share/extension/{EXT}--1.0--1.1.sql", content=b"LOAD '$libdir/fuzzext';\n"),
         LayerEntry(f"/lib/{EXT}.so", mode=0o755, content=library),
         *(extra or []),
@@ -244,9 +282,15 @@ class OciDocuments:
         index = {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "", "size": 0,
-                           "platform": {"os": PLATFORM.os, "architecture": PLATFORM.architecture},
-                           "annotations": {"org.opencontainers.image.ref.name": "1.1"}}],
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "",
+                    "size": 0,
+                    "platform": {"os": PLATFORM.os, "architecture": PLATFORM.architecture},
+                    "annotations": {"org.opencontainers.image.ref.name": "1.1"},
+                }
+            ],
         }
         return cls(layers=[layer], config=config, manifest=manifest, index=index)
 
@@ -292,10 +336,14 @@ class OciDocuments:
 def docker_members(entries: list[LayerEntry], layer_name: str = "layer.tar") -> list[tuple[str, bytes]]:
     """A hand-built ``docker save`` archive: manifest.json, the config, one uncompressed layer."""
     raw = layer_tar(entries)
-    config = canonical_json({
-        "architecture": PLATFORM.architecture, "os": PLATFORM.os, "config": {"Labels": dict(LABELS)},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(raw)]},
-    })
+    config = canonical_json(
+        {
+            "architecture": PLATFORM.architecture,
+            "os": PLATFORM.os,
+            "config": {"Labels": dict(LABELS)},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(raw)]},
+        }
+    )
     if layer_name == "blobs":
         layer_name = f"blobs/sha256/{sha256(raw)[7:]}"
     manifest = canonical_json([{"Config": "config.json", "RepoTags": [f"{EXT}:1.1"], "Layers": [layer_name]}])
@@ -325,8 +373,17 @@ def _octal(value: int, width: int) -> bytes:
     return b"\x80" + raw
 
 
-def raw_member(name: str | bytes, data: bytes = b"", *, type_flag: bytes = b"0", size: int | None = None,
-               linkname: str | bytes = b"", mode: int = 0o644, uid: int = 0, gid: int = 0) -> bytes:
+def raw_member(
+    name: str | bytes,
+    data: bytes = b"",
+    *,
+    type_flag: bytes = b"0",
+    size: int | None = None,
+    linkname: str | bytes = b"",
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+) -> bytes:
     """One hand-made ustar header plus ``data``: the declared ``size`` may lie about ``data``."""
     name_b = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
     link_b = linkname.encode("utf-8", "surrogateescape") if isinstance(linkname, str) else linkname
@@ -359,8 +416,11 @@ def elf_library() -> bytes:
 
 def entries_with_programs(library: bytes) -> list[LayerEntry]:
     """An image that holds a shell script and an ELF executable next to the extension."""
-    return extension_entries(library, [
-        LayerEntry("/lib/postinstall.sh", mode=0o755, content=b"#!/bin/sh\ntouch extharness-ran\n"),
-        LayerEntry("/lib/tool", mode=0o755, content=elf_library()),
-        LayerEntry("/share/extension/run", FileType.SYMLINK, 0o777, linkname="../../lib/postinstall.sh"),
-    ])
+    return extension_entries(
+        library,
+        [
+            LayerEntry("/lib/postinstall.sh", mode=0o755, content=b"#!/bin/sh\ntouch extharness-ran\n"),
+            LayerEntry("/lib/tool", mode=0o755, content=elf_library()),
+            LayerEntry("/share/extension/run", FileType.SYMLINK, 0o777, linkname="../../lib/postinstall.sh"),
+        ],
+    )

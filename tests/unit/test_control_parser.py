@@ -47,8 +47,12 @@ def pg_parse_bool(value: str) -> bool | None:
     """bool.c parse_bool(): parse_bool_with_len(value, strlen(value))."""
     n = len(value)
     first = value[:1]
-    for letters, word, result in ((("t", "T"), "true", True), (("f", "F"), "false", False),
-                                  (("y", "Y"), "yes", True), (("n", "N"), "no", False)):
+    for letters, word, result in (
+        (("t", "T"), "true", True),
+        (("f", "F"), "false", False),
+        (("y", "Y"), "yes", True),
+        (("n", "N"), "no", False),
+    ):
         if first in letters:
             return result if _strncasecmp_eq(value, word, n) else None
     if first in ("o", "O"):
@@ -79,11 +83,11 @@ def pg_split_identifiers(value: str) -> list[str] | None:
                 if j < 0:
                     return None
                 name += rest[i:j]
-                if rest[j + 1: j + 2] == '"':
+                if rest[j + 1 : j + 2] == '"':
                     name += '"'
                     i = j + 2
                     continue
-                rest = rest[j + 1:]
+                rest = rest[j + 1 :]
                 break
         else:
             j = 0
@@ -106,7 +110,8 @@ def pg_split_identifiers(value: str) -> list[str] | None:
 # -- generating control files ----------------------------------------------------------
 LETTERS = string.ascii_letters + "_"
 bare_word = st.text(LETTERS, min_size=1, max_size=1).flatmap(
-    lambda first: st.text(LETTERS + string.digits + "-._:/", max_size=12).map(lambda rest: first + rest))
+    lambda first: st.text(LETTERS + string.digits + "-._:/", max_size=12).map(lambda rest: first + rest)
+)
 # "a.b" lexes as a QUALIFIED_ID, which PostgreSQL refuses as a value: such words must be quoted.
 QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\.[A-Za-z_][A-Za-z_0-9]*")
 bare_number = st.from_regex(r"\A[0-9]{1,3}(\.[0-9]{1,3})?\Z")
@@ -168,9 +173,17 @@ ident = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_$]{0,10}\Z")
 
 @st.composite
 def written_names(draw) -> tuple[str, list[str]]:
-    names = draw(st.lists(st.one_of(ident.map(lambda n: (n, n.lower())),
-                                    st.text(string.printable.strip() + " ", min_size=1, max_size=8)
-                                    .map(lambda n: ('"' + n.replace('"', '""') + '"', n))), max_size=4))
+    names = draw(
+        st.lists(
+            st.one_of(
+                ident.map(lambda n: (n, n.lower())),
+                st.text(string.printable.strip() + " ", min_size=1, max_size=8).map(
+                    lambda n: ('"' + n.replace('"', '""') + '"', n)
+                ),
+            ),
+            max_size=4,
+        )
+    )
     seps = [draw(st.sampled_from([",", ", ", " ,", "\t,  "])) for _ in names]
     text = "".join(w + (seps[i] if i < len(names) - 1 else "") for i, (w, _) in enumerate(names))
     text = draw(st.sampled_from(["", " "])) + text + draw(st.sampled_from(["", " \t"]))
@@ -185,8 +198,14 @@ def control_files(draw) -> tuple[str, dict]:
     """A valid primary control file and the values PostgreSQL reads from it."""
     expected: dict = {}
     lines: list[str] = []
-    params = draw(st.lists(st.sampled_from(STRING_PARAMS + ["relocatable", "superuser", "trusted", "encoding",
-                                                            "requires", "no_relocate"]), unique=True))
+    params = draw(
+        st.lists(
+            st.sampled_from(
+                STRING_PARAMS + ["relocatable", "superuser", "trusted", "encoding", "requires", "no_relocate"]
+            ),
+            unique=True,
+        )
+    )
     for name in params:
         if name in STRING_PARAMS:
             literal, value = draw(written_string())
@@ -290,8 +309,28 @@ def test_parser_raises_only_control_file_errors(text: str | bytes) -> None:
         assert isinstance(result, ControlFile)
 
 
-@given(st.lists(st.sampled_from(["a = 1", "b", "'x'", "= =", "c = 'unterminated", "# only a comment", "",
-                                 "d = foo.bar", "e=1e5", "f = 0x1F", "g = -.5", "h.i = j", "k = $x"]), max_size=6))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "a = 1",
+                "b",
+                "'x'",
+                "= =",
+                "c = 'unterminated",
+                "# only a comment",
+                "",
+                "d = foo.bar",
+                "e=1e5",
+                "f = 0x1F",
+                "g = -.5",
+                "h.i = j",
+                "k = $x",
+            ]
+        ),
+        max_size=6,
+    )
+)
 def test_secondary_and_error_paths_never_crash(lines: list[str]) -> None:
     text = "\n".join(lines)
     for version in (None, "1.0"):

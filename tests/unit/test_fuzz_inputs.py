@@ -148,9 +148,11 @@ def valid_oci(library: bytes) -> OciDocuments:
 
 def test_the_valid_images_read_cleanly(reader: ImageReader, library: bytes) -> None:
     """The starting points of the mutations are good images, so mutations test something."""
-    for scheme, members in (("oci-archive", valid_oci(library).members()),
-                            ("docker-archive", docker_members(extension_entries(library))),
-                            ("docker-archive", docker_members(extension_entries(library), "blobs"))):
+    for scheme, members in (
+        ("oci-archive", valid_oci(library).members()),
+        ("docker-archive", docker_members(extension_entries(library))),
+        ("docker-archive", docker_members(extension_entries(library), "blobs")),
+    ):
         image = reader.check_bytes(scheme, tar_archive(members))
         assert isinstance(image, ExtensionImage), image
         assert f"/lib/{EXT}.so" in image.images[0].files
@@ -172,9 +174,27 @@ def byte_mutations(draw: st.DrawFn) -> list[tuple[Any, ...]]:
             ops.append((kind, where, draw(st.integers(1, 255))))
         elif kind == "header":
             field = draw(st.sampled_from(TAR_HEADER_FIELDS))
-            value = draw(st.one_of(st.binary(max_size=field[1]), st.sampled_from(
-                [b"../../etc/passwd", b"/index.json", b"77777777777", b"\x80\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
-                 b"2", b"1", b"5", b"x", b"L", b"S", b"index.json", b"blobs/sha256"])))
+            value = draw(
+                st.one_of(
+                    st.binary(max_size=field[1]),
+                    st.sampled_from(
+                        [
+                            b"../../etc/passwd",
+                            b"/index.json",
+                            b"77777777777",
+                            b"\x80\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+                            b"2",
+                            b"1",
+                            b"5",
+                            b"x",
+                            b"L",
+                            b"S",
+                            b"index.json",
+                            b"blobs/sha256",
+                        ]
+                    ),
+                )
+            )
             ops.append((kind, where, field, value, draw(st.booleans())))
         elif kind == "truncate":
             ops.append((kind, where))
@@ -226,16 +246,18 @@ def test_mutated_oci_archive(reader: ImageReader, library: bytes, ops: list[tupl
 
 @fuzz
 @given(ops=byte_mutations(), blobs_layout=st.booleans())
-def test_mutated_docker_archive(reader: ImageReader, library: bytes, ops: list[tuple[Any, ...]],
-                                blobs_layout: bool) -> None:
+def test_mutated_docker_archive(
+    reader: ImageReader, library: bytes, ops: list[tuple[Any, ...]], blobs_layout: bool
+) -> None:
     members = docker_members(extension_entries(library), "blobs" if blobs_layout else "layer.tar")
     reader.check_bytes("docker-archive", apply_byte_mutations(tar_archive(members), ops))
 
 
 @fuzz
 @given(ops=byte_mutations(), compression=st.sampled_from(["gz", "bz2", "xz"]))
-def test_mutated_compressed_archive(reader: ImageReader, library: bytes, ops: list[tuple[Any, ...]],
-                                    compression: str) -> None:
+def test_mutated_compressed_archive(
+    reader: ImageReader, library: bytes, ops: list[tuple[Any, ...]], compression: str
+) -> None:
     """tarfile opens compressed archives too (r:*): their decoders' errors must not escape."""
     data = apply_byte_mutations(tar_archive(valid_oci(library).members()), ops[:1])
     packed = bytearray({"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[compression](data))
@@ -257,14 +279,20 @@ def test_corrupt_xz_archive(reader: ImageReader, library: bytes) -> None:
 
 
 #: Reference text as typed (a newline in an existing file's name would show in messages as is).
-reference_text = st.text(alphabet=st.characters(blacklist_characters="\n\r", blacklist_categories=["Cs"]),
-                         max_size=30)
+reference_text = st.text(alphabet=st.characters(blacklist_characters="\n\r", blacklist_categories=["Cs"]), max_size=30)
 
 
 @fuzz
-@given(reference=st.one_of(reference_text, st.sampled_from(["oci:", "oci-archive:", "docker-archive:"]).flatmap(
-    lambda scheme: st.one_of(reference_text, st.sampled_from(["/", ".", "/dev/null", "/proc/self/fd/0"]))
-    .map(scheme.__add__))))
+@given(
+    reference=st.one_of(
+        reference_text,
+        st.sampled_from(["oci:", "oci-archive:", "docker-archive:"]).flatmap(
+            lambda scheme: st.one_of(reference_text, st.sampled_from(["/", ".", "/dev/null", "/proc/self/fd/0"])).map(
+                scheme.__add__
+            )
+        ),
+    )
+)
 @example(reference="oci-archive:\x00")
 @example(reference="oci:\n")
 @example(reference="docker-archive:/")
@@ -276,17 +304,65 @@ def test_odd_references(reader: ImageReader, reference: str) -> None:
 
 # -- JSON documents rewritten with arbitrary values -----------------------------------------------
 
-KNOWN_KEYS = ["mediaType", "manifests", "digest", "size", "platform", "annotations", "layers", "config", "os",
-              "architecture", "variant", "Labels", "User", "Env", "Entrypoint", "Cmd", "created", "schemaVersion",
-              "Config", "Layers", "RepoTags", "org.opencontainers.image.ref.name", "vnd.docker.reference.type"]
-KNOWN_STRINGS = ["application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
-                 "application/vnd.docker.distribution.manifest.list.v2+json", "unknown", "linux", "amd64", "arm64",
-                 "attestation-manifest", "sha256:", "sha256:" + "0" * 64, "sha512:" + "0" * 128, "sha256:../../x",
-                 "sha256:/etc/passwd", "sha256:\x00", "md5:abc", "../../../../etc/passwd", "/etc/passwd",
-                 "index.json", "config.json", "layer.tar", "blobs/sha256/" + "0" * 64, "", "\x00"]
+KNOWN_KEYS = [
+    "mediaType",
+    "manifests",
+    "digest",
+    "size",
+    "platform",
+    "annotations",
+    "layers",
+    "config",
+    "os",
+    "architecture",
+    "variant",
+    "Labels",
+    "User",
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "created",
+    "schemaVersion",
+    "Config",
+    "Layers",
+    "RepoTags",
+    "org.opencontainers.image.ref.name",
+    "vnd.docker.reference.type",
+]
+KNOWN_STRINGS = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "unknown",
+    "linux",
+    "amd64",
+    "arm64",
+    "attestation-manifest",
+    "sha256:",
+    "sha256:" + "0" * 64,
+    "sha512:" + "0" * 128,
+    "sha256:../../x",
+    "sha256:/etc/passwd",
+    "sha256:\x00",
+    "md5:abc",
+    "../../../../etc/passwd",
+    "/etc/passwd",
+    "index.json",
+    "config.json",
+    "layer.tar",
+    "blobs/sha256/" + "0" * 64,
+    "",
+    "\x00",
+]
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12),
-                         st.sampled_from(KNOWN_STRINGS))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(KNOWN_STRINGS),
+)
 
 
 def _json_containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -337,11 +413,18 @@ def rewritten(draw: st.DrawFn, doc: Any) -> Any:
 
 def _multi_arch(library: bytes) -> OciDocuments:
     docs = valid_oci(library)
-    descriptor = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "", "size": 0,
-                  "platform": {"os": "linux", "architecture": "amd64"}}
-    docs.nested = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                   "manifests": [descriptor, dict(descriptor, platform={"os": "unknown", "architecture": "unknown"})],
-                   "annotations": dict(LABELS)}
+    descriptor = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": "",
+        "size": 0,
+        "platform": {"os": "linux", "architecture": "amd64"},
+    }
+    docs.nested = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [descriptor, dict(descriptor, platform={"os": "unknown", "architecture": "unknown"})],
+        "annotations": dict(LABELS),
+    }
     docs.index["manifests"][0]["mediaType"] = "application/vnd.oci.image.index.v1+json"
     return docs
 
@@ -353,10 +436,15 @@ def _read_rewritten(reader: ImageReader, docs: OciDocuments, fix_digests: bool, 
 
 
 @fuzz
-@given(data=st.data(), which=st.sampled_from(["index", "manifest", "config", "nested"]),
-       fix_digests=st.booleans(), tag=st.sampled_from(["", ":1.1", ":nope"]))
-def test_rewritten_oci_documents(reader: ImageReader, library: bytes, data: st.DataObject, which: str,
-                                 fix_digests: bool, tag: str) -> None:
+@given(
+    data=st.data(),
+    which=st.sampled_from(["index", "manifest", "config", "nested"]),
+    fix_digests=st.booleans(),
+    tag=st.sampled_from(["", ":1.1", ":nope"]),
+)
+def test_rewritten_oci_documents(
+    reader: ImageReader, library: bytes, data: st.DataObject, which: str, fix_digests: bool, tag: str
+) -> None:
     docs = _multi_arch(library) if which == "nested" else valid_oci(library)
     setattr(docs, which, data.draw(rewritten(getattr(docs, which)), label=which))
     _read_rewritten(reader, docs, fix_digests, tag)
@@ -366,17 +454,36 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 #: Documents that made the reader raise something other than HarnessError before it was fixed:
 #: {document: fields merged into the valid one}, digests fixed, tag.
 ODD_DOCUMENTS = {
-    "variant 5 (Platform.__str__ TypeError)": ({"index": {"manifests": [{"mediaType": MANIFEST, "digest": ""}]},
-                                                "config": {"variant": 5}}, True, ""),
-    "platform variant a list": ({"index": {"manifests": [{"mediaType": MANIFEST, "digest": "", "platform": {
-        "os": "linux", "architecture": "amd64", "variant": [1]}}]}}, True, ""),
+    "variant 5 (Platform.__str__ TypeError)": (
+        {"index": {"manifests": [{"mediaType": MANIFEST, "digest": ""}]}, "config": {"variant": 5}},
+        True,
+        "",
+    ),
+    "platform variant a list": (
+        {
+            "index": {
+                "manifests": [
+                    {
+                        "mediaType": MANIFEST,
+                        "digest": "",
+                        "platform": {"os": "linux", "architecture": "amd64", "variant": [1]},
+                    }
+                ]
+            }
+        },
+        True,
+        "",
+    ),
     "mediaType a list (unhashable)": ({"index": {"mediaType": []}}, True, ""),
     "manifests an object (KeyError 0)": ({"index": {"manifests": {"a": 1}}}, True, ""),
     "manifests a number (len of int)": ({"index": {"manifests": 5}}, True, ""),
     "tag lookup in [1] (int.get)": ({"index": {"manifests": [1]}}, False, ":1.1"),
     "tag lookup in 3 (int not iterable)": ({"index": {"manifests": 3}}, False, ":1.1"),
-    "annotations a list (list.get)": ({"index": {"manifests": [{"mediaType": MANIFEST, "digest": "",
-                                                                 "annotations": ["x"]}]}}, True, ""),
+    "annotations a list (list.get)": (
+        {"index": {"manifests": [{"mediaType": MANIFEST, "digest": "", "annotations": ["x"]}]}},
+        True,
+        "",
+    ),
     "nested manifests a number": ({"nested": {"manifests": 5}}, True, ""),
     "nested annotations a string": ({"nested": {"annotations": "ab"}}, True, ""),
     "labels a list": ({"config": {"config": {"Labels": [1, 2]}}}, True, ""),
@@ -384,8 +491,9 @@ ODD_DOCUMENTS = {
 
 
 @pytest.mark.parametrize(("changes", "fix_digests", "tag"), list(ODD_DOCUMENTS.values()), ids=list(ODD_DOCUMENTS))
-def test_known_odd_oci_documents(reader: ImageReader, library: bytes, changes: dict[str, dict[str, Any]],
-                                 fix_digests: bool, tag: str) -> None:
+def test_known_odd_oci_documents(
+    reader: ImageReader, library: bytes, changes: dict[str, dict[str, Any]], fix_digests: bool, tag: str
+) -> None:
     docs = _multi_arch(library) if "nested" in changes else valid_oci(library)
     for which, fields in changes.items():
         getattr(docs, which).update(copy.deepcopy(fields))
@@ -403,34 +511,82 @@ def test_rewritten_docker_documents(reader: ImageReader, library: bytes, data: s
 
 # -- hostile layer entries: traversal, absolute names, huge sizes, links, duplicates --------------
 
-HOSTILE_NAMES = ["lib/fuzzext.so", f"share/extension/{EXT}.control", f"share/extension/{EXT}--1.1.sql", "./lib/x",
-                 "/etc/passwd", "../../../../tmp/extharness-escape", "lib/../../escape", "lib/..",
-                 f"share/extension/.wh.{EXT}.control", "share/.wh..wh..opq", ".wh..wh..opq", ".wh.lib", ".", "./",
-                 "", "/", "lib\\..\\..\\escape", "a/b/../../..", "lib//fuzzext.so", "lib/./fuzzext.so", "x" * 99]
+HOSTILE_NAMES = [
+    "lib/fuzzext.so",
+    f"share/extension/{EXT}.control",
+    f"share/extension/{EXT}--1.1.sql",
+    "./lib/x",
+    "/etc/passwd",
+    "../../../../tmp/extharness-escape",
+    "lib/../../escape",
+    "lib/..",
+    f"share/extension/.wh.{EXT}.control",
+    "share/.wh..wh..opq",
+    ".wh..wh..opq",
+    ".wh.lib",
+    ".",
+    "./",
+    "",
+    "/",
+    "lib\\..\\..\\escape",
+    "a/b/../../..",
+    "lib//fuzzext.so",
+    "lib/./fuzzext.so",
+    "x" * 99,
+]
 NAME_PARTS = ["..", ".", "lib", "share", "extension", "a", "", ".wh.a", ".wh..wh..opq", f"{EXT}.so", f"{EXT}.control"]
-names = st.one_of(st.sampled_from(HOSTILE_NAMES), st.lists(st.sampled_from(NAME_PARTS), min_size=1, max_size=6)
-                  .map("/".join), st.text(max_size=110))
+names = st.one_of(
+    st.sampled_from(HOSTILE_NAMES),
+    st.lists(st.sampled_from(NAME_PARTS), min_size=1, max_size=6).map("/".join),
+    st.text(max_size=110),
+)
 TYPE_FLAGS = [b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"S", b"x", b"g", b"L", b"K", b"V", b"M", b"Z"]
 
 
 @st.composite
 def layer_member(draw: st.DrawFn, library: bytes) -> bytes:
     type_flag = draw(st.sampled_from(TYPE_FLAGS))
-    content = draw(st.one_of(st.binary(max_size=64), st.sampled_from([b"", b"#!/bin/sh\nrm -rf /\n", library[:4096],
-                                                                     b"20 path=../../escape\n", b"10 size=x\n",
-                                                                     b"default_version = '1.1'\n"])))
-    size = draw(st.one_of(st.none(), st.integers(0, 2048), st.sampled_from([1 << 31, 1 << 33, (1 << 63) - 1]),
-                          st.integers(min_value=0, max_value=(1 << 88) - 1)))
+    content = draw(
+        st.one_of(
+            st.binary(max_size=64),
+            st.sampled_from(
+                [
+                    b"",
+                    b"#!/bin/sh\nrm -rf /\n",
+                    library[:4096],
+                    b"20 path=../../escape\n",
+                    b"10 size=x\n",
+                    b"default_version = '1.1'\n",
+                ]
+            ),
+        )
+    )
+    size = draw(
+        st.one_of(
+            st.none(),
+            st.integers(0, 2048),
+            st.sampled_from([1 << 31, 1 << 33, (1 << 63) - 1]),
+            st.integers(min_value=0, max_value=(1 << 88) - 1),
+        )
+    )
     mode = draw(st.one_of(st.sampled_from([0o644, 0o755, 0o4755, 0o777, 0o000, 0o2775]), st.integers(0, 0o7777777)))
-    return raw_member(draw(names), content, type_flag=type_flag, size=size, linkname=draw(names), mode=mode,
-                      uid=draw(st.sampled_from([0, 26, 1000])), gid=draw(st.sampled_from([0, 26, 1000])))
+    return raw_member(
+        draw(names),
+        content,
+        type_flag=type_flag,
+        size=size,
+        linkname=draw(names),
+        mode=mode,
+        uid=draw(st.sampled_from([0, 26, 1000])),
+        gid=draw(st.sampled_from([0, 26, 1000])),
+    )
 
 
-def _read_layer_with(reader: ImageReader, library: bytes, hostile: list[bytes], compress: bool,
-                     closed: bool) -> None:
+def _read_layer_with(reader: ImageReader, library: bytes, hostile: list[bytes], compress: bool, closed: bool) -> None:
     valid = tarfile.open(fileobj=io.BytesIO(layer_tar(extension_entries(library)))).getmembers()
-    base = b"".join(raw_member(m.name, library if m.name.endswith(".so") else b"", type_flag=m.type,
-                               mode=m.mode) for m in valid)
+    base = b"".join(
+        raw_member(m.name, library if m.name.endswith(".so") else b"", type_flag=m.type, mode=m.mode) for m in valid
+    )
     layer = raw_tar(base, *hostile, end=closed)
     docs = valid_oci(library)
     docs.layers = [gzip_bytes(layer) if compress else layer]
@@ -441,25 +597,35 @@ def _read_layer_with(reader: ImageReader, library: bytes, hostile: list[bytes], 
 
 @fuzz
 @given(data=st.data(), compress=st.booleans(), closed=st.booleans())
-def test_hostile_layer_entries(reader: ImageReader, library: bytes, data: st.DataObject, compress: bool,
-                               closed: bool) -> None:
+def test_hostile_layer_entries(
+    reader: ImageReader, library: bytes, data: st.DataObject, compress: bool, closed: bool
+) -> None:
     hostile = data.draw(st.lists(layer_member(library), min_size=1, max_size=8), label="members")
     _read_layer_with(reader, library, hostile, compress, closed)
 
 
 HOSTILE_LAYERS = {
     "symlink loops and dangling links": [
-        raw_member("lib/a", type_flag=b"2", linkname="b"), raw_member("lib/b", type_flag=b"2", linkname="a"),
+        raw_member("lib/a", type_flag=b"2", linkname="b"),
+        raw_member("lib/b", type_flag=b"2", linkname="a"),
         raw_member(f"lib/{EXT}.so", type_flag=b"2", linkname=f"{EXT}.so"),
         raw_member("lib/hard", type_flag=b"1", linkname="lib/missing"),
         raw_member(f"share/extension/{EXT}.control", type_flag=b"2", linkname="../../share/extension/x.control"),
-        raw_member("share/extension/x.control", type_flag=b"2", linkname=f"{EXT}.control")],
+        raw_member("share/extension/x.control", type_flag=b"2", linkname=f"{EXT}.control"),
+    ],
     "traversal, absolute and huge": [
-        raw_member("../../../../tmp/extharness-escape", b"x"), raw_member("/etc/passwd", b"root"),
-        raw_member("lib/big", b"0" * 10, size=(1 << 63) - 1)],
+        raw_member("../../../../tmp/extharness-escape", b"x"),
+        raw_member("/etc/passwd", b"root"),
+        raw_member("lib/big", b"0" * 10, size=(1 << 63) - 1),
+    ],
     "duplicates and whiteouts": [
-        raw_member("lib/a", b"one"), raw_member("lib/a", b"two"), raw_member("lib", type_flag=b"0"),
-        raw_member("lib/a/b", type_flag=b"5"), raw_member(".wh..wh..opq"), raw_member(".", type_flag=b"0", size=3)],
+        raw_member("lib/a", b"one"),
+        raw_member("lib/a", b"two"),
+        raw_member("lib", type_flag=b"0"),
+        raw_member("lib/a/b", type_flag=b"5"),
+        raw_member(".wh..wh..opq"),
+        raw_member(".", type_flag=b"0", size=3),
+    ],
 }
 
 
@@ -489,24 +655,32 @@ def _read_with_outer_members(reader: ImageReader, library: bytes, extra: list[by
 
 @fuzz
 @given(data=st.data(), before=st.booleans())
-def test_hostile_outer_archive_members(reader: ImageReader, library: bytes, data: st.DataObject,
-                                       before: bool) -> None:
+def test_hostile_outer_archive_members(reader: ImageReader, library: bytes, data: st.DataObject, before: bool) -> None:
     """The archive around the layout: traversal names, duplicates, links and lying sizes."""
     good = [name for name, _ in valid_oci(library).members()]
-    names_here = st.one_of(st.sampled_from(good), names, st.sampled_from([f"../{n}" for n in good] +
-                                                                         [f"/{n}" for n in good]))
+    names_here = st.one_of(
+        st.sampled_from(good), names, st.sampled_from([f"../{n}" for n in good] + [f"/{n}" for n in good])
+    )
     member = st.builds(
-        lambda name, content, type_flag, size, link: raw_member(name, content, type_flag=type_flag, size=size,
-                                                                linkname=link),
-        names_here, st.one_of(st.binary(max_size=64), st.sampled_from([b"{}", b"[]", b'{"manifests":[]}'])),
-        st.sampled_from(TYPE_FLAGS), st.one_of(st.none(), st.integers(0, 1 << 40)), names_here)
-    _read_with_outer_members(reader, library, data.draw(st.lists(member, min_size=1, max_size=4), label="extra"),
-                             before)
+        lambda name, content, type_flag, size, link: raw_member(
+            name, content, type_flag=type_flag, size=size, linkname=link
+        ),
+        names_here,
+        st.one_of(st.binary(max_size=64), st.sampled_from([b"{}", b"[]", b'{"manifests":[]}'])),
+        st.sampled_from(TYPE_FLAGS),
+        st.one_of(st.none(), st.integers(0, 1 << 40)),
+        names_here,
+    )
+    _read_with_outer_members(
+        reader, library, data.draw(st.lists(member, min_size=1, max_size=4), label="extra"), before
+    )
 
 
 HOSTILE_OUTER = {
-    "index.json twice, then as a link": [raw_member("index.json", b"{}"),
-                                         raw_member("index.json", type_flag=b"2", linkname="/etc/passwd")],
+    "index.json twice, then as a link": [
+        raw_member("index.json", b"{}"),
+        raw_member("index.json", type_flag=b"2", linkname="/etc/passwd"),
+    ],
     "traversal names": [raw_member("../index.json", b"{}"), raw_member("/oci-layout", b"{}")],
     "1 TiB declared": [raw_member("index.json", b"{}", size=1 << 40)],
     # tarfile reads pax and GNU long-name headers whole: MemoryError escaped the reader
@@ -525,8 +699,7 @@ def test_known_hostile_outer_members(reader: ImageReader, library: bytes, extra:
 # -- limits: gzip bombs, nesting depth, fan-out ---------------------------------------------------
 
 
-def test_gzip_bomb_over_the_layer_limit(reader: ImageReader, library: bytes,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gzip_bomb_over_the_layer_limit(reader: ImageReader, library: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(oci_reader, "MAX_LAYER_BYTES", 1 << 20)
     docs = valid_oci(library)
     docs.layers = [gzip_bytes(layer_tar([LayerEntry("/lib/zeros", content=bytes(8 << 20))]))]
@@ -543,14 +716,16 @@ def test_archive_member_over_the_layer_limit(reader: ImageReader, monkeypatch: p
 @pytest.mark.parametrize("size", [1 << 40, (1 << 63) - 1, 1 << 63, (1 << 88) - 1])
 def test_archive_member_with_an_impossible_size(reader: ImageReader, size: int) -> None:
     """Sizes past 2**63 made tarfile raise ValueError/OverflowError, which escaped the reader."""
-    outcome = reader.check_bytes("oci-archive", raw_tar(raw_member("index.json", b"{}", size=size),
-                                                        raw_member("oci-layout", b"{}")))
+    outcome = reader.check_bytes(
+        "oci-archive", raw_tar(raw_member("index.json", b"{}", size=size), raw_member("oci-layout", b"{}"))
+    )
     assert isinstance(outcome, HarnessError)
 
 
 @pytest.mark.parametrize("scheme", ["oci-archive", "docker-archive"])
-def test_many_bombs_within_the_layer_limit_stay_bounded(reader: ImageReader, library: bytes, scheme: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_bombs_within_the_layer_limit_stay_bounded(
+    reader: ImageReader, library: bytes, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One small layer that unpacks to just under the limit, listed 4000 times, is refused early.
 
     Before MAX_IMAGE_BYTES the reader unpacked every copy: with the default 1 GiB layer limit
@@ -580,8 +755,9 @@ def _chain(depth: int, fan_out: int, library: bytes) -> list[tuple[str, bytes]]:
     members = dict(docs.members())
     top = json.loads(members["index.json"])["manifests"][0]
     for _ in range(depth):
-        nested = canonical_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                                 "manifests": [top] * fan_out})
+        nested = canonical_json(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [top] * fan_out}
+        )
         members[f"blobs/sha256/{sha256(nested)[7:]}"] = nested
         top = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(nested), "size": len(nested)}
     members["index.json"] = canonical_json({"schemaVersion": 2, "manifests": [top]})
@@ -625,8 +801,13 @@ def test_oci_folder_with_links_out_of_it(reader: ImageReader, library: bytes) ->
 
 
 @fuzz
-@given(digest=st.one_of(st.text(max_size=80), st.sampled_from(KNOWN_STRINGS),
-                        st.text(alphabet="0123456789abcdef:/.\x00", max_size=80).map("sha256:".__add__)))
+@given(
+    digest=st.one_of(
+        st.text(max_size=80),
+        st.sampled_from(KNOWN_STRINGS),
+        st.text(alphabet="0123456789abcdef:/.\x00", max_size=80).map("sha256:".__add__),
+    )
+)
 @example(digest="sha256:\x00")
 @example(digest="sha256:" + "a" * 300)
 def test_oci_folder_with_odd_digests(reader: ImageReader, library: bytes, digest: str) -> None:
@@ -635,8 +816,10 @@ def test_oci_folder_with_odd_digests(reader: ImageReader, library: bytes, digest
         for name, data in valid_oci(library).members():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(data)
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                "digest": digest, "size": 1}]}
+    index = {
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": 1}],
+    }
     (folder / "index.json").write_bytes(canonical_json(index))
     reader.check(f"oci:{folder}")
 
@@ -644,25 +827,53 @@ def test_oci_folder_with_odd_digests(reader: ImageReader, library: bytes, digest
 # -- control files, SQL scripts --------------------------------------------------------------------
 
 control_values = st.one_of(
-    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=20).map(lambda t: "'" + t.replace("'", "''")
-                                                                                   + "'"),
-    st.sampled_from(["true", "false", "on", "of", "o", "1", "0", "yes", "'$libdir/x'", "'a, \"b\", c'", "'a,'",
-                     "'\\101\\n\\'", "1.5e3", "-2", ".5", "a.b", "x-y/z:w", "'\"unterminated'", "''"]),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=20).map(
+        lambda t: "'" + t.replace("'", "''") + "'"
+    ),
+    st.sampled_from(
+        [
+            "true",
+            "false",
+            "on",
+            "of",
+            "o",
+            "1",
+            "0",
+            "yes",
+            "'$libdir/x'",
+            "'a, \"b\", c'",
+            "'a,'",
+            "'\\101\\n\\'",
+            "1.5e3",
+            "-2",
+            ".5",
+            "a.b",
+            "x-y/z:w",
+            "'\"unterminated'",
+            "''",
+        ]
+    ),
     st.text(max_size=10),
 )
 control_lines = st.one_of(
-    st.builds(lambda key, eq, value, comment: f"{key}{eq}{value}{comment}",
-              st.sampled_from([*KNOWN_PARAMETERS, "bogus", "a.b", "_x"]), st.sampled_from([" = ", "=", " ", ""]),
-              control_values, st.sampled_from(["", " # note", "#", " '"])),
+    st.builds(
+        lambda key, eq, value, comment: f"{key}{eq}{value}{comment}",
+        st.sampled_from([*KNOWN_PARAMETERS, "bogus", "a.b", "_x"]),
+        st.sampled_from([" = ", "=", " ", ""]),
+        control_values,
+        st.sampled_from(["", " # note", "#", " '"]),
+    ),
     st.text(max_size=30),
 )
 
 
 @fuzz
-@given(text=st.one_of(st.text(), st.binary().map(bytes), st.lists(control_lines, max_size=8).map("\n".join)),
-       secondary=st.booleans())
+@given(
+    text=st.one_of(st.text(), st.binary().map(bytes), st.lists(control_lines, max_size=8).map("\n".join)),
+    secondary=st.booleans(),
+)
 @example(text=b"\xff\xfe", secondary=False)
-@example(text="requires = '\"a\"\"b\", c'", secondary=True)
+@example(text='requires = \'"a""b", c\'', secondary=True)
 def test_parse_control_ends_in_a_control_file_or_its_error(text: str | bytes, secondary: bool) -> None:
     with hard_time_limit(HARD_LIMIT_S):
         try:
@@ -681,10 +892,17 @@ script_versions = st.one_of(st.sampled_from(["1.0", "1.1", "2.0", "", "-", "a--b
 
 
 @fuzz
-@given(names=st.lists(st.one_of(
-    st.builds(lambda a, b: f"{EXT}--{a}--{b}.sql", script_versions, script_versions),
-    st.builds(lambda a: f"{EXT}--{a}.sql", script_versions),
-    st.text(max_size=30)), max_size=40), target=script_versions)
+@given(
+    names=st.lists(
+        st.one_of(
+            st.builds(lambda a, b: f"{EXT}--{a}--{b}.sql", script_versions, script_versions),
+            st.builds(lambda a: f"{EXT}--{a}.sql", script_versions),
+            st.text(max_size=30),
+        ),
+        max_size=40,
+    ),
+    target=script_versions,
+)
 def test_script_names_give_a_consistent_version_graph(names: list[str], target: str) -> None:
     with hard_time_limit(HARD_LIMIT_S):
         scripts = ScriptSet.from_names(EXT, names)
@@ -697,9 +915,30 @@ def test_script_names_give_a_consistent_version_graph(names: list[str], target: 
 
 
 @fuzz
-@given(sql=st.one_of(st.text(), st.lists(st.sampled_from([
-    "LOAD '$libdir/x';", "load E'$libdir/y'", 'LOAD "$libdir/z"', "-- LOAD '$libdir/c'", "SELECT 1; LOAD '$libdir/",
-    "LOAD\t\t'$libdir/'", "UNLOAD '$libdir/q'", "\r", "\n", "LOAD " * 50, " " * 200, "'"]), max_size=30).map("".join)))
+@given(
+    sql=st.one_of(
+        st.text(),
+        st.lists(
+            st.sampled_from(
+                [
+                    "LOAD '$libdir/x';",
+                    "load E'$libdir/y'",
+                    'LOAD "$libdir/z"',
+                    "-- LOAD '$libdir/c'",
+                    "SELECT 1; LOAD '$libdir/",
+                    "LOAD\t\t'$libdir/'",
+                    "UNLOAD '$libdir/q'",
+                    "\r",
+                    "\n",
+                    "LOAD " * 50,
+                    " " * 200,
+                    "'",
+                ]
+            ),
+            max_size=30,
+        ).map("".join),
+    )
+)
 def test_libdir_loads_are_found_line_by_line(sql: str) -> None:
     with hard_time_limit(HARD_LIMIT_S):
         found = find_libdir_loads(sql)
@@ -711,20 +950,46 @@ def test_libdir_loads_are_found_line_by_line(sql: str) -> None:
 
 # -- ELF files -------------------------------------------------------------------------------------
 
-ELF64_HEADER = {"e_ident_class": (4, 1), "e_ident_data": (5, 1), "e_type": (16, 2), "e_machine": (18, 2),
-                "e_phoff": (32, 8), "e_shoff": (40, 8), "e_phentsize": (54, 2), "e_phnum": (56, 2),
-                "e_shentsize": (58, 2), "e_shnum": (60, 2), "e_shstrndx": (62, 2)}
-ELF64_SECTION = {"sh_name": (0, 4), "sh_type": (4, 4), "sh_offset": (24, 8), "sh_size": (32, 8), "sh_link": (40, 4),
-                 "sh_info": (44, 4), "sh_entsize": (56, 8)}
+ELF64_HEADER = {
+    "e_ident_class": (4, 1),
+    "e_ident_data": (5, 1),
+    "e_type": (16, 2),
+    "e_machine": (18, 2),
+    "e_phoff": (32, 8),
+    "e_shoff": (40, 8),
+    "e_phentsize": (54, 2),
+    "e_phnum": (56, 2),
+    "e_shentsize": (58, 2),
+    "e_shnum": (60, 2),
+    "e_shstrndx": (62, 2),
+}
+ELF64_SECTION = {
+    "sh_name": (0, 4),
+    "sh_type": (4, 4),
+    "sh_offset": (24, 8),
+    "sh_size": (32, 8),
+    "sh_link": (40, 4),
+    "sh_info": (44, 4),
+    "sh_entsize": (56, 8),
+}
 ELF64_SEGMENT = {"p_type": (0, 4), "p_offset": (8, 8), "p_filesz": (32, 8)}
-INTERESTING_SECTIONS = [".dynamic", ".gnu.version_r", ".gnu.version_d", ".dynsym", ".dynstr", ".gnu.version",
-                        ".shstrtab", ".interp"]
+INTERESTING_SECTIONS = [
+    ".dynamic",
+    ".gnu.version_r",
+    ".gnu.version_d",
+    ".dynsym",
+    ".dynstr",
+    ".gnu.version",
+    ".shstrtab",
+    ".interp",
+]
 
 
 def _int_for(width: int) -> st.SearchStrategy[int]:
     top = (1 << (8 * width)) - 1
-    return st.one_of(st.sampled_from([0, 1, 2, 3, 0x7F, 0xFF, top, top >> 1]), st.integers(0, top),
-                     st.integers(0, 4096)).map(lambda value: value & top)
+    return st.one_of(
+        st.sampled_from([0, 1, 2, 3, 0x7F, 0xFF, top, top >> 1]), st.integers(0, top), st.integers(0, 4096)
+    ).map(lambda value: value & top)
 
 
 @st.composite
@@ -751,12 +1016,12 @@ def elf_mutations(draw: st.DrawFn) -> list[tuple[Any, ...]]:
 
 def _section_offsets(data: bytes) -> dict[Any, int]:
     """Where each section header is in a little-endian ELF64 file, by name and by index."""
-    e_shoff, = struct.unpack_from("<Q", data, 40)
+    (e_shoff,) = struct.unpack_from("<Q", data, 40)
     e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 58)
     offsets: dict[Any, int] = {index: e_shoff + index * e_shentsize for index in range(e_shnum)}
-    strtab_offset, = struct.unpack_from("<Q", data, e_shoff + e_shstrndx * e_shentsize + 24)
+    (strtab_offset,) = struct.unpack_from("<Q", data, e_shoff + e_shstrndx * e_shentsize + 24)
     for index in range(e_shnum):
-        name_offset, = struct.unpack_from("<I", data, offsets[index])
+        (name_offset,) = struct.unpack_from("<I", data, offsets[index])
         start = strtab_offset + name_offset
         name = data[start : data.index(b"\0", start)].decode()
         offsets.setdefault(name, offsets[index])
@@ -766,7 +1031,7 @@ def _section_offsets(data: bytes) -> dict[Any, int]:
 def apply_elf_mutations(data: bytes, ops: list[tuple[Any, ...]]) -> bytes:
     buf = bytearray(data)
     sections = _section_offsets(data)
-    e_phoff, = struct.unpack_from("<Q", data, 32)
+    (e_phoff,) = struct.unpack_from("<Q", data, 32)
     e_phentsize, e_phnum = struct.unpack_from("<HH", data, 54)
     for op in ops:
         if op[0] in ("header", "section", "segment"):
@@ -812,8 +1077,12 @@ def test_mutated_elf_summarizes_or_is_not_elf(library: bytes, ops: list[tuple[An
     _summarize_or_not_elf(data)
 
 
-LIBC_CANDIDATES = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6", "/lib64/libc.so.6",
-                   "/usr/lib/libc.so.6"]
+LIBC_CANDIDATES = [
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib/aarch64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+    "/usr/lib/libc.so.6",
+]
 
 
 @pytest.mark.parametrize("section", [".gnu.version_r", ".gnu.version_d"])
@@ -823,8 +1092,11 @@ def test_version_sections_claiming_four_billion_entries(library: bytes, section:
     The summary must come back fast and equal to the unmutated file's: the chain ends where
     its last entry says so.
     """
-    data = library if section == ".gnu.version_r" else next(
-        (Path(p).read_bytes() for p in LIBC_CANDIDATES if Path(p).is_file()), None)
+    data = (
+        library
+        if section == ".gnu.version_r"
+        else next((Path(p).read_bytes() for p in LIBC_CANDIDATES if Path(p).is_file()), None)
+    )
     if data is None:
         pytest.skip("no glibc on this machine to read version definitions from")
     mutated = apply_elf_mutations(data, [("section", section, "sh_info", 0xFFFFFFFF)])
@@ -850,14 +1122,19 @@ def _image_with(files: dict[str, tuple[bytes, int]]) -> ExtensionImage:
 @fuzz
 @given(ops=elf_mutations(), use_sample=st.booleans())
 @example(ops=[("section", ".gnu.version_r", "sh_info", 0xFFFFFFFF)], use_sample=True)
-def test_describe_and_checks_survive_mutated_libraries(library: bytes, ops: list[tuple[Any, ...]],
-                                                       use_sample: bool) -> None:
+def test_describe_and_checks_survive_mutated_libraries(
+    library: bytes, ops: list[tuple[Any, ...]], use_sample: bool
+) -> None:
     mutated = apply_elf_mutations(library if use_sample else elf_library(), ops)
-    image = _image_with({f"/lib/{EXT}.so": (mutated, 0o755), "/lib/helper": (mutated, 0o755),
-                         "/system/libdep.so.1": (mutated, 0o644),
-                         f"/share/extension/{EXT}.control": (b"default_version = '1.1'\nmodule_pathname = 'fuzzext'\n",
-                                                             0o644),
-                         f"/share/extension/{EXT}--1.1.sql": (b"SELECT 1;\n", 0o644)})
+    image = _image_with(
+        {
+            f"/lib/{EXT}.so": (mutated, 0o755),
+            "/lib/helper": (mutated, 0o755),
+            "/system/libdep.so.1": (mutated, 0o644),
+            f"/share/extension/{EXT}.control": (b"default_version = '1.1'\nmodule_pathname = 'fuzzext'\n", 0o644),
+            f"/share/extension/{EXT}--1.1.sql": (b"SELECT 1;\n", 0o644),
+        }
+    )
     with hard_time_limit(HARD_LIMIT_S):
         layout = describe(image.images[0], EXT)
         assert set(layout.elf) | set(layout.elf_errors) >= {f"/lib/{EXT}.so", "/system/libdep.so.1"}

@@ -58,16 +58,27 @@ class Defect:
 DEFECTS = [
     Defect("missing-control-file", "layout.files.control", CONTROL, lambda s, k: s.remove(CONTROL)),
     Defect("library-not-elf", "layout.files.library", LIB, lambda s, k: s.put(LIB, "not a library\n", 0o755)),
-    Defect("no-install-path-for-default-version", "layout.files.install-script", INSTALL_SQL,
-           lambda s, k: s.remove(INSTALL_SQL).remove(UPDATE_SQL)),
+    Defect(
+        "no-install-path-for-default-version",
+        "layout.files.install-script",
+        INSTALL_SQL,
+        lambda s, k: s.remove(INSTALL_SQL).remove(UPDATE_SQL),
+    ),
     Defect("setuid-library", "layout.tree.no-setuid", LIB, lambda s, k: s.chmod(LIB, 0o4755)),
     Defect("unreadable-by-uid-26", "layout.tree.readable-by-postgres", CONTROL, lambda s, k: s.chmod(CONTROL, 0o600)),
-    Defect("absolute-symlink", "layout.tree.symlinks", f"{EXT_DIR}/{SAMPLE}--1.2.sql",
-           lambda s, k: s.symlink(f"{EXT_DIR}/{SAMPLE}--1.2.sql", "/usr/share/postgresql/18/extension/x.sql")),
-    Defect("control-parse-error", "layout.control.parse", CONTROL,
-           lambda s, k: s.set_param("superuser", "maybe")),
-    Defect("libdir-load-in-script", "layout.scripts.no-libdir-load", f"{UPDATE_SQL}:",
-           lambda s, k: s.append(UPDATE_SQL, "\nLOAD '$libdir/pg_ticker';\n")),
+    Defect(
+        "absolute-symlink",
+        "layout.tree.symlinks",
+        f"{EXT_DIR}/{SAMPLE}--1.2.sql",
+        lambda s, k: s.symlink(f"{EXT_DIR}/{SAMPLE}--1.2.sql", "/usr/share/postgresql/18/extension/x.sql"),
+    ),
+    Defect("control-parse-error", "layout.control.parse", CONTROL, lambda s, k: s.set_param("superuser", "maybe")),
+    Defect(
+        "libdir-load-in-script",
+        "layout.scripts.no-libdir-load",
+        f"{UPDATE_SQL}:",
+        lambda s, k: s.append(UPDATE_SQL, "\nLOAD '$libdir/pg_ticker';\n"),
+    ),
     Defect("wrong-architecture", "layout.elf.architecture", LIB, lambda s, k: s.put(LIB, _arm64_library(k), 0o755)),
     Defect("glibc-too-new", "layout.elf.glibc", LIB, lambda s, k: s.put(LIB, k.future_glibc_module(), 0o755)),
     Defect("rpath-to-build-machine", "layout.elf.rpath", LIB, lambda s, k: s.put(LIB, k.rpath_module(), 0o755)),
@@ -96,9 +107,9 @@ def test_correct_release_folder_passes(good_release: Path, layout_cache: Path) -
 
 
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.id for d in DEFECTS])
-def test_defective_release_folder_fails_naming_rule_and_path(defect: Defect, sample: CraftedImage, elf_kit: ElfKit,
-                                                             tmp_path: Path, layout_cache: Path,
-                                                             good_release: Path) -> None:
+def test_defective_release_folder_fails_naming_rule_and_path(
+    defect: Defect, sample: CraftedImage, elf_kit: ElfKit, tmp_path: Path, layout_cache: Path, good_release: Path
+) -> None:
     if defect.options:
         folder = good_release
     else:
@@ -106,7 +117,9 @@ def test_defective_release_folder_fails_naming_rule_and_path(defect: Defect, sam
     result = run_layout_tier("--ext-artifacts", str(folder), *defect.options, LAYOUT, cache_dir=layout_cache)
     output = result.stdout + result.stderr
     assert result.returncode == 1, _summary(result)
-    assert _names_defect(output, defect.rule, defect.path), f"no {defect.rule} finding on {defect.path}:\n" + _summary(result)
+    assert _names_defect(output, defect.rule, defect.path), f"no {defect.rule} finding on {defect.path}:\n" + _summary(
+        result
+    )
     assert "Traceback" not in output
 
 
@@ -137,8 +150,14 @@ def test_engine_image_name(sample: CraftedImage, tmp_path: Path, layout_cache: P
     archive = Path(sample.write_docker_archive(tmp_path / "load.tar", repo_tag=name).split(":", 1)[1])
     engine.run("load", "-i", str(archive))
     try:
-        result = run_layout_tier("--ext-image", name, LAYOUT, cache_dir=layout_cache, engine=None,
-                                 extra_env={"EXTHARNESS_ENGINE": engine.kind})
+        result = run_layout_tier(
+            "--ext-image",
+            name,
+            LAYOUT,
+            cache_dir=layout_cache,
+            engine=None,
+            extra_env={"EXTHARNESS_ENGINE": engine.kind},
+        )
         assert result.returncode == 0, _summary(result)
         assert re.search(r"\d+ passed", result.stdout)
     finally:
@@ -147,8 +166,9 @@ def test_engine_image_name(sample: CraftedImage, tmp_path: Path, layout_cache: P
 
 def test_parallel_run_passes_and_writes_findings(good_release: Path, tmp_path: Path, layout_cache: Path) -> None:
     report = tmp_path / "findings.json"
-    result = run_layout_tier("--ext-artifacts", str(good_release), "-n", "2", "--findings-json", str(report), LAYOUT,
-                             cache_dir=layout_cache)
+    result = run_layout_tier(
+        "--ext-artifacts", str(good_release), "-n", "2", "--findings-json", str(report), LAYOUT, cache_dir=layout_cache
+    )
     assert result.returncode == 0, _summary(result)
     assert re.search(r"\d+ passed", result.stdout) and "failed" not in result.stdout
     findings = json.loads(report.read_text())["findings"]  # gathered from both workers by the controller
@@ -156,12 +176,14 @@ def test_parallel_run_passes_and_writes_findings(good_release: Path, tmp_path: P
     assert any(f["rule"] == "layout.metadata.size" for f in findings)
 
 
-def test_findings_json_of_a_failing_run(sample: CraftedImage, elf_kit: ElfKit, tmp_path: Path,
-                                        layout_cache: Path) -> None:
+def test_findings_json_of_a_failing_run(
+    sample: CraftedImage, elf_kit: ElfKit, tmp_path: Path, layout_cache: Path
+) -> None:
     folder = sample.put(LIB, elf_kit.rpath_module(), 0o4755).write_release_folder(tmp_path / "dist")
     report = tmp_path / "out" / "findings.json"
-    result = run_layout_tier("--ext-artifacts", str(folder), "--findings-json", str(report), LAYOUT,
-                             cache_dir=layout_cache)
+    result = run_layout_tier(
+        "--ext-artifacts", str(folder), "--findings-json", str(report), LAYOUT, cache_dir=layout_cache
+    )
     assert result.returncode == 1, _summary(result)
     findings = json.loads(report.read_text())["findings"]
     for finding in findings:

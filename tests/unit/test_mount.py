@@ -48,15 +48,22 @@ def test_changes_are_reported(tmp_path):
 
 
 def test_content_fingerprint_is_stable_across_extractions(tmp_path):
-    with ImageVolumeMount(image(*SAMPLE), "x", parent=tmp_path) as a, \
-            ImageVolumeMount(image(*SAMPLE), "x", parent=tmp_path) as b:
+    with (
+        ImageVolumeMount(image(*SAMPLE), "x", parent=tmp_path) as a,
+        ImageVolumeMount(image(*SAMPLE), "x", parent=tmp_path) as b,
+    ):
         assert a.content_fingerprint() == b.content_fingerprint()
 
 
-@pytest.mark.parametrize(("where", "link", "escapes"), [
-    ("/lib/a.so", "b.so", False), ("/lib/a.so", "../share/x", False), ("/lib/a.so", "../../etc/passwd", True),
-    ("/a", "..", True),
-])
+@pytest.mark.parametrize(
+    ("where", "link", "escapes"),
+    [
+        ("/lib/a.so", "b.so", False),
+        ("/lib/a.so", "../share/x", False),
+        ("/lib/a.so", "../../etc/passwd", True),
+        ("/a", "..", True),
+    ],
+)
 def test_link_escapes(where, link, escapes):
     assert link_escapes(where, link) is escapes
 
@@ -70,6 +77,8 @@ def test_refuses_absolute_and_escaping_links(tmp_path):
 
 
 def test_refuses_devices(tmp_path):
-    with pytest.raises(HarnessError, match="no place in an extension image"), \
-            ImageVolumeMount(image(ImageFile("/dev/null", FileType.CHAR)), "x", parent=tmp_path):
+    with (
+        pytest.raises(HarnessError, match="no place in an extension image"),
+        ImageVolumeMount(image(ImageFile("/dev/null", FileType.CHAR)), "x", parent=tmp_path),
+    ):
         pass

@@ -45,10 +45,12 @@ from extharness.source.oci_writer import (
 
 # -- strategies ---------------------------------------------------------------------------
 segment = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-.", min_size=1, max_size=8).filter(
-    lambda s: s not in (".", "..") and not s.startswith(".wh."))
+    lambda s: s not in (".", "..") and not s.startswith(".wh.")
+)
 paths = st.lists(segment, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
-modes = st.one_of(st.sampled_from([0o644, 0o755, 0o600, 0o444, 0o4755, 0o2755, 0o1777, 0o666, 0o000]),
-                  st.integers(0, 0o7777))
+modes = st.one_of(
+    st.sampled_from([0o644, 0o755, 0o600, 0o444, 0o4755, 0o2755, 0o1777, 0o666, 0o000]), st.integers(0, 0o7777)
+)
 
 
 @st.composite
@@ -61,9 +63,16 @@ def entries(draw) -> list[LayerEntry]:
         elif kind == FileType.DIR:
             chosen[path] = LayerEntry(path, kind, draw(modes))
         else:
-            target = draw(st.one_of(paths, segment, st.just("../x/y"), st.text(min_size=1, max_size=20)
-                                    .filter(lambda t: "\x00" not in t)))
+            target = draw(
+                st.one_of(
+                    paths,
+                    segment,
+                    st.just("../x/y"),
+                    st.text(min_size=1, max_size=20).filter(lambda t: "\x00" not in t),
+                )
+            )
             chosen[path] = LayerEntry(path, kind, 0o777, linkname=target)
+
     # A path cannot be both a non-folder and the parent of another path.
     def blocked(path: str) -> bool:
         parent = posixpath.dirname(path)
@@ -72,6 +81,7 @@ def entries(draw) -> list[LayerEntry]:
                 return True
             parent = posixpath.dirname(parent)
         return False
+
     return [e for p, e in chosen.items() if not blocked(p)]
 
 
@@ -87,8 +97,14 @@ def expected_tree(items: list[LayerEntry]) -> dict[str, tuple]:
             tree.setdefault(parent, (FileType.DIR, 0o755, 0, 0, None, None))
             parent = posixpath.dirname(parent)
     for entry in items:
-        tree[entry.path] = (entry.type, entry.mode, 0, 0, entry.content if entry.type == FileType.FILE else None,
-                            entry.linkname if entry.type == FileType.SYMLINK else None)
+        tree[entry.path] = (
+            entry.type,
+            entry.mode,
+            0,
+            0,
+            entry.content if entry.type == FileType.FILE else None,
+            entry.linkname if entry.type == FileType.SYMLINK else None,
+        )
     return tree
 
 
@@ -117,9 +133,11 @@ def source_date_epoch(value: str | None):
 def test_archive_and_layout_read_back_the_same_tree(items: list[LayerEntry], image_labels: dict[str, str]) -> None:
     blobs = build_blobs([PlatformContent(AMD64, items, image_labels)], tag="v1")
     with tempfile.TemporaryDirectory() as tmp:
-        refs = [f"oci-archive:{write_oci_archive(blobs, Path(tmp) / 'image.tar')}",
-                f"oci:{write_oci_layout(blobs, Path(tmp) / 'layout')}",
-                f"oci-archive:{Path(tmp) / 'image.tar'}:v1"]
+        refs = [
+            f"oci-archive:{write_oci_archive(blobs, Path(tmp) / 'image.tar')}",
+            f"oci:{write_oci_layout(blobs, Path(tmp) / 'layout')}",
+            f"oci-archive:{Path(tmp) / 'image.tar'}:v1",
+        ]
         for ref in refs:
             image = read_image(ref)
             assert [str(p) for p in image.platforms] == ["linux/amd64"]
@@ -154,17 +172,24 @@ def test_archive_bytes_are_reproducible(tmp_path: Path) -> None:
 
 # -- multi-arch, attestations ------------------------------------------------------------------
 def _content(platform: Platform, marker: bytes) -> PlatformContent:
-    return PlatformContent(platform, [LayerEntry("/lib/x.so", FileType.FILE, 0o755, marker),
-                                      LayerEntry("/share/extension/x.control", FileType.FILE, 0o644, b"c")],
-                           {"org.opencontainers.image.version": "1.0"})
+    return PlatformContent(
+        platform,
+        [
+            LayerEntry("/lib/x.so", FileType.FILE, 0o755, marker),
+            LayerEntry("/share/extension/x.control", FileType.FILE, 0o644, b"c"),
+        ],
+        {"org.opencontainers.image.version": "1.0"},
+    )
 
 
 def test_multi_platform_index_with_attestation_skips_it(tmp_path: Path) -> None:
     blobs = with_attestation(build_blobs([_content(AMD64, b"amd"), _content(ARM64, b"arm")], tag="1.0"))
     nested = json.loads(blobs.blobs[blobs.digest])
     assert {m["platform"]["architecture"] for m in nested["manifests"]} == {"amd64", "arm64", "unknown"}
-    for ref in (f"oci-archive:{write_oci_archive(blobs, tmp_path / 'i.tar')}",
-                f"oci:{write_oci_layout(blobs, tmp_path / 'layout')}"):
+    for ref in (
+        f"oci-archive:{write_oci_archive(blobs, tmp_path / 'i.tar')}",
+        f"oci:{write_oci_layout(blobs, tmp_path / 'layout')}",
+    ):
         image = read_image(ref)
         assert sorted(str(p) for p in image.platforms) == ["linux/amd64", "linux/arm64"]
         assert len(image.skipped) == 1 and "attestation" in image.skipped[0]
@@ -179,10 +204,17 @@ def test_index_of_only_attestations_is_refused() -> None:
     nested = json.loads(blobs.blobs[blobs.digest])
     nested["manifests"] = [m for m in nested["manifests"] if m["platform"]["os"] == "unknown"]
     from crafted import canonical_json, sha256
+
     body = canonical_json(nested)
     blobs.blobs[sha256(body)] = body
-    blobs.index = canonical_json({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(body), "size": len(body)}]})
+    blobs.index = canonical_json(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(body), "size": len(body)}
+            ],
+        }
+    )
     with pytest.raises(HarnessError, match="no runnable platform"):
         read_blobs(blobs)
 
@@ -197,9 +229,11 @@ def test_crafted_multi_platform_helper(sample, sample_base) -> None:
 # -- docker archives -------------------------------------------------------------------------
 @pytest.mark.parametrize("blobs_style", [False, True], ids=["classic", "docker25-blobs"])
 def test_docker_archive_is_read(tmp_path: Path, blobs_style: bool) -> None:
-    items = [LayerEntry("/lib/x.so", FileType.FILE, 0o755, b"\x7fELF"),
-             LayerEntry("/share/extension/x.control", FileType.FILE, 0o644, b"default_version = '1'\n"),
-             LayerEntry("/share/extension/link.sql", FileType.SYMLINK, 0o777, linkname="x--1.sql")]
+    items = [
+        LayerEntry("/lib/x.so", FileType.FILE, 0o755, b"\x7fELF"),
+        LayerEntry("/share/extension/x.control", FileType.FILE, 0o644, b"default_version = '1'\n"),
+        LayerEntry("/share/extension/link.sql", FileType.SYMLINK, 0o777, linkname="x--1.sql"),
+    ]
     from extharness.source.oci_writer import layer_tar
 
     archive = write_docker_archive(tmp_path / "d.tar", ARM64, {"k": "v"}, [layer_tar(items)], blobs_style)
@@ -216,7 +250,9 @@ def test_docker_archive_size_is_what_a_registry_stores(tmp_path: Path) -> None:
     items = [LayerEntry("/share/extension/big.sql", FileType.FILE, 0o644, b"-- padding\n" * 200_000)]
     layer = layer_tar(items)
     docker = read_image(f"docker-archive:{write_docker_archive(tmp_path / 'd.tar', AMD64, {}, [layer])}")
-    oci = read_image(f"oci-archive:{write_oci_archive(build_blobs([PlatformContent(AMD64, items)]), tmp_path / 'o.tar')}")
+    oci = read_image(
+        f"oci-archive:{write_oci_archive(build_blobs([PlatformContent(AMD64, items)]), tmp_path / 'o.tar')}"
+    )
     assert docker.images[0].compressed_size < len(layer) / 10
     assert abs(docker.images[0].compressed_size - oci.images[0].compressed_size) < 1024
 
@@ -229,7 +265,9 @@ def test_docker_archive_with_a_tampered_blob_is_refused(tmp_path: Path) -> None:
     with tarfile.open(archive) as tar:
         for m in tar.getmembers():
             members[m.name] = tar.extractfile(m).read()
-    layer_name = next(n for n in members if n.startswith("blobs/") and n != json.loads(members["manifest.json"])[0]["Config"])
+    layer_name = next(
+        n for n in members if n.startswith("blobs/") and n != json.loads(members["manifest.json"])[0]["Config"]
+    )
     members[layer_name] = raw_layer([RawEntry("lib/evil.so", content=b"evil")])
     with tarfile.open(archive, "w") as tar:
         for name, data in members.items():
@@ -242,25 +280,43 @@ def test_docker_archive_with_a_tampered_blob_is_refused(tmp_path: Path) -> None:
 
 # -- whiteouts --------------------------------------------------------------------------------
 def test_whiteouts_across_two_layers() -> None:
-    lower = raw_layer([
-        RawEntry("share", FileType.DIR, 0o755), RawEntry("share/extension", FileType.DIR, 0o755),
-        RawEntry("share/extension/a.sql", content=b"a"), RawEntry("share/extension/b.sql", content=b"b"),
-        RawEntry("share/extension/old", FileType.DIR, 0o755), RawEntry("share/extension/old/c.sql", content=b"c"),
-        RawEntry("lib", FileType.DIR, 0o755), RawEntry("lib/x", FileType.DIR, 0o755),
-        RawEntry("lib/x/y.so", content=b"y"), RawEntry("lib/x/sub", FileType.DIR, 0o755),
-        RawEntry("lib/x/sub/deep.so", content=b"d"), RawEntry("lib/keep.so", content=b"k"),
-    ])
-    upper = raw_layer([
-        RawEntry("share/extension/.wh.a.sql"),  # one file
-        RawEntry("share/extension/.wh.old"),  # a folder and everything below it
-        RawEntry("lib/x/.wh..wh..opq"),  # opaque: drop what lower layers had in lib/x ...
-        RawEntry("lib/x/z.so", content=b"z"),  # ... but keep what this layer adds
-        RawEntry("share/extension/b.sql", content=b"b2"),  # a plain overwrite
-    ])
+    lower = raw_layer(
+        [
+            RawEntry("share", FileType.DIR, 0o755),
+            RawEntry("share/extension", FileType.DIR, 0o755),
+            RawEntry("share/extension/a.sql", content=b"a"),
+            RawEntry("share/extension/b.sql", content=b"b"),
+            RawEntry("share/extension/old", FileType.DIR, 0o755),
+            RawEntry("share/extension/old/c.sql", content=b"c"),
+            RawEntry("lib", FileType.DIR, 0o755),
+            RawEntry("lib/x", FileType.DIR, 0o755),
+            RawEntry("lib/x/y.so", content=b"y"),
+            RawEntry("lib/x/sub", FileType.DIR, 0o755),
+            RawEntry("lib/x/sub/deep.so", content=b"d"),
+            RawEntry("lib/keep.so", content=b"k"),
+        ]
+    )
+    upper = raw_layer(
+        [
+            RawEntry("share/extension/.wh.a.sql"),  # one file
+            RawEntry("share/extension/.wh.old"),  # a folder and everything below it
+            RawEntry("lib/x/.wh..wh..opq"),  # opaque: drop what lower layers had in lib/x ...
+            RawEntry("lib/x/z.so", content=b"z"),  # ... but keep what this layer adds
+            RawEntry("share/extension/b.sql", content=b"b2"),  # a plain overwrite
+        ]
+    )
     image = read_blobs(layered_blobs(AMD64, {}, [lower, upper]))
     files = image.images[0].files
     assert sorted(f.path for f in files) == [
-        "/", "/lib", "/lib/keep.so", "/lib/x", "/lib/x/z.so", "/share", "/share/extension", "/share/extension/b.sql"]
+        "/",
+        "/lib",
+        "/lib/keep.so",
+        "/lib/x",
+        "/lib/x/z.so",
+        "/share",
+        "/share/extension",
+        "/share/extension/b.sql",
+    ]
     assert files.content_of("/share/extension/b.sql") == b"b2"
     assert image.images[0].anomalies == []
 
@@ -274,15 +330,23 @@ def test_whiteouts_remove_exactly_what_they_name(lower_names: set[str], removed:
 
 
 def test_file_replacing_a_folder_drops_its_children() -> None:
-    lower = raw_layer([RawEntry("lib", FileType.DIR), RawEntry("lib/d", FileType.DIR), RawEntry("lib/d/x.so", content=b"x")])
+    lower = raw_layer(
+        [RawEntry("lib", FileType.DIR), RawEntry("lib/d", FileType.DIR), RawEntry("lib/d/x.so", content=b"x")]
+    )
     upper = raw_layer([RawEntry("lib/d", content=b"now a file")])
     files = read_blobs(layered_blobs(AMD64, {}, [lower, upper])).images[0].files
     assert files.get("/lib/d/x.so") is None and files.content_of("/lib/d") == b"now a file"
 
 
 def test_odd_entry_names_are_kept_as_anomalies() -> None:
-    layer = raw_layer([RawEntry("../../etc/x", content=b"1"), RawEntry("/abs.sql", content=b"2"),
-                       RawEntry("lib/a.so", content=b"3"), RawEntry("./lib/a.so", content=b"4")])
+    layer = raw_layer(
+        [
+            RawEntry("../../etc/x", content=b"1"),
+            RawEntry("/abs.sql", content=b"2"),
+            RawEntry("lib/a.so", content=b"3"),
+            RawEntry("./lib/a.so", content=b"4"),
+        ]
+    )
     image = read_blobs(layered_blobs(AMD64, {}, [layer]))
     anomalies = " | ".join(image.images[0].anomalies)
     assert "'../../etc/x'" in anomalies and "'/abs.sql'" in anomalies and "more than once" in anomalies

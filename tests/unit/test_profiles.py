@@ -45,7 +45,11 @@ def test_pg_trickle_facts_from_its_sources():
         for node in pglast.parse_sql(text):
             for found in _function_names(node.stmt):
                 functions.add(found)
-    assert {"pgtrickle.create_stream_table", "pgtrickle.refresh_stream_table", "pgtrickle.drop_stream_table"} <= functions
+    assert {
+        "pgtrickle.create_stream_table",
+        "pgtrickle.refresh_stream_table",
+        "pgtrickle.drop_stream_table",
+    } <= functions
 
 
 def _function_names(node) -> list[str]:
@@ -74,17 +78,20 @@ def test_path_to_a_profile_file(tmp_path):
     assert (profile.name, profile.cnpg_name, profile.smoke[0].expect) == ("mine", "mine", [[1]])
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("extension = ", "not valid TOML"),
-    ('preload = ["x"]', "missing key 'extension'"),
-    ('extension = "x"\nprelaod = ["x"]', "unknown key(s) prelaod"),
-    ('extension = "x"\npreload = ["$libdir/x"]', "bare library names"),
-    ('extension = "x"\ncnpg_name = "Bad_Name-"', "not a valid CloudNativePG extension name"),
-    ('extension = "x"\n[settings]\nshared_preload_libraries = "x"', "put shared_preload_libraries in 'preload'"),
-    ('extension = "x"\n[[smoke]]\nexpect = [[1]]', "needs sql"),
-    ('extension = "x"\n[[smoke]]\nsql = "SELECT 1"\nexpect = [1]', "list of rows"),
-    ('extension = "x"\n[data]\nexpect = [[1]]', "data.expect without data.check"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("extension = ", "not valid TOML"),
+        ('preload = ["x"]', "missing key 'extension'"),
+        ('extension = "x"\nprelaod = ["x"]', "unknown key(s) prelaod"),
+        ('extension = "x"\npreload = ["$libdir/x"]', "bare library names"),
+        ('extension = "x"\ncnpg_name = "Bad_Name-"', "not a valid CloudNativePG extension name"),
+        ('extension = "x"\n[settings]\nshared_preload_libraries = "x"', "put shared_preload_libraries in 'preload'"),
+        ('extension = "x"\n[[smoke]]\nexpect = [[1]]', "needs sql"),
+        ('extension = "x"\n[[smoke]]\nsql = "SELECT 1"\nexpect = [1]', "list of rows"),
+        ('extension = "x"\n[data]\nexpect = [[1]]', "data.expect without data.check"),
+    ],
+)
 def test_bad_profiles_are_explained(text, message):
     with pytest.raises(HarnessError, match=message.replace("(", r"\(").replace(")", r"\)").replace("$", r"\$")):
         parse_profile(text, source="test.toml")

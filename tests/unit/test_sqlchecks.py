@@ -28,8 +28,9 @@ def test_cnpg_settings_in_list_order():
 
 
 def test_user_paths_come_after_cnpg_and_preload_is_bare():
-    merged = merged_settings(cnpg_settings("/extensions", ["a"]), {"dynamic_library_path": "/opt/x", "work_mem": "8MB"},
-                             ["a"])
+    merged = merged_settings(
+        cnpg_settings("/extensions", ["a"]), {"dynamic_library_path": "/opt/x", "work_mem": "8MB"}, ["a"]
+    )
     assert merged["dynamic_library_path"] == "$libdir:/extensions/a/lib:/opt/x"
     assert merged["shared_preload_libraries"] == "a" and merged["work_mem"] == "8MB"
 
@@ -44,10 +45,20 @@ def test_compare_members_names_every_difference():
     assert compare_members(fresh, dict(fresh)) == []
 
 
-@pytest.mark.parametrize(("expected", "actual", "equal"), [
-    (5, 5, True), (5, decimal.Decimal("5"), True), (1.5, decimal.Decimal("1.5"), True), ("5", 5, True),
-    (None, None, True), (None, 0, False), (True, True, True), (1, True, False), ("1.1.0", "1.1.0", True),
-])
+@pytest.mark.parametrize(
+    ("expected", "actual", "equal"),
+    [
+        (5, 5, True),
+        (5, decimal.Decimal("5"), True),
+        (1.5, decimal.Decimal("1.5"), True),
+        ("5", 5, True),
+        (None, None, True),
+        (None, 0, False),
+        (True, True, True),
+        (1, True, False),
+        ("1.1.0", "1.1.0", True),
+    ],
+)
 def test_values_equal(expected, actual, equal):
     assert values_equal(expected, actual) is equal
 
@@ -69,14 +80,21 @@ def test_shadowing_explains_system_first():
     assert "$system" in problem and "extension_control_path" in problem and "x.control" in problem
 
 
-@pytest.mark.parametrize(("message", "hint"), [
-    ('could not access file "$libdir/x": No such file or directory', "LOAD '$libdir/...' does not search"),
-    ('could not load library "/e/x/lib/x.so": libdep.so.1: cannot open shared object file: No such file or directory',
-     "needs libdep.so.1"),
-    ("could not load library \"/e/x.so\": /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' not found",
-     "newer glibc (GLIBC_2.38)"),
-    ('extension "x" is not available', "did not find the control file"),
-])
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ('could not access file "$libdir/x": No such file or directory', "LOAD '$libdir/...' does not search"),
+        (
+            'could not load library "/e/x/lib/x.so": libdep.so.1: cannot open shared object file: No such file or directory',
+            "needs libdep.so.1",
+        ),
+        (
+            'could not load library "/e/x.so": /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38\' not found',
+            "newer glibc (GLIBC_2.38)",
+        ),
+        ('extension "x" is not available', "did not find the control file"),
+    ],
+)
 def test_create_failures_are_explained(message, hint):
     assert hint in explain_create_failure(message, "x")
 
@@ -86,7 +104,10 @@ def test_backend_summary_counts_and_reasons():
         return SimpleNamespace(nodeid=nodeid, when=when, longrepr=longrepr)
 
     stats = {
-        "passed": [rep("tests/sql/test_a.py::t[native]", "call"), rep("tests/sql/test_u.py::u[native-1.0-1.1]", "call")],
+        "passed": [
+            rep("tests/sql/test_a.py::t[native]", "call"),
+            rep("tests/sql/test_u.py::u[native-1.0-1.1]", "call"),
+        ],
         "skipped": [rep("tests/sql/test_a.py::t[composite]", "setup", ("c.py", 0, "composite backend: no engine"))],
     }
     assert backend_of("tests/sql/test_u.py::u[native-1.0-1.1]") == "native"
@@ -101,8 +122,11 @@ def test_native_skips_when_host_glibc_is_older():
 
     def layout(arch: str, glibc: str | None):
         summary = SimpleNamespace(max_glibc_needed=Version(glibc) if glibc else None)
-        return SimpleNamespace(image=SimpleNamespace(platform=SimpleNamespace(architecture=arch)),
-                               platform=f"linux/{arch}", elf={"/lib/x.so": summary})
+        return SimpleNamespace(
+            image=SimpleNamespace(platform=SimpleNamespace(architecture=arch)),
+            platform=f"linux/{arch}",
+            elf={"/lib/x.so": summary},
+        )
 
     assert load_problem(layout("amd64", "2.34"), "amd64", Version("2.36")) is None
     assert load_problem(layout("amd64", None), "amd64", Version("2.36")) is None

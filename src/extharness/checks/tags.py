@@ -37,31 +37,51 @@ def same_digest(image: ExtensionImage, layouts: list[ExtensionLayout], target: L
         if not DIGEST_RE.match(resolved):
             yield error(rid, where, f"cannot be resolved: {resolved}")
         elif wanted is None:
-            yield error(rid, where, f"resolves to {resolved}, but the tested image has no index digest to "
-                        "compare with; test the image by its registry reference")
+            yield error(
+                rid,
+                where,
+                f"resolves to {resolved}, but the tested image has no index digest to "
+                "compare with; test the image by its registry reference",
+            )
         elif resolved != wanted:
-            yield error(rid, where, f"points at {resolved}, not at the tested index {wanted}: users pulling "
-                        f":{tag} get another image; re-tag it, e.g. skopeo copy --all docker://{repo}@{wanted} "
-                        f"docker://{repo}:{tag}")
+            yield error(
+                rid,
+                where,
+                f"points at {resolved}, not at the tested index {wanted}: users pulling "
+                f":{tag} get another image; re-tag it, e.g. skopeo copy --all docker://{repo}@{wanted} "
+                f"docker://{repo}:{tag}",
+            )
         else:
             yield info(rid, where, f"resolves to {resolved}")
 
 
-@rule("layout.tags.version-annotation", "Version labels and the index's version annotation carry the expected "
-      "version (--expect-version)", scope="image")
-def version_annotation(image: ExtensionImage, layouts: list[ExtensionLayout], target: LayoutTarget
-                       ) -> Iterable[Finding]:
+@rule(
+    "layout.tags.version-annotation",
+    "Version labels and the index's version annotation carry the expected version (--expect-version)",
+    scope="image",
+)
+def version_annotation(
+    image: ExtensionImage, layouts: list[ExtensionLayout], target: LayoutTarget
+) -> Iterable[Finding]:
     rid = "layout.tags.version-annotation"
     expected = target.expect_version
     if expected is None:
         return
     annotation = image.annotations.get(VERSION)
     if annotation is not None and annotation != expected:
-        yield error(rid, "index.annotations", f"{VERSION} is {annotation!r}, expected {expected!r} "
-                    "(--expect-version): the index was assembled with another version's annotations")
+        yield error(
+            rid,
+            "index.annotations",
+            f"{VERSION} is {annotation!r}, expected {expected!r} "
+            "(--expect-version): the index was assembled with another version's annotations",
+        )
     labels = {str(i.platform): i.config.labels.get(VERSION) for i in image.images}
     wrong = {p: v for p, v in labels.items() if v != expected}
     if wrong:
         listed = ", ".join(f"{p} has {v!r}" for p, v in sorted(wrong.items()))
-        yield error(rid, "config.Labels", f"{VERSION} must be {expected!r} on every platform, but {listed}; "
-                    "build every architecture with --build-arg VERSION=<version>")
+        yield error(
+            rid,
+            "config.Labels",
+            f"{VERSION} must be {expected!r} on every platform, but {listed}; "
+            "build every architecture with --build-arg VERSION=<version>",
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Iterable
+from collections.abc import Iterable
 
 from extharness.checks.findings import Finding, error, rule, warning
 from extharness.checks.target import POSTGRES_GID, POSTGRES_UID, LayoutTarget
@@ -19,9 +19,12 @@ SHELL_NAMES = {"sh", "bash", "dash", "ash", "zsh", "busybox", "ksh", "csh", "tcs
 def allowed_roots(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Finding]:
     for entry in layout.image.files.listdir("/"):
         if entry.path not in ALLOWED_ROOTS:
-            yield error("layout.tree.allowed-roots", entry.path,
-                        "not expected in an extension image (only /lib, /share, /licenses, /system): build the "
-                        "final stage FROM scratch and COPY only the extension's files")
+            yield error(
+                "layout.tree.allowed-roots",
+                entry.path,
+                "not expected in an extension image (only /lib, /share, /licenses, /system): build the "
+                "final stage FROM scratch and COPY only the extension's files",
+            )
 
 
 def _is_program(entry: ImageFile, summary: ElfSummary | None) -> str | None:
@@ -66,16 +69,22 @@ def no_setuid(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Finding
 def no_world_writable(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Finding]:
     for entry in layout.image.files:
         if entry.type in (FileType.FILE, FileType.DIR) and entry.mode & 0o002:
-            yield error("layout.tree.no-world-writable", entry.path,
-                        f"is world-writable ({oct(entry.mode)}); chmod o-w before building the image")
+            yield error(
+                "layout.tree.no-world-writable",
+                entry.path,
+                f"is world-writable ({oct(entry.mode)}); chmod o-w before building the image",
+            )
 
 
 @rule("layout.tree.no-special-files", "No devices, fifos or sockets")
 def no_special_files(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[Finding]:
     for entry in layout.image.files:
         if entry.type.is_device_like:
-            yield error("layout.tree.no-special-files", entry.path,
-                        f"is a {entry.type.value}; an extension image holds only files, folders and links")
+            yield error(
+                "layout.tree.no-special-files",
+                entry.path,
+                f"is a {entry.type.value}; an extension image holds only files, folders and links",
+            )
 
 
 @rule("layout.tree.symlinks", "Links stay inside the image and resolve")
@@ -86,8 +95,12 @@ def symlinks_inside(layout: ExtensionLayout, target: LayoutTarget) -> Iterable[F
             continue
         link = entry.linkname
         if entry.type == FileType.SYMLINK and link.startswith("/"):
-            yield error(rid, entry.path, f"is an absolute link to {link}: mounted at /extensions/<name> it points "
-                        "into the operand image instead; use a relative link")
+            yield error(
+                rid,
+                entry.path,
+                f"is an absolute link to {link}: mounted at /extensions/<name> it points "
+                "into the operand image instead; use a relative link",
+            )
             continue
         joined = posixpath.join(entry.parent, link) if entry.type == FileType.SYMLINK else "/" + link
         depth = 0
@@ -123,11 +136,19 @@ def readable_by_postgres(layout: ExtensionLayout, target: LayoutTarget) -> Itera
         if entry.path == "/":
             continue
         if entry.type == FileType.DIR and not _can(entry, 5):
-            yield error(rid, entry.path, f"folder {oct(entry.mode)} owned by {entry.uid}:{entry.gid} cannot be "
-                        f"listed and entered by postgres (UID {POSTGRES_UID}); chmod 0755")
+            yield error(
+                rid,
+                entry.path,
+                f"folder {oct(entry.mode)} owned by {entry.uid}:{entry.gid} cannot be "
+                f"listed and entered by postgres (UID {POSTGRES_UID}); chmod 0755",
+            )
         elif entry.type == FileType.FILE and not _can(entry, 4):
-            yield error(rid, entry.path, f"file {oct(entry.mode)} owned by {entry.uid}:{entry.gid} cannot be read "
-                        f"by postgres (UID {POSTGRES_UID}); chmod 0644 (0755 for .so)")
+            yield error(
+                rid,
+                entry.path,
+                f"file {oct(entry.mode)} owned by {entry.uid}:{entry.gid} cannot be read "
+                f"by postgres (UID {POSTGRES_UID}); chmod 0644 (0755 for .so)",
+            )
 
 
 @rule("layout.tree.archive-entries", "Layer entries are well-formed")

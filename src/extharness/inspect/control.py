@@ -278,8 +278,13 @@ class ControlFile:
     lines: dict[str, int] = field(default_factory=dict)  # parameter -> line, for messages
 
 
-def parse_control(text: str | bytes, name: str, filename: str | None = None, version: str | None = None,
-                  base: ControlFile | None = None) -> ControlFile:
+def parse_control(
+    text: str | bytes,
+    name: str,
+    filename: str | None = None,
+    version: str | None = None,
+    base: ControlFile | None = None,
+) -> ControlFile:
     """Parse a primary (``version`` None) or secondary (``<ext>--<version>.control``) file.
 
     A secondary file's settings override ``base`` (the primary), as in PostgreSQL.

@@ -139,8 +139,19 @@ def summarize(data: bytes) -> ElfSummary:
                     if symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
                         summary.dynamic_symbols.add(symbol.name)
         return summary
-    except (ELFError, ValueError, KeyError, AttributeError, AssertionError, UnicodeDecodeError, TypeError,
-            IndexError, OverflowError, EOFError, MemoryError) as exc:
+    except (
+        ELFError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        AssertionError,
+        UnicodeDecodeError,
+        TypeError,
+        IndexError,
+        OverflowError,
+        EOFError,
+        MemoryError,
+    ) as exc:
         raise NotElf(f"malformed ELF ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # pyelftools raises many things on hostile input
         raise NotElf(f"malformed ELF ({type(exc).__name__})") from None

@@ -33,8 +33,9 @@ def choose_extension(image: ExtensionImage, wanted: str | None) -> str:
         return wanted
     if len(names) == 1:
         return names[0]
-    libraries = sorted({e.name[: -len(".so")] for i in image.images for e in i.files.listdir(LIB)
-                        if e.name.endswith(".so")})
+    libraries = sorted(
+        {e.name[: -len(".so")] for i in image.images for e in i.files.listdir(LIB) if e.name.endswith(".so")}
+    )
     if not names and len(libraries) == 1:
         # The one library names the extension, so layout.files.control reports the missing file.
         return libraries[0]
@@ -43,9 +44,7 @@ def choose_extension(image: ExtensionImage, wanted: str | None) -> str:
             f"{image.reference}: no control file under {EXTENSION_DIR}/ — not an extension image "
             "(expected /share/extension/<ext>.control)"
         )
-    raise HarnessError(
-        f"{image.reference}: holds several extensions ({', '.join(names)}); pick one with --ext-name"
-    )
+    raise HarnessError(f"{image.reference}: holds several extensions ({', '.join(names)}); pick one with --ext-name")
 
 
 @dataclass
@@ -130,7 +129,10 @@ def describe(image: PlatformImage, name: str) -> ExtensionLayout:
                 version = entry.name[len(prefix) : -len(".control")]
                 try:
                     layout.secondary_controls[version] = parse_control(
-                        image.files.content_of(entry.path) or b"", name, filename=entry.name, version=version,
+                        image.files.content_of(entry.path) or b"",
+                        name,
+                        filename=entry.name,
+                        version=version,
                         base=control,
                     )
                 except ControlFileError as exc:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import enum
 import posixpath
 import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
 
 
 class FileType(enum.Enum):
@@ -74,7 +74,7 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
     @classmethod
-    def parse(cls, text: str) -> "Platform":
+    def parse(cls, text: str) -> Platform:
         parts = text.strip().split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise ValueError(f"not a platform: {text!r} (expected os/arch[/variant], e.g. linux/amd64)")

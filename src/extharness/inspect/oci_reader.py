@@ -17,9 +17,10 @@ import os
 import posixpath
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from extharness.errors import HarnessError
 from extharness.inspect.model import (
@@ -76,9 +77,7 @@ def _verify(digest: str, data: bytes, where: str) -> None:
         raise HarnessError(f"{where}: unsupported or malformed digest {digest!r}")
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
-        raise HarnessError(
-            f"{where}: blob {digest} has digest sha256:{actual}; the image is corrupt or was modified"
-        )
+        raise HarnessError(f"{where}: blob {digest} has digest sha256:{actual}; the image is corrupt or was modified")
 
 
 def blob_path(digest: str) -> str:
@@ -126,8 +125,16 @@ class ArchiveStore:
             raise HarnessError(f"{self.path}: is a folder, not an archive (use oci:{self.path})") from None
         # ValueError/OverflowError: tarfile on member sizes past 2**63; MemoryError: tarfile reads
         # a pax or GNU long-name header's declared size (say 25 GB) at once.
-        except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError, OverflowError,
-                MemoryError) as exc:
+        except (
+            tarfile.TarError,
+            EOFError,
+            OSError,
+            zlib.error,
+            lzma.LZMAError,
+            ValueError,
+            OverflowError,
+            MemoryError,
+        ) as exc:
             raise HarnessError(f"{self.path}: not a readable image archive ({_one_line(exc)})") from None
 
     def names(self) -> set[str]:
@@ -148,9 +155,7 @@ class ArchiveStore:
                 f"{self.path}: cannot read {_printable(path)} ({_one_line(exc)}); the archive is corrupt"
             ) from None
         if len(data) != member.size:
-            raise HarnessError(
-                f"{self.path}: {_printable(path)} is truncated ({len(data)} of {member.size} bytes)"
-            )
+            raise HarnessError(f"{self.path}: {_printable(path)} is truncated ({len(data)} of {member.size} bytes)")
         return data
 
     def close(self) -> None:
@@ -201,8 +206,10 @@ _TAR_TYPES: dict[bytes, FileType] = {
 
 def _count_unpacked(total: int, where: str) -> int:
     if total > MAX_IMAGE_BYTES:
-        raise HarnessError(f"{where}: layers unpack to more than {MAX_IMAGE_BYTES} bytes in all "
-                           "(EXTHARNESS_MAX_IMAGE_BYTES); is one layer listed over and over?")
+        raise HarnessError(
+            f"{where}: layers unpack to more than {MAX_IMAGE_BYTES} bytes in all "
+            "(EXTHARNESS_MAX_IMAGE_BYTES); is one layer listed over and over?"
+        )
     return total
 
 
@@ -362,11 +369,18 @@ class OCIReader:
             unpacked = _decompress(data, self.where)
             self.unpacked = _count_unpacked(self.unpacked + len(unpacked), self.where)
             apply_layer(tree, unpacked, self.where, anomalies)
-        return PlatformImage(platform=platform, config=config, files=tree, manifest_digest=digest,
-                             compressed_size=compressed, anomalies=anomalies)
+        return PlatformImage(
+            platform=platform,
+            config=config,
+            files=tree,
+            manifest_digest=digest,
+            compressed_size=compressed,
+            anomalies=anomalies,
+        )
 
-    def walk(self, doc: dict[str, Any], digest: str | None, out: ExtensionImage, hint: Platform | None = None,
-             depth: int = 0) -> None:
+    def walk(
+        self, doc: dict[str, Any], digest: str | None, out: ExtensionImage, hint: Platform | None = None, depth: int = 0
+    ) -> None:
         if depth > 4:
             raise HarnessError(f"{self.where}: image indexes nest too deeply")
         media = _media_type(doc)
@@ -463,9 +477,14 @@ def read_docker_archive(store: ArchiveStore, where: str, reference: str) -> Exte
         compressed += len(zlib.compress(data, 6)) if unpacked is data else len(data)
         total = _count_unpacked(total + len(unpacked), where)
         apply_layer(tree, unpacked, where, anomalies)
-    image = PlatformImage(platform=platform, config=config, files=tree,
-                          manifest_digest="sha256:" + hashlib.sha256(config_bytes).hexdigest(),
-                          compressed_size=compressed, anomalies=anomalies)
+    image = PlatformImage(
+        platform=platform,
+        config=config,
+        files=tree,
+        manifest_digest="sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+        compressed_size=compressed,
+        anomalies=anomalies,
+    )
     return ExtensionImage(reference=reference, images=[image])
 
 

@@ -27,14 +27,44 @@ DEBIAN_GLIBC = {"bookworm": "2.36", "trixie": "2.41", "forky": "2.43", "sid": "2
 #: Sonames without versions in the ICU case, which changes with the distribution.
 BASELINE_LIBRARIES = frozenset(
     {
-        "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libresolv.so.2",
-        "libutil.so.1", "libanl.so.1", "libcrypt.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1",
-        "libgcc_s.so.1", "libstdc++.so.6", "libz.so.1", "libssl.so.3", "libcrypto.so.3",
-        "libgssapi_krb5.so.2", "libkrb5.so.3", "libk5crypto.so.3", "libcom_err.so.2",
-        "libldap.so.2", "liblber.so.2", "libxml2.so.2", "liblz4.so.1", "libzstd.so.1",
-        "libuuid.so.1", "libpam.so.0", "libsystemd.so.0", "libnuma.so.1", "liburing.so.2",
-        "libselinux.so.1", "libpq.so.5", "liblzma.so.5", "libcap.so.2", "libgcrypt.so.20",
-        "libicuuc", "libicui18n", "libicudata",
+        "libc.so.6",
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libresolv.so.2",
+        "libutil.so.1",
+        "libanl.so.1",
+        "libcrypt.so.1",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+        "libgcc_s.so.1",
+        "libstdc++.so.6",
+        "libz.so.1",
+        "libssl.so.3",
+        "libcrypto.so.3",
+        "libgssapi_krb5.so.2",
+        "libkrb5.so.3",
+        "libk5crypto.so.3",
+        "libcom_err.so.2",
+        "libldap.so.2",
+        "liblber.so.2",
+        "libxml2.so.2",
+        "liblz4.so.1",
+        "libzstd.so.1",
+        "libuuid.so.1",
+        "libpam.so.0",
+        "libsystemd.so.0",
+        "libnuma.so.1",
+        "liburing.so.2",
+        "libselinux.so.1",
+        "libpq.so.5",
+        "liblzma.so.5",
+        "libcap.so.2",
+        "libgcrypt.so.20",
+        "libicuuc",
+        "libicui18n",
+        "libicudata",
     }
 )
 
@@ -90,7 +120,7 @@ def baseline_profile(reference: str, target_glibc: str | None = None) -> Operand
 _PROBE = (
     "getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n1; echo '--libs--'; "
     "for d in /lib /lib64 /usr/lib /lib/*-linux-gnu /usr/lib/*-linux-gnu /usr/local/lib "
-    "/usr/lib/postgresql/18/lib; do [ -d \"$d\" ] && ls -1 \"$d\"; done 2>/dev/null; "
+    '/usr/lib/postgresql/18/lib; do [ -d "$d" ] && ls -1 "$d"; done 2>/dev/null; '
     "echo '--ext--'; ls -1 /usr/share/postgresql/18/extension 2>/dev/null; true"
 )
 

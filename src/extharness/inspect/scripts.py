@@ -19,7 +19,7 @@ class ScriptSet:
     ignored: list[str] = field(default_factory=list)  # names PostgreSQL would not understand
 
     @classmethod
-    def from_names(cls, extension: str, names: list[str]) -> "ScriptSet":
+    def from_names(cls, extension: str, names: list[str]) -> ScriptSet:
         result = cls(extension)
         prefix = f"{extension}--"
         for name in sorted(names):

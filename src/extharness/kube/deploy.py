@@ -15,6 +15,7 @@ The checks on API objects (``cluster_health``, ``database_state``, ``mount_probl
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -30,9 +31,9 @@ from extharness.postgres.profiles import Profile, SmokeStep
 
 GROUP, VERSION = "postgresql.cnpg.io", "v1"
 HEALTHY_PHASE = "Cluster in healthy state"
-HEALTHY_TIMEOUT = 600.0
-DATABASE_TIMEOUT = 300.0
-WORKER_TIMEOUT = 60.0
+HEALTHY_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_HEALTHY_TIMEOUT", "600"))
+DATABASE_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_DATABASE_TIMEOUT", "300"))
+WORKER_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_WORKER_TIMEOUT", "60"))
 WEBHOOK_WARMUP = 90.0
 #: Where CNPG instances put PostgreSQL's socket (local peer auth as postgres works there).
 CNPG_SOCKET_DIR = "/controller/run"
@@ -142,10 +143,9 @@ def build_fallback_operand(engine: Any, operand_image: str, mount: Any, cache_di
     ``mount`` is the sql tier's ``ImageVolumeMount`` of the extension image (its files as the
     mount would show them). Offline, the operand resolves to the minimal operand stand-in.
     """
-    from filelock import FileLock
-
     from extharness.postgres.base_images import resolve_operand_image
     from extharness.postgres.containers import build_composite_image, composite_tag, postgres_uid_of
+    from extharness.source.acquire import held_lock
 
     base = resolve_operand_image(operand_image, engine, cache_dir)
     uid = postgres_uid_of(engine, base)
@@ -160,7 +160,7 @@ def build_fallback_operand(engine: Any, operand_image: str, mount: Any, cache_di
     cnpg_tag = f"localhost/extharness/cnpg-fallback-{mount.name}:18-{key}"
     lock = cache_dir / "locks" / f"cnpg-fallback-{key}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock), timeout=3600):
+    with held_lock(lock, f"building {cnpg_tag}"):
         build_composite_image(engine, base, mount.path, tag, uid)
         if not engine.image_exists(cnpg_tag):
             engine.run("tag", tag, cnpg_tag)
@@ -415,7 +415,10 @@ class CnpgDeployment:
                     if stuck[failure] >= 3:
                         raise HarnessError(f"Cluster {self.spec.cluster_name} cannot start: {failure} ({summary})")
             time.sleep(poll)
-        raise HarnessError(f"Cluster {self.spec.cluster_name} not healthy after {timeout:.0f}s: {summary}")
+        raise HarnessError(
+            f"Cluster {self.spec.cluster_name} not healthy after {timeout:.0f}s: {summary} "
+            "(raise EXTHARNESS_CNPG_HEALTHY_TIMEOUT)"
+        )
 
     def wait_database(self, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> str:
         deadline = time.monotonic() + timeout
@@ -427,7 +430,10 @@ class CnpgDeployment:
             if state is False:
                 raise HarnessError(f"Database {self.database_doc['metadata']['name']}: {why}")
             time.sleep(poll)
-        raise HarnessError(f"Database {self.database_doc['metadata']['name']} not applied after {timeout:.0f}s: {why}")
+        raise HarnessError(
+            f"Database {self.database_doc['metadata']['name']} not applied after {timeout:.0f}s: {why} "
+            "(raise EXTHARNESS_CNPG_DATABASE_TIMEOUT)"
+        )
 
     # -- SQL on the primary ------------------------------------------------------------
     def exec(
@@ -581,7 +587,8 @@ class CnpgDeployment:
                 return []
             time.sleep(2)
         return [
-            f"background worker {w!r} not in pg_stat_activity after {timeout:.0f}s (seen: {', '.join(seen)})"
+            f"background worker {w!r} not in pg_stat_activity after {timeout:.0f}s (seen: {', '.join(seen)}; "
+            "raise EXTHARNESS_CNPG_WORKER_TIMEOUT)"
             for w in missing
         ]
 

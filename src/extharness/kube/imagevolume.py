@@ -13,6 +13,7 @@ The ``gather_*`` functions at the bottom talk to a real cluster through the offi
 from __future__ import annotations
 
 import enum
+import os
 import re
 import time
 import uuid
@@ -33,6 +34,8 @@ MIN_SERVER = (1, 33)  # beta: CNPG's documented minimum (gate must be on for 1.3
 DEFAULT_ON = (1, 35)  # on by default from 1.35 (GA in 1.36)
 MIN_CONTAINERD = Version("2.1.0")
 MIN_CRIO = Version("1.31")
+#: Seconds the probe pod may take to give a verdict (then the probe counts as not run).
+PROBE_TIMEOUT = float(os.environ.get("EXTHARNESS_IMAGEVOLUME_PROBE_TIMEOUT", "180"))
 
 
 class ImageVolumeUnsupported(HarnessError):
@@ -368,7 +371,7 @@ def run_probe(
     extension_image: str,
     operand_image: str,
     extension: str,
-    timeout: float = 180,
+    timeout: float = PROBE_TIMEOUT,
     poll: float = 2,
 ) -> ProbeOutcome:
     """Create the probe pod, wait for its verdict, delete it."""
@@ -404,7 +407,10 @@ def run_probe(
                 return outcome
             if time.monotonic() > deadline:
                 phase = (pod.get("status") or {}).get("phase")
-                return ProbeOutcome(ProbeResult.NOT_RUN, f"no verdict within {timeout:.0f}s (pod phase {phase})")
+                return ProbeOutcome(
+                    ProbeResult.NOT_RUN,
+                    f"no verdict within {timeout:g}s (pod phase {phase}; EXTHARNESS_IMAGEVOLUME_PROBE_TIMEOUT)",
+                )
             time.sleep(poll)
     finally:
         try:
@@ -420,7 +426,7 @@ def gather_signals(
     extension_image: str | None,
     operand_image: str,
     extension: str,
-    probe_timeout: float = 180,
+    probe_timeout: float = PROBE_TIMEOUT,
 ) -> Signals:
     """All signals from a real cluster; the probe runs only when there is an image to mount."""
     probe = ProbeOutcome()

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.source.acquire import held_lock
 
 DEFAULT_NODE_IMAGE = "kindest/node:v1.36.1"
 MIN_KIND = (0, 29)
@@ -39,6 +38,7 @@ GATE_VERSIONS = ((1, 33), (1, 34))  # beta, off by default: the harness turns it
 
 CREATE_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_CREATE_TIMEOUT", "600"))
 LOAD_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_LOAD_TIMEOUT", "600"))
+DELETE_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_DELETE_TIMEOUT", "180"))
 SHORT_TIMEOUT = 30.0
 PROBE_TIMEOUT = 10.0  # `docker info`: a daemon that does not answer in 10 s is not usable
 
@@ -124,11 +124,22 @@ def provider_cli_name() -> str:
     return os.environ.get("KIND_EXPERIMENTAL_PROVIDER", "").strip() or "docker"
 
 
-def _run(cmd: list[str], timeout: float, what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+class CommandTimedOut(HarnessError):
+    """A kind (or container CLI) command ran out of time and was killed."""
+
+
+def _run(
+    cmd: list[str], timeout: float, what: str, check: bool = True, setting: str | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise HarnessError(f"{what}: `{' '.join(cmd[:4])}` did not finish within {timeout:.0f}s") from None
+    except subprocess.TimeoutExpired as exc:
+        output = [b.decode(errors="replace") if isinstance(b, bytes) else (b or "") for b in (exc.stderr, exc.stdout)]
+        last = next((line.strip() for text in output for line in reversed(text.splitlines()) if line.strip()), "none")
+        hint = f"; raise {setting}" if setting else ""
+        raise CommandTimedOut(
+            f"{what}: `{' '.join(cmd[:4])}` did not finish within {timeout:g}s (last output: {last}{hint})"
+        ) from None
     except OSError as exc:
         raise EnvironmentMissing(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
     if check and result.returncode != 0:
@@ -198,8 +209,8 @@ class KindCluster:
     def context(self) -> str:
         return f"kind-{self.name}"
 
-    def _kind(self, *args: str, timeout: float = SHORT_TIMEOUT, what: str = "kind") -> str:
-        return _run([self.kind_cli, *args], timeout, what).stdout
+    def _kind(self, *args: str, timeout: float = SHORT_TIMEOUT, what: str = "kind", setting: str | None = None) -> str:
+        return _run([self.kind_cli, *args], timeout, what, setting=setting).stdout
 
     def exists(self) -> bool:
         return self.name in self._kind("get", "clusters", what="listing kind clusters").split()
@@ -208,11 +219,20 @@ class KindCluster:
         """``kind create cluster`` from the generated config; waits for the control plane."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(render_kind_config(self.node_image, self.workers))
-        self._kind(
-            "create", "cluster", "--name", self.name, "--image", self.node_image, "--config", str(self.config_file),
-            "--kubeconfig", str(self.kubeconfig), "--wait", "180s",
-            timeout=CREATE_TIMEOUT, what=f"creating kind cluster {self.name} ({self.node_image})",
-        )  # fmt: skip
+        try:
+            self._kind(
+                "create", "cluster", "--name", self.name, "--image", self.node_image, "--config",
+                str(self.config_file), "--kubeconfig", str(self.kubeconfig), "--wait", "180s",
+                timeout=CREATE_TIMEOUT, what=f"creating kind cluster {self.name} ({self.node_image})",
+                setting="EXTHARNESS_KIND_CREATE_TIMEOUT",
+            )  # fmt: skip
+        except BaseException as exc:
+            # kind removes a cluster whose creation fails, but not one whose creation is killed
+            # (Ctrl-C, SIGTERM, our timeout): that half-made cluster is ours to delete.
+            if not isinstance(exc, HarnessError) or isinstance(exc, CommandTimedOut):
+                self.created = True
+                self.delete(quiet=True)
+            raise
         self.created = True
 
     def reuse(self) -> None:
@@ -240,21 +260,24 @@ class KindCluster:
             self.create()
         return self
 
-    def delete(self) -> None:
-        """Delete the cluster, only if this object created it and ``keep`` is off."""
+    def delete(self, quiet: bool = False) -> None:
+        """Delete the cluster, only if this object created it and ``keep`` is off; then its config
+        and kubeconfig files. ``quiet``: a failure is not raised (cleaning up after an interruption)."""
         if not self.created or self.keep:
             return
-        self._kind(
-            "delete",
-            "cluster",
-            "--name",
-            self.name,
-            "--kubeconfig",
-            str(self.kubeconfig),
-            timeout=180,
-            what=f"deleting kind cluster {self.name}",
-        )
+        try:
+            self._kind(
+                "delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig),
+                timeout=DELETE_TIMEOUT, what=f"deleting kind cluster {self.name}",
+                setting="EXTHARNESS_KIND_DELETE_TIMEOUT",
+            )  # fmt: skip
+        except HarnessError:
+            if not quiet:
+                raise
+            return
         self.created = False
+        for leftover in (self.kubeconfig, self.config_file):
+            leftover.unlink(missing_ok=True)
 
     # -- images ------------------------------------------------------------------------
     def load_archive(self, archive: Path) -> list[str]:
@@ -268,6 +291,7 @@ class KindCluster:
             self.name,
             timeout=LOAD_TIMEOUT,
             what=f"loading {archive.name} into kind cluster {self.name}",
+            setting="EXTHARNESS_KIND_LOAD_TIMEOUT",
         )
         return names
 
@@ -278,7 +302,12 @@ class KindCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
             archive = Path(tmp) / "image.tar"
-            _run([cli, "save", "-o", str(archive), ref], LOAD_TIMEOUT, f"saving {ref}")
+            _run(
+                [cli, "save", "-o", str(archive), ref],
+                LOAD_TIMEOUT,
+                f"saving {ref}",
+                setting="EXTHARNESS_KIND_LOAD_TIMEOUT",
+            )
             self.load_archive(archive)
         return ref
 
@@ -327,9 +356,11 @@ class SharedKindCluster:
     def _state_file(self) -> Path:
         return self.state_dir / "extharness-kind.json"
 
-    def _lock(self) -> FileLock:
+    def _lock(self, what: str):
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.state_dir / "extharness-kind.lock"))
+        return held_lock(
+            self.state_dir / "extharness-kind.lock", what, CREATE_TIMEOUT + 120, "EXTHARNESS_KIND_CREATE_TIMEOUT"
+        )
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -346,15 +377,7 @@ class SharedKindCluster:
         os.replace(tmp, self._state_file)
 
     def acquire(self) -> KindCluster:
-        lock = self._lock()
-        try:
-            lock.acquire(timeout=CREATE_TIMEOUT + 120)
-        except Timeout:
-            raise HarnessError(
-                f"waited {CREATE_TIMEOUT + 120:.0f}s for {lock.lock_file}: another worker's kind "
-                "cluster creation seems stuck"
-            ) from None
-        try:
+        with self._lock("getting the session's kind cluster"):
             state = self._read()
             if state is None:
                 name = self.reuse_name or session_cluster_name(self.session_id)
@@ -376,15 +399,13 @@ class SharedKindCluster:
                     cluster.write_kubeconfig()
             state["users"] += 1
             self._write(state)
-        finally:
-            lock.release()
         self.cluster = cluster
         return cluster
 
     def release(self) -> None:
         if self.cluster is None:
             return
-        with self._lock():
+        with self._lock("releasing the session's kind cluster"):
             state = self._read() or {"users": 1, "created": self.cluster.created}
             state["users"] = max(0, state["users"] - 1)
             if state["users"] == 0:

@@ -235,18 +235,24 @@ def _ensure(kind: str, engine: Engine, cache_dir: Path, force: set[str]) -> Base
     image = STANDINS[kind]
     if not force.intersection(_chain(kind)) and _is_current(engine, kind):
         return image
+    from extharness.source.acquire import holder_recorder, lock_holder  # only when a build may be needed
+
     cache_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(cache_dir / "base-images.lock"))
+    lock = FileLock(str(cache_dir / "base-images.lock"), on_acquired=holder_recorder(f"building {image.ref}"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        _say(f"waiting for another process building the offline PostgreSQL 18 stand-ins ({lock.lock_file})...")
+        _say(
+            f"waiting for another process building the offline PostgreSQL 18 stand-ins ({lock.lock_file}, "
+            f"held by {lock_holder(lock.lock_file)})..."
+        )
         try:
             lock.acquire(timeout=LOCK_TIMEOUT)
         except Timeout:
             raise HarnessError(
-                f"gave up after {LOCK_TIMEOUT:.0f}s waiting for {lock.lock_file}: another build of the "
-                "offline stand-ins seems stuck (raise EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT or remove the lock)"
+                f"gave up after {LOCK_TIMEOUT:g}s waiting for {lock.lock_file}: another build of the offline "
+                f"stand-ins, by {lock_holder(lock.lock_file)}, seems stuck (raise EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT "
+                "or end that process)"
             ) from None
     try:
         _build_chain(kind, engine, cache_dir, force)  # checks again: another process may have built it
@@ -331,7 +337,13 @@ def _pull_once(engine: Engine, ref: str) -> str | None:
             _pull_errors[ref] = "pulling disabled by EXTHARNESS_PULL_TIMEOUT=0"
         else:
             try:
-                result = engine.run("pull", _qualified(ref, engine), timeout=PULL_TIMEOUT, check=False)
+                result = engine.run(
+                    "pull",
+                    _qualified(ref, engine),
+                    timeout=PULL_TIMEOUT,
+                    check=False,
+                    setting="EXTHARNESS_PULL_TIMEOUT",
+                )
             except HarnessError as exc:  # the engine's timeout
                 _pull_errors[ref] = str(exc)
             else:

@@ -33,7 +33,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
-from filelock import FileLock
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.postgres.mount import ImageVolumeMount
@@ -52,10 +51,12 @@ from extharness.postgres.server import (
     settings_args,
     unique_name,
 )
-from extharness.source.acquire import default_cache_dir
+from extharness.source.acquire import default_cache_dir, held_lock
 from extharness.source.engine import Engine, detect_engine
 
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_CONTAINER_START_TIMEOUT", "120"))
+INITDB_TIMEOUT = float(os.environ.get("EXTHARNESS_INITDB_TIMEOUT", "300"))
+API_START_TIMEOUT = float(os.environ.get("EXTHARNESS_API_START_TIMEOUT", "30"))
 LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
 PG_LIBDIR = "/usr/lib/postgresql/18/lib"
 PG_SHAREDIR = "/usr/share/postgresql/18"
@@ -91,8 +92,9 @@ def ulimits(engine: Engine, image: str) -> dict[str, int]:
         candidates = [{}, ours] + [{k: min(v, cap) for k, v in ours.items()} for cap in (32768, 8192, 1024)]
         last = ""
         for limits in candidates:
-            out = engine.run("run", "--rm", "--network", "none", *_ulimit_flags(limits), "--entrypoint", "true",
-                             image, check=False)
+            out = engine.run(
+                "run", "--rm", "--network", "none", *_ulimit_flags(limits), "--entrypoint", "true", image, check=False
+            )
             if out.returncode == 0:
                 _working_ulimits[engine.cli] = limits
                 try:
@@ -136,15 +138,25 @@ def docker_api(engine: Engine) -> Iterator[str]:
     work = make_temp_dir("api")
     sock = work / "podman.sock"
     log = open(work / "service.log", "wb")
-    proc = subprocess.Popen([engine.cli, "system", "service", "--time=0", f"unix://{sock}"],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        [engine.cli, "system", "service", "--time=0", f"unix://{sock}"],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + API_START_TIMEOUT
         while not _accepts(sock):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = (work / "service.log").read_text(errors="replace").strip().splitlines()[-3:]
-                raise EnvironmentMissing(f"podman system service did not start: {' | '.join(tail) or 'no output'}")
+                how = (
+                    f"exited with code {proc.returncode}"
+                    if proc.poll() is not None
+                    else f"did not answer on {sock} within {API_START_TIMEOUT:g}s (EXTHARNESS_API_START_TIMEOUT)"
+                )
+                raise EnvironmentMissing(f"podman system service {how}: {' | '.join(tail) or 'no output'}")
             time.sleep(0.05)
         os.environ["DOCKER_HOST"] = f"unix://{sock}"
         try:
@@ -232,8 +244,19 @@ def postgres_uid_of(engine: Engine, image: str) -> int:
     for standin in STANDINS.values():
         if standin.ref == image:
             return standin.postgres_uid
-    out = engine.run("run", "--rm", "--network", "none", *ulimit_args(engine, image), "--entrypoint", "id", image, "-u", "postgres",
-                     check=False)
+    out = engine.run(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        *ulimit_args(engine, image),
+        "--entrypoint",
+        "id",
+        image,
+        "-u",
+        "postgres",
+        check=False,
+    )
     text = out.stdout.strip()
     return int(text) if out.returncode == 0 and text.isdigit() else 999
 
@@ -254,9 +277,21 @@ def image_mount_supported(engine: Engine, image: str | None = None, operand: str
             return False
     key = f"{engine.cli} {image} {operand}"
     if key not in _image_mounts:
-        out = engine.run("run", "--rm", "--network", "none", *ulimit_args(engine, operand),
-                         "--mount", f"type=image,source={image},destination=/extensions/probe",
-                         "--entrypoint", "/bin/sh", operand, "-c", "ls /extensions/probe >/dev/null", check=False)
+        out = engine.run(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            *ulimit_args(engine, operand),
+            "--mount",
+            f"type=image,source={image},destination=/extensions/probe",
+            "--entrypoint",
+            "/bin/sh",
+            operand,
+            "-c",
+            "ls /extensions/probe >/dev/null",
+            check=False,
+        )
         _image_mounts[key] = out.returncode == 0
     return _image_mounts[key]
 
@@ -282,7 +317,16 @@ def _as_root(engine: Engine, image: str, volumes: Sequence[str], script: str) ->
     args = ["run", "--rm", "--network", "none", "--user", "0", *ulimit_args(engine, image)]
     for volume in volumes:
         args += ["-v", volume]
-    engine.run(*args, "--entrypoint", "/bin/sh", image, "-c", script, timeout=300)
+    engine.run(
+        *args,
+        "--entrypoint",
+        "/bin/sh",
+        image,
+        "-c",
+        script,
+        timeout=INITDB_TIMEOUT,
+        setting="EXTHARNESS_INITDB_TIMEOUT",
+    )
 
 
 def remove_tree(path: Path, engine: Engine | None = None, image: str | None = None) -> None:
@@ -304,7 +348,7 @@ def data_template(engine: Engine, image: str, uid: int, cache_dir: Path) -> tupl
     recipe = hashlib.sha256(TEMPLATE_SCRIPT.encode()).hexdigest()[:8]
     folder = cache_dir / "container-pgdata" / f"{image_id.rsplit(':', 1)[-1][:16]}-{uid}-{recipe}"
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock", timeout=LOCK_TIMEOUT):
+    with held_lock(str(folder) + ".lock", f"initdb of a data directory template in {image}", LOCK_TIMEOUT):
         if not ((folder / "data" / "PG_VERSION").is_file() and (folder / "password").is_file()):
             remove_tree(folder, engine, image)
             work = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
@@ -313,9 +357,27 @@ def data_template(engine: Engine, image: str, uid: int, cache_dir: Path) -> tupl
             try:
                 work.chmod(0o777)  # initdb runs as ``uid`` in the container and creates data/ here
                 password = new_password()
-                engine.run("run", "--rm", "--network", "none", "--user", f"{uid}:{uid}", *ulimit_args(engine, image),
-                           "-e", "EXTHARNESS_PASSWORD", "-v", f"{work}:/out", "--entrypoint", "/bin/sh", image,
-                           "-c", TEMPLATE_SCRIPT, timeout=600, env={"EXTHARNESS_PASSWORD": password})
+                engine.run(
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--user",
+                    f"{uid}:{uid}",
+                    *ulimit_args(engine, image),
+                    "-e",
+                    "EXTHARNESS_PASSWORD",
+                    "-v",
+                    f"{work}:/out",
+                    "--entrypoint",
+                    "/bin/sh",
+                    image,
+                    "-c",
+                    TEMPLATE_SCRIPT,
+                    timeout=INITDB_TIMEOUT,
+                    env={"EXTHARNESS_PASSWORD": password},
+                    setting="EXTHARNESS_INITDB_TIMEOUT",
+                )
                 work.chmod(0o700)
                 (work / "password").touch(mode=0o600)
                 (work / "password").write_text(password + "\n")
@@ -330,8 +392,18 @@ def fresh_data_dir(template: Path, engine: Engine, image: str) -> Path:
     work = make_temp_dir("pg")
     try:
         if os.geteuid() == 0:
-            out = subprocess.run(["cp", "-a", str(template), str(work / "data")], capture_output=True, text=True,
-                                 timeout=120)
+            try:
+                out = subprocess.run(
+                    ["cp", "-a", str(template), str(work / "data")],
+                    capture_output=True,
+                    text=True,
+                    timeout=INITDB_TIMEOUT,
+                )
+            except subprocess.TimeoutExpired:
+                raise HarnessError(
+                    f"copying the data directory template {template} did not finish within "
+                    f"{INITDB_TIMEOUT:g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
+                ) from None
             if out.returncode != 0:
                 raise HarnessError(f"copying the data directory template failed: {out.stderr.strip()[:300]}")
         else:  # the template belongs to UID 26/999: copy it as root in a container
@@ -366,10 +438,22 @@ class _Container:
         return (out.stdout or "") + (out.stderr or "")
 
     def exec_tool(self, args: Sequence[str], input: bytes | None, timeout: float) -> subprocess.CompletedProcess[bytes]:
-        env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": SUPERUSER,
-               "PGPASSWORD": self.password}
-        cmd = [self.engine.cli, "exec", "-i", "-e", "PGHOST", "-e", "PGPORT", "-e", "PGUSER", "-e", "PGPASSWORD",
-               self.name, *args]
+        env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": SUPERUSER, "PGPASSWORD": self.password}
+        cmd = [
+            self.engine.cli,
+            "exec",
+            "-i",
+            "-e",
+            "PGHOST",
+            "-e",
+            "PGPORT",
+            "-e",
+            "PGUSER",
+            "-e",
+            "PGPASSWORD",
+            self.name,
+            *args,
+        ]
         return subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, env=env)
 
     def remove(self) -> None:
@@ -385,10 +469,20 @@ def _wait_accepting(container: _Container, template_password: str) -> int:
     while time.monotonic() < deadline:
         try:
             port = port or container.host_port()
-            with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=template_password,
-                                 dbname="postgres", connect_timeout=3, autocommit=True) as conn:
-                conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    psycopg.sql.Identifier(SUPERUSER), psycopg.sql.Literal(container.password)))
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=port,
+                user=SUPERUSER,
+                password=template_password,
+                dbname="postgres",
+                connect_timeout=3,
+                autocommit=True,
+            ) as conn:
+                conn.execute(
+                    psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        psycopg.sql.Identifier(SUPERUSER), psycopg.sql.Literal(container.password)
+                    )
+                )
             return port
         except (psycopg.Error, HarnessError) as exc:
             last = " ".join(str(exc).split())[:200]
@@ -397,16 +491,35 @@ def _wait_accepting(container: _Container, template_password: str) -> int:
             raise HarnessError(f"container {container.name} stopped while starting PostgreSQL: {tail}")
         time.sleep(0.1)
     tail = " | ".join(container.logs().strip().splitlines()[-5:])
-    raise HarnessError(f"PostgreSQL in {container.name} did not accept connections within {START_TIMEOUT:.0f}s "
-                       f"(EXTHARNESS_CONTAINER_START_TIMEOUT): {last}; log: {tail}")
+    raise HarnessError(
+        f"PostgreSQL in {container.name} did not accept connections within {START_TIMEOUT:g}s "
+        f"(EXTHARNESS_CONTAINER_START_TIMEOUT): {last or 'no attempt finished'}; "
+        f"container {container.status()}; log: {tail or 'empty'}"
+    )
 
 
-def _server(backend: str, container: _Container, port: int, mount_path: str, settings: dict[str, str],
-            preload: Sequence[str], description: str) -> RunningServer:
+def _server(
+    backend: str,
+    container: _Container,
+    port: int,
+    mount_path: str,
+    settings: dict[str, str],
+    preload: Sequence[str],
+    description: str,
+) -> RunningServer:
     return RunningServer(
-        backend=backend, host="127.0.0.1", port=port, user=SUPERUSER, password=container.password,
-        mount_path=mount_path, settings=settings, preload=list(preload), tool_runner=container.exec_tool,
-        log_reader=container.logs, sharedir=PG_SHAREDIR, description=description,
+        backend=backend,
+        host="127.0.0.1",
+        port=port,
+        user=SUPERUSER,
+        password=container.password,
+        mount_path=mount_path,
+        settings=settings,
+        preload=list(preload),
+        tool_runner=container.exec_tool,
+        log_reader=container.logs,
+        sharedir=PG_SHAREDIR,
+        description=description,
     )
 
 
@@ -414,8 +527,9 @@ def _server(backend: str, container: _Container, port: int, mount_path: str, set
 class _ContainerBackend:
     name = "container"
 
-    def __init__(self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path,
-                 ld_library_paths: Sequence[str] = ()) -> None:
+    def __init__(
+        self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path, ld_library_paths: Sequence[str] = ()
+    ) -> None:
         self.requested_image = requested_image
         self.mount = mount
         self.cache_dir = cache_dir
@@ -431,8 +545,10 @@ class _ContainerBackend:
         if self.engine is None:
             return NO_ENGINE_REASON
         if os.geteuid() != 0 and self.engine.kind == "podman":
-            return ("container backends need rootful podman (run as root) or docker: rootless podman maps "
-                    "UID 26/999 to other host ids")
+            return (
+                "container backends need rootful podman (run as root) or docker: rootless podman maps "
+                "UID 26/999 to other host ids"
+            )
         return None
 
     def close(self) -> None:
@@ -453,8 +569,9 @@ class _ContainerBackend:
             self._base_files = system_extension_files(engine, self.image)
         return self._base_files
 
-    def _settings(self, cnpg: dict[str, str], settings: dict[str, str] | None, preload: Sequence[str],
-                  name: str) -> dict[str, str]:
+    def _settings(
+        self, cnpg: dict[str, str], settings: dict[str, str] | None, preload: Sequence[str], name: str
+    ) -> dict[str, str]:
         final = merged_settings(cnpg, settings, preload)
         final["cluster_name"] = name  # the janitor finds its processes by it
         final["unix_socket_directories"] = "/tmp"
@@ -468,8 +585,20 @@ _system_files: dict[str, set[str]] = {}
 def system_extension_files(engine: Engine, image: str) -> set[str]:
     """File names in ``image``'s ``$system`` extension folder (read in a throw-away container)."""
     if image not in _system_files:
-        out = engine.run("run", "--rm", "--network", "none", "--user", "0", *ulimit_args(engine, image),
-                         "--entrypoint", "/bin/sh", image, "-c", f"ls -1 {PG_SHAREDIR}/extension")
+        out = engine.run(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "0",
+            *ulimit_args(engine, image),
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            f"ls -1 {PG_SHAREDIR}/extension",
+        )
         _system_files[image] = {line.strip() for line in out.stdout.splitlines() if line.strip()}
     return _system_files[image]
 
@@ -479,8 +608,9 @@ class CompositeBackend(_ContainerBackend):
 
     name = "composite"
 
-    def __init__(self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path,
-                 ld_library_paths: Sequence[str] = ()) -> None:
+    def __init__(
+        self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path, ld_library_paths: Sequence[str] = ()
+    ) -> None:
         super().__init__(requested_image, mount, cache_dir, ld_library_paths)
         self.composite: str | None = None
 
@@ -495,7 +625,7 @@ class CompositeBackend(_ContainerBackend):
         tag = composite_tag(engine, self.image, self.mount, uid)
         lock = self.cache_dir / "locks" / f"{tag.rsplit(':', 1)[-1]}.lock"
         lock.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock), timeout=LOCK_TIMEOUT):
+        with held_lock(lock, f"building {tag}", LOCK_TIMEOUT):
             self.composite = build_composite_image(engine, self.image, self.mount.path, tag, uid)
         self.template = data_template(engine, self.image, uid, self.cache_dir)
         self._stack.enter_context(docker_api(engine))
@@ -507,25 +637,35 @@ class CompositeBackend(_ContainerBackend):
         assert self.composite is not None and self.template is not None
         DockerContainer = _testcontainers()
         name = unique_name("composite")
-        final = self._settings({"extension_control_path": "$system", "dynamic_library_path": "$libdir"},
-                               settings, preload, name)
+        final = self._settings(
+            {"extension_control_path": "$system", "dynamic_library_path": "$libdir"}, settings, preload, name
+        )
         handle = _Container(engine, name, new_password())
         work = fresh_data_dir(self.template[0], engine, self.image)
         container = None
         try:
             # The image's own entrypoint, as the release gate ran it; the data directory exists, so
             # it goes straight to "postgres -c ...".
-            container = (DockerContainer(self.composite)
-                         .with_name(name)
-                         .with_env("PGDATA", PGDATA_IN)
-                         .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
-                         .with_command(["postgres", *settings_args(final)]))
+            container = (
+                DockerContainer(self.composite)
+                .with_name(name)
+                .with_env("PGDATA", PGDATA_IN)
+                .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
+                .with_command(["postgres", *settings_args(final)])
+            )
             container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]  # loopback only
             container.with_kwargs(labels=container_labels(), ulimits=_api_ulimits(engine, self.composite))
             container.start()
             port = _wait_accepting(handle, self.template[1])
-            yield _server(self.name, handle, port, "", final, preload,
-                          f"{self.composite} (from {self.image}) via testcontainers, port {port}")
+            yield _server(
+                self.name,
+                handle,
+                port,
+                "",
+                final,
+                preload,
+                f"{self.composite} (from {self.image}) via testcontainers, port {port}",
+            )
         finally:
             if container is not None:
                 try:
@@ -541,8 +681,14 @@ class ImageVolumeBackend(_ContainerBackend):
 
     name = "imagevolume"
 
-    def __init__(self, requested_image: str, mount: ImageVolumeMount, cache_dir: Path, engine_ref: str | None,
-                 ld_library_paths: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        requested_image: str,
+        mount: ImageVolumeMount,
+        cache_dir: Path,
+        engine_ref: str | None,
+        ld_library_paths: Sequence[str] = (),
+    ) -> None:
         super().__init__(requested_image, mount, cache_dir, ld_library_paths)
         self.engine_ref = engine_ref
         self.how: str | None = None  # "image mount" or "bind mount"
@@ -559,8 +705,11 @@ class ImageVolumeBackend(_ContainerBackend):
         engine = self._require_engine()
         self.image = resolve_operand_image(self.requested_image, engine, self.cache_dir)
         self.template = data_template(engine, self.image, CNPG_UID, self.cache_dir)
-        if self.engine_ref and engine.image_exists(self.engine_ref) and image_mount_supported(
-                engine, self.engine_ref, self.image):
+        if (
+            self.engine_ref
+            and engine.image_exists(self.engine_ref)
+            and image_mount_supported(engine, self.engine_ref, self.image)
+        ):
             self.how = "image mount"
         else:
             self.how = "bind mount"
@@ -583,10 +732,23 @@ class ImageVolumeBackend(_ContainerBackend):
         try:
             if self.how == "image mount":
                 # CNPG runs postgres itself (no entrypoint script), as UID 26.
-                args = ["run", "-d", "--name", name, "-p", "127.0.0.1::5432", "--user", f"{CNPG_UID}:{CNPG_UID}",
-                        *ulimit_args(engine, self.image), "-v", f"{work / 'data'}:{PGDATA_IN}",
-                        "--mount", f"type=image,source={self.engine_ref},destination={self.mount_path}",
-                        "--entrypoint", f"{PG_BINDIR}/postgres"]
+                args = [
+                    "run",
+                    "-d",
+                    "--name",
+                    name,
+                    "-p",
+                    "127.0.0.1::5432",
+                    "--user",
+                    f"{CNPG_UID}:{CNPG_UID}",
+                    *ulimit_args(engine, self.image),
+                    "-v",
+                    f"{work / 'data'}:{PGDATA_IN}",
+                    "--mount",
+                    f"type=image,source={self.engine_ref},destination={self.mount_path}",
+                    "--entrypoint",
+                    f"{PG_BINDIR}/postgres",
+                ]
                 for key, value in container_labels().items():
                     args += ["--label", f"{key}={value}"]
                 for key in env:
@@ -594,20 +756,33 @@ class ImageVolumeBackend(_ContainerBackend):
                 engine.run(*args, self.image, *server_args, env=env)
             else:
                 DockerContainer = _testcontainers()
-                tc_container = (DockerContainer(self.image)
-                                .with_name(name)
-                                .with_volume_mapping(str(self.mount.path), self.mount_path, "ro")
-                                .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
-                                .with_command(server_args))
+                tc_container = (
+                    DockerContainer(self.image)
+                    .with_name(name)
+                    .with_volume_mapping(str(self.mount.path), self.mount_path, "ro")
+                    .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
+                    .with_command(server_args)
+                )
                 for key, value in env.items():
                     tc_container.with_env(key, value)
                 tc_container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
-                tc_container.with_kwargs(labels=container_labels(), user=f"{CNPG_UID}:{CNPG_UID}",
-                                         entrypoint=f"{PG_BINDIR}/postgres", ulimits=_api_ulimits(engine, self.image))
+                tc_container.with_kwargs(
+                    labels=container_labels(),
+                    user=f"{CNPG_UID}:{CNPG_UID}",
+                    entrypoint=f"{PG_BINDIR}/postgres",
+                    ulimits=_api_ulimits(engine, self.image),
+                )
                 tc_container.start()
             port = _wait_accepting(handle, self.template[1])
-            yield _server(self.name, handle, port, self.mount_path, final, preload,
-                          f"{self.image} as UID {CNPG_UID}, extension by {self.how} at {self.mount_path}, port {port}")
+            yield _server(
+                self.name,
+                handle,
+                port,
+                self.mount_path,
+                final,
+                preload,
+                f"{self.image} as UID {CNPG_UID}, extension by {self.how} at {self.mount_path}, port {port}",
+            )
         finally:
             if tc_container is not None:
                 try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from extharness.postgres.server import HOST_LABEL, PID_LABEL, RUN_LABEL
 
-_TEMP = re.compile(r"^extharness-([0-9a-z]+)-(\d+)-(mount|pg|api|ctx)-")
+_TEMP = re.compile(r"^extharness-([0-9a-z]+)-(\d+)-(mount|pg|api|ctx|engine)-")
 
 
 def our_processes(run: str) -> list[str]:
@@ -87,8 +87,9 @@ def sweep_stale(where: Path | None = None) -> list[str]:
     except Exception:
         engine = None
     if engine is not None:
-        out = engine.run("ps", "-a", "--filter", f"label={PID_LABEL}", "--format", "{{json .Labels}} {{.Names}}",
-                         check=False)
+        out = engine.run(
+            "ps", "-a", "--filter", f"label={PID_LABEL}", "--format", "{{json .Labels}} {{.Names}}", check=False
+        )
         host = socket.gethostname()
         for line in out.stdout.splitlines():
             labels_text, _, name = line.rpartition(" ")

@@ -64,8 +64,11 @@ def compare_snapshots(before: Snapshot, after: Snapshot) -> list[str]:
         elif path not in after:
             changes.append(f"{path}: removed")
         elif before[path] != after[path]:
-            what = [name for name, a, b in zip(("type", "mode", "size", "mtime", "content"), before[path], after[path])
-                    if a != b]
+            what = [
+                name
+                for name, a, b in zip(("type", "mode", "size", "mtime", "content"), before[path], after[path])
+                if a != b
+            ]
             changes.append(f"{path}: {', '.join(what)} changed")
     return changes
 
@@ -150,7 +153,9 @@ class ImageVolumeMount:
             elif entry.type == FileType.HARDLINK:
                 resolved = files.resolve(entry.path)
                 if resolved is None or resolved.type != FileType.FILE:
-                    raise HarnessError(f"{entry.path}: hard link to {entry.linkname!r}, which is not a file in the image")
+                    raise HarnessError(
+                        f"{entry.path}: hard link to {entry.linkname!r}, which is not a file in the image"
+                    )
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(resolved.content or b"")
                 dest.chmod(EXEC_MODE if resolved.is_executable else FILE_MODE)
@@ -187,8 +192,10 @@ class ImageVolumeMount:
 
     def content_fingerprint(self) -> str:
         """Of paths, types, modes and contents only: equal for two extractions of the same image."""
-        snap = {path: (kind, mode, size, 0, digest) for path, (kind, mode, size, _mtime, digest)
-                in snapshot(self.path).items()}
+        snap = {
+            path: (kind, mode, size, 0, digest)
+            for path, (kind, mode, size, _mtime, digest) in snapshot(self.path).items()
+        }
         return fingerprint(snap)
 
     def changes(self) -> list[str]:

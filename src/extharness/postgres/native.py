@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from filelock import FileLock
 from packaging.version import InvalidVersion, Version
 
 from extharness.errors import EnvironmentMissing, HarnessError
@@ -49,9 +48,11 @@ from extharness.postgres.server import (
     settings_args,
     unique_name,
 )
+from extharness.source.acquire import held_lock
 from extharness.source.sample import default_pg_config
 
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_PG_START_TIMEOUT", "60"))
+INITDB_TIMEOUT = float(os.environ.get("EXTHARNESS_INITDB_TIMEOUT", "300"))
 STOP_TIMEOUT = 15.0
 LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
 #: Bump when the template's initdb options change.
@@ -84,12 +85,15 @@ class PgInstall:
                 out = subprocess.run([str(pg_config), option], capture_output=True, text=True, timeout=30)
             except OSError as exc:
                 raise EnvironmentMissing(f"{pg_config} cannot run here: {exc.strerror}") from None
+            except subprocess.TimeoutExpired:
+                raise HarnessError(f"{pg_config} {option} did not answer within 30s") from None
             if out.returncode != 0:
                 raise EnvironmentMissing(f"{pg_config} {option} failed: {out.stderr.strip()[:200]}")
             return out.stdout.strip()
 
-        install = cls(Path(value("--bindir")), Path(value("--sharedir")), Path(value("--pkglibdir")),
-                      value("--version"))
+        install = cls(
+            Path(value("--bindir")), Path(value("--sharedir")), Path(value("--pkglibdir")), value("--version")
+        )
         if not re.match(r"PostgreSQL 18\b", install.version):
             raise EnvironmentMissing(f"{pg_config} is {install.version}; the native backend needs PostgreSQL 18")
         missing = [t for t in TOOLS if not (install.bindir / t).is_file()]
@@ -206,14 +210,18 @@ def host_architecture() -> str:
 def load_problem(layout: ExtensionLayout, host_arch: str, glibc: Version | None) -> str | None:
     """Why this host cannot load the extension's libraries at all (environment, not defect)."""
     if layout.image.platform.architecture != host_arch:
-        return (f"native backend: the image is {layout.platform}, this host is linux/{host_arch} "
-                "(use the container backends, or run on a matching host)")
+        return (
+            f"native backend: the image is {layout.platform}, this host is linux/{host_arch} "
+            "(use the container backends, or run on a matching host)"
+        )
     needed = [(s.max_glibc_needed, path) for path, s in layout.elf.items() if s.max_glibc_needed]
     if needed and glibc is not None:
         version, path = max(needed)
         if version > glibc:
-            return (f"native backend: {path.rsplit('/', 1)[-1]} needs GLIBC_{version} but this host has glibc {glibc} "
-                    "(an environment limit, not a defect: the container backends run it)")
+            return (
+                f"native backend: {path.rsplit('/', 1)[-1]} needs GLIBC_{version} but this host has glibc {glibc} "
+                "(an environment limit, not a defect: the container backends run it)"
+            )
     return None
 
 
@@ -231,7 +239,7 @@ def reachable_bindir(install: PgInstall, user: RunUser, root: Path) -> Path:
     if all(reachable(path, user, os.R_OK | os.X_OK) for path in wanted):
         return install.bindir
     copy = root / f"pginstall-{_key(str(install.bindir.resolve()), install.version)}"
-    with FileLock(str(copy) + ".lock", timeout=LOCK_TIMEOUT):
+    with held_lock(str(copy) + ".lock", f"linking {install.bindir} for {user.name}", LOCK_TIMEOUT):
         if not (copy / ".complete").exists():
             shutil.rmtree(copy, ignore_errors=True)
             bindir = copy_install(install, copy)
@@ -253,7 +261,9 @@ def install_dirs(install: PgInstall) -> list[Path]:
         for entry in elf_search_paths(install.bindir / tool):
             for part in entry.split("=", 1)[1].split(":"):
                 if "$ORIGIN" in part or "${ORIGIN}" in part:
-                    target = Path(part.replace("${ORIGIN}", str(install.bindir)).replace("$ORIGIN", str(install.bindir)))
+                    target = Path(
+                        part.replace("${ORIGIN}", str(install.bindir)).replace("$ORIGIN", str(install.bindir))
+                    )
                     target = Path(os.path.normpath(target))
                     if target.is_dir() and target not in dirs and tree not in target.parents:
                         dirs.append(target)
@@ -297,7 +307,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Path:
     """An initdb'd data directory for this build and user, made once (file lock)."""
     template = root / f"template-{_key(str(bindir.resolve()), version, str(user.uid), TEMPLATE_RECIPE)}"
-    with FileLock(str(template) + ".lock", timeout=LOCK_TIMEOUT):
+    with held_lock(str(template) + ".lock", "initdb of the native template data directory", LOCK_TIMEOUT):
         if (template / "data" / "PG_VERSION").is_file():
             return template / "data"
         shutil.rmtree(template, ignore_errors=True)
@@ -308,11 +318,37 @@ def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Pa
             if not user.is_current:
                 os.chown(work, user.uid, user.gid)
             work.chmod(0o700)
-            cmd = [str(bindir / "initdb"), "-D", str(work / "data"), "-U", SUPERUSER, "--auth-local=trust",
-                   "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--wal-segsize=1", "--no-sync",
-                   "--no-instructions"]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/",
-                                 env=_server_env(None), **user.popen_kwargs())
+            cmd = [
+                str(bindir / "initdb"),
+                "-D",
+                str(work / "data"),
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--wal-segsize=1",
+                "--no-sync",
+                "--no-instructions",
+            ]
+            try:
+                out = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=INITDB_TIMEOUT,
+                    cwd="/",
+                    env=_server_env(None),
+                    **user.popen_kwargs(),
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise HarnessError(
+                    f"initdb of the native template did not finish within {INITDB_TIMEOUT:g}s "
+                    f"(last output: {_last_line(exc.stdout, exc.stderr)}; raise "
+                    "EXTHARNESS_INITDB_TIMEOUT)"
+                ) from None
             if out.returncode != 0:
                 tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-4:])
                 raise HarnessError(f"initdb of the native template failed (exit {out.returncode}): {tail}")
@@ -379,6 +415,15 @@ def _chown_tree(path: Path, user: RunUser) -> None:
     os.chown(path, user.uid, user.gid)
 
 
+def _last_line(*outputs: str | bytes | None) -> str:
+    for output in outputs:
+        text = output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return "none"
+
+
 class PortInUse(HarnessError):
     pass
 
@@ -389,8 +434,14 @@ class NativeBackend:
 
     name = "native"
 
-    def __init__(self, mount_path: Path | None, cache_dir: Path, layout: ExtensionLayout | None = None,
-                 pg_config: Path | None = None, ld_library_paths: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        mount_path: Path | None,
+        cache_dir: Path,
+        layout: ExtensionLayout | None = None,
+        pg_config: Path | None = None,
+        ld_library_paths: Sequence[str] = (),
+    ) -> None:
         self.mount_path = mount_path
         self.cache_dir = cache_dir
         self.layout = layout
@@ -449,19 +500,36 @@ class NativeBackend:
         self.prepare()
         assert self._bindir is not None and self._template is not None and self._user is not None
         user = self._user
-        cnpg = cnpg_settings(str(self.mount_path.parent), [self.mount_path.name]) if self.mount_path else {
-            "extension_control_path": "$system", "dynamic_library_path": "$libdir"}
+        cnpg = (
+            cnpg_settings(str(self.mount_path.parent), [self.mount_path.name])
+            if self.mount_path
+            else {"extension_control_path": "$system", "dynamic_library_path": "$libdir"}
+        )
         final = merged_settings(cnpg, settings, preload)
-        ld_path = ":".join(str(self.mount_path / p.strip("/")) for p in self.ld_library_paths) \
-            if self.mount_path and self.ld_library_paths else None
+        ld_path = (
+            ":".join(str(self.mount_path / p.strip("/")) for p in self.ld_library_paths)
+            if self.mount_path and self.ld_library_paths
+            else None
+        )
         cluster = unique_name("pg")
         work = make_temp_dir("pg")
         proc: subprocess.Popen | None = None
         try:
             _chown_tree(work, user)
             data, sock, log = work / "data", work / "sock", work / "postgres.log"
-            copy = subprocess.run(["cp", "-a", str(self._template), str(data)], capture_output=True, text=True,
-                                  timeout=120, **user.popen_kwargs())
+            try:
+                copy = subprocess.run(
+                    ["cp", "-a", str(self._template), str(data)],
+                    capture_output=True,
+                    text=True,
+                    timeout=INITDB_TIMEOUT,
+                    **user.popen_kwargs(),
+                )
+            except subprocess.TimeoutExpired:
+                raise HarnessError(
+                    f"copying the template data directory {self._template} did not finish within "
+                    f"{INITDB_TIMEOUT:g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
+                ) from None
             if copy.returncode != 0:
                 raise HarnessError(f"copying the template data directory failed: {copy.stderr.strip()[:300]}")
             sock.mkdir(mode=0o700)
@@ -469,13 +537,32 @@ class NativeBackend:
             password = new_password()
             for attempt in range(5):
                 port = free_port()
-                args = [str(self._bindir / "postgres"), "-D", str(data), "-p", str(port),
-                        "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock}",
-                        "-c", f"cluster_name={cluster}", *settings_args(final)]
+                args = [
+                    str(self._bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={sock}",
+                    "-c",
+                    f"cluster_name={cluster}",
+                    *settings_args(final),
+                ]
                 with open(log, "ab") as log_fh:
-                    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
-                                            cwd="/", env=_server_env(ld_path), start_new_session=True,
-                                            preexec_fn=_die_with_parent, **user.popen_kwargs())
+                    proc = subprocess.Popen(
+                        args,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_fh,
+                        stderr=subprocess.STDOUT,
+                        cwd="/",
+                        env=_server_env(ld_path),
+                        start_new_session=True,
+                        preexec_fn=_die_with_parent,
+                        **user.popen_kwargs(),
+                    )
                 try:
                     self._wait_ready(proc, data, log)
                     break
@@ -485,23 +572,48 @@ class NativeBackend:
                     if attempt == 4:
                         raise
             assert proc is not None
-            with psycopg.connect(host=str(sock), port=port, user=SUPERUSER, dbname="postgres", autocommit=True,
-                                 connect_timeout=10) as conn:
-                conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    psycopg.sql.Identifier(SUPERUSER), psycopg.sql.Literal(password)))
+            with psycopg.connect(
+                host=str(sock), port=port, user=SUPERUSER, dbname="postgres", autocommit=True, connect_timeout=10
+            ) as conn:
+                conn.execute(
+                    psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        psycopg.sql.Identifier(SUPERUSER), psycopg.sql.Literal(password)
+                    )
+                )
             bindir = self._bindir
-            tool_env = {**_server_env(None), "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": SUPERUSER,
-                        "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
+            tool_env = {
+                **_server_env(None),
+                "PGHOST": "127.0.0.1",
+                "PGPORT": str(port),
+                "PGUSER": SUPERUSER,
+                "PGPASSWORD": password,
+                "PGCONNECT_TIMEOUT": "10",
+            }
 
-            def run_tool(args: Sequence[str], input: bytes | None, timeout: float) -> subprocess.CompletedProcess[bytes]:
+            def run_tool(
+                args: Sequence[str], input: bytes | None, timeout: float
+            ) -> subprocess.CompletedProcess[bytes]:
                 tool, *rest = args
-                return subprocess.run([str(bindir / tool), *rest], input=input, capture_output=True,
-                                      timeout=timeout, env=tool_env, cwd="/")
+                return subprocess.run(
+                    [str(bindir / tool), *rest],
+                    input=input,
+                    capture_output=True,
+                    timeout=timeout,
+                    env=tool_env,
+                    cwd="/",
+                )
 
             yield RunningServer(
-                backend=self.name, host="127.0.0.1", port=port, user=SUPERUSER, password=password,
-                mount_path=str(self.mount_path or ""), settings=final, preload=list(preload),
-                tool_runner=run_tool, log_reader=lambda: log.read_text(errors="replace"),
+                backend=self.name,
+                host="127.0.0.1",
+                port=port,
+                user=SUPERUSER,
+                password=password,
+                mount_path=str(self.mount_path or ""),
+                settings=final,
+                preload=list(preload),
+                tool_runner=run_tool,
+                log_reader=lambda: log.read_text(errors="replace"),
                 sharedir=str(self.install.sharedir),
                 description=f"{self.install.version} from {self.install.bindir} as {user.name}, port {port}",
             )
@@ -522,4 +634,12 @@ class NativeBackend:
             if _postmaster_ready(data):
                 return
             time.sleep(0.02)
-        raise HarnessError(f"postgres did not become ready within {START_TIMEOUT:.0f}s (EXTHARNESS_PG_START_TIMEOUT)")
+        try:
+            state = (data / "postmaster.pid").read_text().splitlines()[7:8] or ["starting (no status yet)"]
+        except OSError:
+            state = ["no postmaster.pid yet"]
+        tail = " | ".join(line.strip() for line in log.read_text(errors="replace").strip().splitlines()[-6:])
+        raise HarnessError(
+            f"postgres did not become ready within {START_TIMEOUT:g}s (raise EXTHARNESS_PG_START_TIMEOUT); "
+            f"last state: {state[0].strip()}; log: {tail or 'empty'}"
+        )

@@ -36,8 +36,20 @@ from typing import Any
 from extharness.errors import HarnessError
 
 _CNPG_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
-_KNOWN_KEYS = {"name", "extension", "cnpg_name", "preload", "background_workers", "module_name", "module_version",
-               "ld_library_path", "settings", "smoke", "data", "description"}
+_KNOWN_KEYS = {
+    "name",
+    "extension",
+    "cnpg_name",
+    "preload",
+    "background_workers",
+    "module_name",
+    "module_version",
+    "ld_library_path",
+    "settings",
+    "smoke",
+    "data",
+    "description",
+}
 
 
 @dataclass(frozen=True)
@@ -128,8 +140,10 @@ def profile_from_dict(doc: dict[str, Any], source: str = "profile", default_name
         raise fail("missing key 'extension' (the extension's name, as in CREATE EXTENSION)")
     cnpg_name = doc.get("cnpg_name", extension)
     if not isinstance(cnpg_name, str) or not _CNPG_NAME.match(cnpg_name) or len(cnpg_name) > 59:
-        raise fail(f"cnpg_name {cnpg_name!r} is not a valid CloudNativePG extension name "
-                   "(lower-case letters, digits, '-' and '_', starting and ending alphanumeric, at most 59)")
+        raise fail(
+            f"cnpg_name {cnpg_name!r} is not a valid CloudNativePG extension name "
+            "(lower-case letters, digits, '-' and '_', starting and ending alphanumeric, at most 59)"
+        )
 
     def strings(key: str) -> list[str]:
         value = doc.get(key, [])
@@ -143,7 +157,7 @@ def profile_from_dict(doc: dict[str, Any], source: str = "profile", default_name
             raise fail(f"preload entry {lib!r}: CNPG wants bare library names (no $libdir/, no path)")
     settings = doc.get("settings", {})
     if not isinstance(settings, dict):
-        raise fail("[settings] must be a table of name = \"value\"")
+        raise fail('[settings] must be a table of name = "value"')
     clean_settings: dict[str, str] = {}
     for key, value in settings.items():
         if isinstance(value, bool):
@@ -167,8 +181,9 @@ def profile_from_dict(doc: dict[str, Any], source: str = "profile", default_name
         raise fail("data.setup must be a string of SQL")
     data_check = None
     if "check" in data:
-        data_check = _step({"sql": data["check"], **({"expect": data["expect"]} if "expect" in data else {})},
-                           "data.check", fail)
+        data_check = _step(
+            {"sql": data["check"], **({"expect": data["expect"]} if "expect" in data else {})}, "data.check", fail
+        )
     elif "expect" in data:
         raise fail("data.expect without data.check")
 
@@ -200,7 +215,7 @@ def profile_from_dict(doc: dict[str, Any], source: str = "profile", default_name
 
 def _step(item: Any, where: str, fail) -> SmokeStep:
     if not isinstance(item, dict) or not isinstance(item.get("sql"), str) or not item["sql"].strip():
-        raise fail(f"{where}: needs sql = \"...\"")
+        raise fail(f'{where}: needs sql = "..."')
     extra = set(item) - {"sql", "expect"}
     if extra:
         raise fail(f"{where}: unknown key(s) {', '.join(sorted(extra))}")

@@ -119,16 +119,22 @@ class RunningServer:
 
     def conninfo(self, dbname: str = "postgres", user: str | None = None) -> str:
         return psycopg.conninfo.make_conninfo(
-            host=self.host, port=self.port, user=user or self.user, password=self.password, dbname=dbname,
-            connect_timeout=10, application_name="extharness",
+            host=self.host,
+            port=self.port,
+            user=user or self.user,
+            password=self.password,
+            dbname=dbname,
+            connect_timeout=10,
+            application_name="extharness",
         )
 
     def connect(self, dbname: str = "postgres", user: str | None = None) -> psycopg.Connection:
         """An autocommit connection as the superuser (or ``user``, with the same password)."""
         return psycopg.connect(self.conninfo(dbname, user), autocommit=True)
 
-    def run_tool(self, args: Sequence[str], input: bytes | None = None, timeout: float = 120.0
-                 ) -> subprocess.CompletedProcess[bytes]:
+    def run_tool(
+        self, args: Sequence[str], input: bytes | None = None, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run a client tool (``pg_dump``, ``pg_restore``, ``psql``) against this server.
 
         Connection settings come from PG* variables; the tool is the server's own
@@ -152,8 +158,9 @@ class PostgresBackend(Protocol):
     def available(self) -> str | None:
         """None if this backend can run here, else one line saying what is missing."""
 
-    def start(self, settings: dict[str, str] | None = None, preload: Sequence[str] = ()
-              ) -> AbstractContextManager[RunningServer]:
+    def start(
+        self, settings: dict[str, str] | None = None, preload: Sequence[str] = ()
+    ) -> AbstractContextManager[RunningServer]:
         """A server with CNPG's settings plus ``settings``; ``preload`` becomes
         ``shared_preload_libraries``. Stopped and removed when the context exits."""
 

@@ -58,14 +58,18 @@ def list_dir(conn: psycopg.Connection, path: str) -> set[str]:
 def available_extension(conn: psycopg.Connection, ext: str) -> dict | None:
     row = conn.execute(
         "SELECT name, default_version, installed_version, comment FROM pg_catalog.pg_available_extensions "
-        "WHERE name = %s", (ext,)).fetchone()
+        "WHERE name = %s",
+        (ext,),
+    ).fetchone()
     return dict(zip(("name", "default_version", "installed_version", "comment"), row)) if row else None
 
 
 def available_versions(conn: psycopg.Connection, ext: str) -> list[dict]:
     cur = conn.execute(
         "SELECT version, superuser, trusted, relocatable, schema, requires "
-        "FROM pg_catalog.pg_available_extension_versions WHERE name = %s ORDER BY version", (ext,))
+        "FROM pg_catalog.pg_available_extension_versions WHERE name = %s ORDER BY version",
+        (ext,),
+    )
     names = [c.name for c in cur.description or []]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
@@ -80,14 +84,22 @@ def create_extension(conn: psycopg.Connection, ext: str, version: str | None = N
     conn.execute(query)
 
 
-def install_extension(conn: psycopg.Connection, ext: str, layout: ExtensionLayout | None = None,
-                      version: str | None = None, schema: str | None = None) -> None:
+def install_extension(
+    conn: psycopg.Connection,
+    ext: str,
+    layout: ExtensionLayout | None = None,
+    version: str | None = None,
+    schema: str | None = None,
+) -> None:
     """``create_extension``; a failure becomes a HarnessError saying what it means for the image."""
     try:
         create_extension(conn, ext, version, schema)
     except psycopg.Error as exc:
-        what = f"CREATE EXTENSION {ext}" + (f" VERSION '{version}'" if version else "") + (
-            f" SCHEMA {schema}" if schema else "")
+        what = (
+            f"CREATE EXTENSION {ext}"
+            + (f" VERSION '{version}'" if version else "")
+            + (f" SCHEMA {schema}" if schema else "")
+        )
         raise HarnessError(f"{what} failed: {explain_create_failure(error_text(exc), ext, layout)}") from None
 
 
@@ -102,7 +114,9 @@ def drop_extension(conn: psycopg.Connection, ext: str, cascade: bool = False) ->
 def installed_extension(conn: psycopg.Connection, ext: str) -> dict | None:
     row = conn.execute(
         "SELECT e.extname, e.extversion, n.nspname, e.extrelocatable FROM pg_catalog.pg_extension e "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = %s", (ext,)).fetchone()
+        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = %s",
+        (ext,),
+    ).fetchone()
     return dict(zip(("name", "version", "schema", "relocatable"), row)) if row else None
 
 
@@ -110,7 +124,9 @@ def update_paths(conn: psycopg.Connection, ext: str) -> list[tuple[str, str, str
     """(source, target, path) rows of ``pg_extension_update_paths()`` that have a path."""
     rows = conn.execute(
         "SELECT source, target, path FROM pg_catalog.pg_extension_update_paths(%s) WHERE path IS NOT NULL "
-        "ORDER BY source, target", (ext,)).fetchall()
+        "ORDER BY source, target",
+        (ext,),
+    ).fetchall()
     return [(r[0], r[1], r[2]) for r in rows]
 
 
@@ -173,8 +189,7 @@ _DEFINITIONS = {
     "pg_type": [
         "SELECT format('%%s type %%s', pg_catalog.format_type(oid, NULL), typtype) FROM pg_catalog.pg_type "
         "WHERE oid = %(oid)s",
-        "SELECT string_agg(enumlabel, ', ' ORDER BY enumsortorder) FROM pg_catalog.pg_enum "
-        "WHERE enumtypid = %(oid)s",
+        "SELECT string_agg(enumlabel, ', ' ORDER BY enumsortorder) FROM pg_catalog.pg_enum WHERE enumtypid = %(oid)s",
         "SELECT string_agg(conname || ' ' || pg_catalog.pg_get_constraintdef(oid), '; ' ORDER BY conname) "
         "FROM pg_catalog.pg_constraint WHERE contypid = %(oid)s",
     ],
@@ -184,8 +199,10 @@ _DEFINITIONS = {
         "FROM pg_catalog.pg_event_trigger WHERE oid = %(oid)s",
     ],
 }
-_COMMENT = ("SELECT description FROM pg_catalog.pg_description WHERE classoid = %(cls)s::regclass "
-            "AND objoid = %(oid)s AND objsubid = 0")
+_COMMENT = (
+    "SELECT description FROM pg_catalog.pg_description WHERE classoid = %(cls)s::regclass "
+    "AND objoid = %(oid)s AND objsubid = 0"
+)
 
 
 def member_objects(conn: psycopg.Connection, ext: str) -> dict[str, str]:
@@ -207,8 +224,8 @@ def member_objects(conn: psycopg.Connection, ext: str) -> dict[str, str]:
             parts.append(f"comment {comment[0]!r}")
         members[identity] = " | ".join(parts)
     row = conn.execute(
-        "SELECT extconfig::regclass[]::text, extcondition::text FROM pg_catalog.pg_extension WHERE extname = %s",
-        (ext,)).fetchone()
+        "SELECT extconfig::regclass[]::text, extcondition::text FROM pg_catalog.pg_extension WHERE extname = %s", (ext,)
+    ).fetchone()
     if row and row[0]:
         members["(extension configuration tables)"] = f"{row[0]} {row[1]}"
     return members
@@ -223,8 +240,10 @@ def compare_members(after_update: dict[str, str], fresh: dict[str, str], limit: 
         problems.append(f"{identity}: present after the update but not in a fresh install")
     for identity in sorted(set(fresh) & set(after_update)):
         if fresh[identity] != after_update[identity]:
-            problems.append(f"{identity}: differs — after update: {_short(after_update[identity])}; "
-                            f"fresh install: {_short(fresh[identity])}")
+            problems.append(
+                f"{identity}: differs — after update: {_short(after_update[identity])}; "
+                f"fresh install: {_short(fresh[identity])}"
+            )
     if len(problems) > limit:
         problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
     return problems
@@ -263,7 +282,8 @@ def values_equal(expected: object, actual: object) -> bool:
 
 def rows_match(expected: list[list], actual: list[tuple]) -> bool:
     return len(expected) == len(actual) and all(
-        len(e) == len(a) and all(values_equal(x, y) for x, y in zip(e, a)) for e, a in zip(expected, actual))
+        len(e) == len(a) and all(values_equal(x, y) for x, y in zip(e, a)) for e, a in zip(expected, actual)
+    )
 
 
 @dataclass
@@ -332,31 +352,43 @@ def explain_create_failure(message: str, ext: str, layout: ExtensionLayout | Non
     if "has no installation script nor update path" in message and layout is not None:
         scripts = layout.scripts
         names = sorted(list(scripts.install.values()) + list(scripts.updates.values()))
-        hint = (f"the image's scripts ({', '.join(names) or 'none'}) give no way to install "
-                f"version {default}: ship {ext}--{default}.sql, or an update script chain from an installable "
-                "version (missing upgrade script)")
+        hint = (
+            f"the image's scripts ({', '.join(names) or 'none'}) give no way to install "
+            f"version {default}: ship {ext}--{default}.sql, or an update script chain from an installable "
+            "version (missing upgrade script)"
+        )
     elif "$libdir/" in message:
         loads = []
         if layout is not None:
             for path, content in layout.sql_scripts().items():
                 for line, text in find_libdir_loads(content.decode(errors="replace")):
                     loads.append(f"{path.rsplit('/', 1)[-1]}:{line}: {text}")
-        hint = ("LOAD '$libdir/...' does not search dynamic_library_path (only function calls strip the "
-                "$libdir/ prefix), so a library mounted under /extensions/<name>/lib is not found; "
-                f"use LOAD '{ext}' (bare name) instead" + (f" — found: {'; '.join(loads)}" if loads else ""))
+        hint = (
+            "LOAD '$libdir/...' does not search dynamic_library_path (only function calls strip the "
+            "$libdir/ prefix), so a library mounted under /extensions/<name>/lib is not found; "
+            f"use LOAD '{ext}' (bare name) instead" + (f" — found: {'; '.join(loads)}" if loads else "")
+        )
     elif (match := _MISSING_SO.search(message)) is not None:
-        hint = (f"the library needs {match.group(1)}, which neither the base image nor the extension image "
-                "provides: ship it under /system in the image and declare ld_library_path: [system] in the "
-                "Cluster, or link it statically")
+        hint = (
+            f"the library needs {match.group(1)}, which neither the base image nor the extension image "
+            "provides: ship it under /system in the image and declare ld_library_path: [system] in the "
+            "Cluster, or link it statically"
+        )
     elif (match := re.search(r"undefined symbol: (\S+)", message)) is not None:
-        hint = (f"the library uses {match.group(1)}, which nothing loaded defines: a shared library it needs is "
-                "not linked in (no DT_NEEDED) or it was built for another PostgreSQL build")
+        hint = (
+            f"the library uses {match.group(1)}, which nothing loaded defines: a shared library it needs is "
+            "not linked in (no DT_NEEDED) or it was built for another PostgreSQL build"
+        )
     elif (match := _GLIBC.search(message)) is not None:
-        hint = (f"the library was built against a newer glibc ({match.group(1)}) than the base image has: "
-                "build on the operand's distribution (e.g. Debian trixie for -trixie operands)")
+        hint = (
+            f"the library was built against a newer glibc ({match.group(1)}) than the base image has: "
+            "build on the operand's distribution (e.g. Debian trixie for -trixie operands)"
+        )
     elif "is not available" in message or "could not open extension control file" in message:
-        hint = ("PostgreSQL did not find the control file in extension_control_path: the image is not "
-                "mounted, or its control file is not at /share/extension/<ext>.control")
+        hint = (
+            "PostgreSQL did not find the control file in extension_control_path: the image is not "
+            "mounted, or its control file is not at /share/extension/<ext>.control"
+        )
     elif "incompatible library" in message or "magic block" in message:
         hint = "the library was built for another PostgreSQL major version (or without PG_MODULE_MAGIC)"
     elif "permission denied to create extension" in message:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.model import Platform
@@ -37,6 +41,49 @@ def default_cache_dir() -> Path:
         return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "extharness"
+
+
+@contextmanager
+def held_lock(
+    path: Path | str, what: str, timeout: float | None = None, setting: str = "EXTHARNESS_LOCK_TIMEOUT"
+) -> Iterator[None]:
+    """Hold the file lock ``path`` (shared by xdist workers and concurrent sessions) while doing ``what``.
+
+    The holder writes who it is into the lock file; a waiter that gives up raises one
+    HarnessError naming the lock, what it guards, how long it waited and who holds it.
+    """
+    limit = LOCK_TIMEOUT if timeout is None else timeout
+    lock = FileLock(str(path), timeout=limit, on_acquired=holder_recorder(what))
+    try:
+        lock.acquire()
+    except Timeout:
+        raise HarnessError(
+            f"gave up after {limit:g}s waiting for the lock {path} ({what}); it is held by {lock_holder(path)}. "
+            f"Raise {setting}, or end that process if it is stuck"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def holder_recorder(what: str):
+    """``FileLock(on_acquired=...)``: the new holder writes who it is and why into the lock file."""
+
+    def record(fd: int) -> None:
+        text = f"pid {os.getpid()} on {socket.gethostname()} ({what}) since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode(), 0)
+
+    return record
+
+
+def lock_holder(path: Path | str) -> str:
+    """Who holds the lock ``path``, as its holder recorded it."""
+    try:
+        return Path(path).read_text(errors="replace").strip() or "a process that recorded nothing"
+    except OSError:
+        return "nobody any more (the lock file is gone)"
 
 
 def progress(message: str) -> None:
@@ -63,8 +110,15 @@ class ImageRequest:
     platform: str = "linux/amd64"
 
     def validate(self) -> None:
-        given = [n for n, v in (("--ext-artifacts", self.artifacts), ("--ext-source", self.source),
-                                ("--ext-image", self.image)) if v]
+        given = [
+            n
+            for n, v in (
+                ("--ext-artifacts", self.artifacts),
+                ("--ext-source", self.source),
+                ("--ext-image", self.image),
+            )
+            if v
+        ]
         if len(given) > 1:
             raise HarnessError(f"give one image source, not {' and '.join(given)}")
         if self.builder not in ("auto", "engine", "embedded"):
@@ -120,36 +174,55 @@ def _resolve_builder(request: ImageRequest, engine: Engine | None) -> str:
 
 
 def build_from_release_folder(
-    folder: ReleaseFolder, labels: ImageLabels, cache_dir: Path, engine: Engine | None, builder: str,
+    folder: ReleaseFolder,
+    labels: ImageLabels,
+    cache_dir: Path,
+    engine: Engine | None,
+    builder: str,
     platform: str = "linux/amd64",
 ) -> AcquiredImage:
     """The image ``cnpg/Dockerfile.ext`` makes of ``folder``: by the engine, or embedded."""
-    key = _key("release", folder.fingerprint(), repr(sorted(labels.as_oci().items())), builder, platform,
-               DOCKERFILE_EXT.read_text() + "\0--no-cache" if builder == "engine" else "")
+    key = _key(
+        "release",
+        folder.fingerprint(),
+        repr(sorted(labels.as_oci().items())),
+        builder,
+        platform,
+        DOCKERFILE_EXT.read_text() + "\0--no-cache" if builder == "engine" else "",
+    )
     out = cache_dir / "images" / key
     out.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+    with held_lock(out / ".lock", f"building the image of {folder.root}"):
         if builder == "embedded":
             archive = out / "image.oci.tar"
             if not archive.exists():
                 progress(f"writing {labels.title}:{labels.version} as an OCI archive (embedded builder)")
-                blobs = build_blobs([PlatformContent(Platform.parse(platform), folder.entries(), labels.as_oci())],
-                                    tag=labels.version)
+                blobs = build_blobs(
+                    [PlatformContent(Platform.parse(platform), folder.entries(), labels.as_oci())], tag=labels.version
+                )
                 write_oci_archive(blobs, archive)
-            return AcquiredImage(f"oci-archive:{archive}", f"release folder {folder.root} (embedded builder)",
-                                 release_folder=folder.root, labels=labels)
+            return AcquiredImage(
+                f"oci-archive:{archive}",
+                f"release folder {folder.root} (embedded builder)",
+                release_folder=folder.root,
+                labels=labels,
+            )
         assert engine is not None
         tag = f"localhost/extharness/{_safe_tag(labels.title)}:{key[:12]}"
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
         if not archive.exists() or not engine.image_exists(tag):
             progress(f"building {tag} from {DOCKERFILE_EXT.relative_to(REPO_ROOT)} with {engine.kind}")
             # No layer cache: it is cheap here (two COPYs) and the cache can hold stale labels.
-            engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform,
-                         no_cache=True)
+            engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform, no_cache=True)
             engine.save(tag, archive)
         scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
-        return AcquiredImage(f"{scheme}:{archive}", f"release folder {folder.root} (cnpg/Dockerfile.ext, {engine.kind})",
-                             engine_ref=tag, release_folder=folder.root, labels=labels)
+        return AcquiredImage(
+            f"{scheme}:{archive}",
+            f"release folder {folder.root} (cnpg/Dockerfile.ext, {engine.kind})",
+            engine_ref=tag,
+            release_folder=folder.root,
+            labels=labels,
+        )
 
 
 def build_sample_release(cache_dir: Path, pg_config: Path | None) -> Path:
@@ -157,7 +230,7 @@ def build_sample_release(cache_dir: Path, pg_config: Path | None) -> Path:
     fingerprint = sample.source_fingerprint(pg_config=pg_config)
     out = cache_dir / "sample" / fingerprint[:20]
     out.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+    with held_lock(out / ".lock", f"building the sample extension {sample.SAMPLE_NAME}"):
         if not (out / "artifact" / "lib").is_dir():
             progress(f"building the sample extension {sample.SAMPLE_NAME} with PGXS")
             sample.build_release_folder(out, pg_config=pg_config)
@@ -188,14 +261,15 @@ def build_from_source(request: ImageRequest, cache_dir: Path, engine: Engine | N
     out.mkdir(parents=True, exist_ok=True)
     tag = f"localhost/extharness/{_safe_tag(request.source.resolve().name)}-ext:{key[:12]}"
     archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
-    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+    with held_lock(out / ".lock", f"building {tag} from {request.source}"):
         if not archive.exists() or not engine.image_exists(tag):
             progress(f"building {tag} from {request.source} with {recipe} ({engine.kind}); this may take minutes")
             engine.build(request.source, recipe, tag, args, platform=request.platform)
             engine.save(tag, archive)
     scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
-    return AcquiredImage(f"{scheme}:{archive}", f"sources {request.source} built with {recipe.name} ({engine.kind})",
-                         engine_ref=tag)
+    return AcquiredImage(
+        f"{scheme}:{archive}", f"sources {request.source} built with {recipe.name} ({engine.kind})", engine_ref=tag
+    )
 
 
 def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None) -> AcquiredImage:
@@ -207,7 +281,7 @@ def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None
         out = cache_dir / "images" / key
         out.mkdir(parents=True, exist_ok=True)
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
-        with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+        with held_lock(out / ".lock", f"saving {ref} from {engine.kind}"):
             if not archive.exists():
                 progress(f"saving {ref} from {engine.kind}")
                 engine.save(ref, archive)
@@ -218,8 +292,10 @@ def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None
 
         return pull_to_layout(ref, cache_dir)
     where = f"{engine.kind} has no image {ref!r}" if engine else "no container engine to look it up"
-    raise HarnessError(f"--ext-image {ref}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
-                       "or a registry reference like ghcr.io/owner/name:tag")
+    raise HarnessError(
+        f"--ext-image {ref}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
+        "or a registry reference like ghcr.io/owner/name:tag"
+    )
 
 
 def looks_like_registry_reference(ref: str) -> bool:
@@ -227,7 +303,9 @@ def looks_like_registry_reference(ref: str) -> bool:
     return "/" in ref and ("." in first or ":" in first or first == "localhost")
 
 
-def acquire(request: ImageRequest, cache_dir: Path | None = None, engine: Engine | None | str = "detect") -> AcquiredImage:
+def acquire(
+    request: ImageRequest, cache_dir: Path | None = None, engine: Engine | None | str = "detect"
+) -> AcquiredImage:
     """Resolve ``request`` into an image the reader can open."""
     request.validate()
     cache_dir = cache_dir or default_cache_dir()
@@ -244,11 +322,16 @@ def acquire(request: ImageRequest, cache_dir: Path | None = None, engine: Engine
         folder = ReleaseFolder.open(build_sample_release(cache_dir, request.pg_config))
     labels = folder.default_labels(request.ext_name, request.version, request.licenses, request.source_url)
     if not request.artifacts:
-        labels = ImageLabels(labels.title, f"{sample.SAMPLE_NAME} sample extension for CloudNativePG Image Volume "
-                             "Extensions", labels.version, request.licenses or "PostgreSQL",
-                             request.source_url or "urn:extharness:sample:pg_ticker")
-    acquired = build_from_release_folder(folder, labels, cache_dir, eng if builder == "engine" else None, builder,
-                                         request.platform)
+        labels = ImageLabels(
+            labels.title,
+            f"{sample.SAMPLE_NAME} sample extension for CloudNativePG Image Volume Extensions",
+            labels.version,
+            request.licenses or "PostgreSQL",
+            request.source_url or "urn:extharness:sample:pg_ticker",
+        )
+    acquired = build_from_release_folder(
+        folder, labels, cache_dir, eng if builder == "engine" else None, builder, request.platform
+    )
     if not request.artifacts:
         acquired.description = f"built-in sample {sample.SAMPLE_NAME} ({acquired.description})"
     return acquired

@@ -6,12 +6,17 @@ image reader understands, tell whether an image exists locally, and remove what 
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,8 +26,12 @@ from extharness.errors import EnvironmentMissing, HarnessError
 #: How long a single engine call may take before we give up (seconds); builds get more.
 ENGINE_TIMEOUT = float(os.environ.get("EXTHARNESS_ENGINE_TIMEOUT", "120"))
 BUILD_TIMEOUT = float(os.environ.get("EXTHARNESS_BUILD_TIMEOUT", "3600"))
+CLEANUP_TIMEOUT = 10.0  # removing what a killed build left: best effort, never a long wait
 
 NO_ENGINE = "no container engine: install podman (or docker with a running daemon) or set DOCKER_HOST"
+
+#: Build argument naming one podman build, so its working containers can be found if it is killed.
+BUILD_ID_ARG = "EXTHARNESS_BUILD_ID"
 
 
 @dataclass(frozen=True)
@@ -41,8 +50,12 @@ class Engine:
         capture: bool = True,
         env: dict[str, str] | None = None,
         progress: bool = False,
+        setting: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``<engine> args...``; on failure raise HarnessError with the engine's own words."""
+        """Run ``<engine> args...``; on failure raise HarnessError with the engine's own words.
+
+        ``setting``: the environment variable that sets ``timeout``, named when it runs out.
+        """
         cmd = [self.cli, *args]
         run_env = dict(os.environ)
         if self.kind == "docker":
@@ -53,33 +66,49 @@ class Engine:
         limit = timeout or (BUILD_TIMEOUT if progress else ENGINE_TIMEOUT)
         piped = subprocess.PIPE if capture or progress else None
         # A session of its own, so that ending the call also ends the helpers the CLI started.
-        proc = subprocess.Popen(cmd, stdout=piped, stderr=subprocess.STDOUT if progress else piped, text=True,
-                                env=run_env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=piped,
+            stderr=subprocess.STDOUT if progress else piped,
+            text=True,
+            env=run_env,
+            start_new_session=True,
+        )
         timed_out = threading.Event()
         # A timer rather than a timeout on reads: a silent, hung build never returns from a read.
         watchdog = threading.Timer(limit, _end_process_group, (proc, timed_out))
         watchdog.start()
+        tail: list[str] = []
         try:
             if progress:
                 # Long steps show their progress on stderr, but we still keep the tail for errors.
-                tail: list[str] = []
                 assert proc.stdout is not None
                 for line in proc.stdout:
-                    sys.stderr.write(f"  [{self.kind}] {line}")
                     tail = (tail + [line])[-30:]
+                    if "build args were not consumed" in line and BUILD_ID_ARG in line:
+                        line = line.replace(f"{BUILD_ID_ARG} ", "").replace(f" {BUILD_ID_ARG}", "")
+                        if f"[{BUILD_ID_ARG}]" in line:
+                            continue  # only our own marker (see build()), not the user's concern
+                    sys.stderr.write(f"  [{self.kind}] {line}")
                 stdout, stderr = "".join(tail), ""
                 proc.wait()
             else:
                 stdout, stderr = proc.communicate()
         except BaseException:  # Ctrl-C does not reach a process in another session: end it here
             _end_process_group(proc)
+            try:
+                proc.wait(timeout=10)  # reaped, so what cleans up after it sees it gone
+            except subprocess.TimeoutExpired:
+                pass
             raise
         finally:
             watchdog.cancel()
         if timed_out.is_set():
+            last = next((line.strip() for line in reversed(tail) if line.strip()), "")
             raise HarnessError(
                 f"{self.kind} {' '.join(args[:2])} did not finish within {limit:g}s "
-                "(raise EXTHARNESS_ENGINE_TIMEOUT / EXTHARNESS_BUILD_TIMEOUT)"
+                f"(last output: {last or 'none'}; raise "
+                f"{setting or ('EXTHARNESS_BUILD_TIMEOUT' if progress else 'EXTHARNESS_ENGINE_TIMEOUT')})"
             )
         result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
         if check and result.returncode != 0:
@@ -109,30 +138,106 @@ class Engine:
         ``--build-arg`` it expands changed, giving an image with another build's labels.
         """
         args = ["build", "-f", str(dockerfile), "-t", tag] + (["--no-cache"] if no_cache else [])
+        build_id = secrets.token_hex(8)
+        if self.kind == "podman":
+            # A podman build that is killed (Ctrl-C, SIGTERM, our timeout) leaves its working
+            # containers in storage, mounted; the build argument finds them (_remove_build_containers).
+            args += ["--build-arg", f"{BUILD_ID_ARG}={build_id}"]
+            if no_cache:
+                args.append("--layers=false")  # one working container, no intermediate images left behind
         for key, value in sorted((build_args or {}).items()):
             args += ["--build-arg", f"{key}={value}"]
         if platform:
             args += ["--platform", platform]
         args.append(str(context))
-        self.run(*args, timeout=BUILD_TIMEOUT, progress=True)
+        with _private_tmpdir() as tmp:
+            try:
+                self.run(*args, timeout=BUILD_TIMEOUT, progress=True, env={"TMPDIR": str(tmp)})
+            except BaseException:
+                if self.kind == "podman":
+                    self._remove_build_containers(build_id)
+                raise
         return tag
 
+    def _remove_build_containers(self, build_id: str) -> None:
+        """Remove the working containers (and their mounts) a killed ``podman build`` left behind.
+
+        podman lists them with ``ps --external`` but cannot filter those by label; each keeps its
+        build arguments in ``buildah.json`` next to it in storage.
+        """
+        try:  # briefly: the engine that just hung or was killed may not answer
+            info = self.run(
+                "info",
+                "--format",
+                "{{.Store.GraphRoot}}\t{{.Store.GraphDriverName}}",
+                check=False,
+                timeout=CLEANUP_TIMEOUT / 2,
+            )
+            root, _, driver = info.stdout.strip().partition("\t")
+            if info.returncode != 0 or not root or not driver:
+                return
+            for state in Path(root, f"{driver}-containers").glob("*/userdata/buildah.json"):
+                try:
+                    data = json.loads(state.read_text())
+                except (OSError, ValueError):
+                    continue
+                if (data.get("Args") or {}).get(BUILD_ID_ARG) == build_id and data.get("container-id"):
+                    self.run("rm", "-f", data["container-id"], check=False, timeout=CLEANUP_TIMEOUT)
+        except HarnessError:
+            pass  # the error that brought us here is the one to report
+
     def save(self, ref: str, dest: Path) -> str:
-        """Save ``ref`` as an archive at ``dest``; returns the reader reference for it."""
+        """Save ``ref`` as an archive at ``dest``; returns the reader reference for it.
+
+        Written next to ``dest`` and renamed, so ``dest`` is complete or absent, never half written
+        (the cache trusts an archive that exists).
+        """
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if self.kind == "podman":
-            self.run("save", "--format", "oci-archive", "-o", str(dest), ref, timeout=BUILD_TIMEOUT)
-            return f"oci-archive:{dest}"
-        self.run("save", "-o", str(dest), ref, timeout=BUILD_TIMEOUT)
-        return f"docker-archive:{dest}"
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        fmt = ["--format", "oci-archive"] if self.kind == "podman" else []
+        try:
+            partial.unlink(missing_ok=True)
+            with _private_tmpdir() as tmp:
+                self.run(
+                    "save",
+                    *fmt,
+                    "-o",
+                    str(partial),
+                    ref,
+                    timeout=BUILD_TIMEOUT,
+                    env={"TMPDIR": str(tmp)},
+                    setting="EXTHARNESS_BUILD_TIMEOUT",
+                )
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
+        return f"{'oci-archive' if self.kind == 'podman' else 'docker-archive'}:{dest}"
 
     def remove_image(self, ref: str) -> None:
         self.run("rmi", "-f", ref, check=False)
 
     def load_archive(self, archive: Path) -> str:
         """Load an archive (oci-archive for podman, docker-archive for both); returns the image id."""
-        out = self.run("load", "-i", str(archive), timeout=BUILD_TIMEOUT).stdout
+        out = self.run("load", "-i", str(archive), timeout=BUILD_TIMEOUT, setting="EXTHARNESS_BUILD_TIMEOUT").stdout
         return out.strip().splitlines()[-1].split()[-1] if out.strip() else ""
+
+
+@contextmanager
+def _private_tmpdir() -> Iterator[Path]:
+    """A TMPDIR of its own for one engine call, removed afterwards whatever happened.
+
+    podman keeps partial layers in ``$TMPDIR`` (default /var/tmp: ``buildah*``, ``storage*``) and
+    leaves them when it is killed. Named like the sql tier's temporary folders
+    (``extharness-<run>-<pid>-engine-``) so the janitor counts it and sweeps it after a SIGKILL.
+    """
+    run = os.environ.get("EXTHARNESS_RUN_ID", "").strip().lower()
+    if not run:  # as extharness.postgres.server.run_id(), which this module cannot import (psycopg)
+        run = os.environ["EXTHARNESS_RUN_ID"] = secrets.token_hex(4)
+    path = Path(tempfile.mkdtemp(prefix=f"extharness-{run}-{os.getpid()}-engine-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _end_process_group(proc: subprocess.Popen[str], timed_out: threading.Event | None = None) -> None:

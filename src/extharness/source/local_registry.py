@@ -60,8 +60,10 @@ def require_tools() -> tuple[str, str]:
     registry, skopeo = shutil.which("docker-registry"), shutil.which("skopeo")
     missing = [name for name, path in (("docker-registry", registry), ("skopeo", skopeo)) if path is None]
     if missing:
-        raise EnvironmentMissing(f"{' and '.join(missing)} not installed: apt-get install -y {' '.join(missing)} "
-                                 "(a local registry for the release gate)")
+        raise EnvironmentMissing(
+            f"{' and '.join(missing)} not installed: apt-get install -y {' '.join(missing)} "
+            "(a local registry for the release gate)"
+        )
     assert registry is not None and skopeo is not None
     return registry, skopeo
 
@@ -103,14 +105,22 @@ class LocalRegistry:
             config = self.workdir / "config.yml"
             config.write_text(_CONFIG.format(storage=self.storage, port=self.port))
             self._log = self.log_path.open("ab")
-            self._process = subprocess.Popen([self.binary, "serve", str(config)], stdin=subprocess.DEVNULL,
-                                             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = subprocess.Popen(
+                [self.binary, "serve", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             if self._wait_ready():
                 return self
             last = self._tail()
             self._terminate()
         self.stop()
-        raise HarnessError(f"docker-registry did not start on 127.0.0.1 within {START_TIMEOUT:g}s: {last}")
+        raise HarnessError(
+            f"docker-registry did not start on 127.0.0.1 within {START_TIMEOUT:g}s "
+            f"(EXTHARNESS_REGISTRY_START_TIMEOUT): {last or 'no output'}"
+        )
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
@@ -168,8 +178,13 @@ class LocalRegistry:
         cmd = [self.skopeo, "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "--quiet", source, dest]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PUSH_TIMEOUT, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise HarnessError(f"skopeo copy to {dest} took longer than {PUSH_TIMEOUT:g}s") from None
+        except subprocess.TimeoutExpired as exc:
+            output = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "none")
+            raise HarnessError(
+                f"skopeo copy to {dest} took longer than {PUSH_TIMEOUT:g}s (last output: {last}; "
+                "raise EXTHARNESS_REGISTRY_PUSH_TIMEOUT)"
+            ) from None
         if proc.returncode != 0:
             words = " ".join((proc.stderr or proc.stdout).split())[-400:]
             raise HarnessError(f"skopeo copy {source} {dest} failed (exit {proc.returncode}): {words}")
@@ -193,9 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     from extharness.source.acquire import default_cache_dir
     from extharness.source.multiarch import build_multiarch_sample
 
-    parser = argparse.ArgumentParser(prog="python -m extharness.source.local_registry",
-                                     description="Start a registry on 127.0.0.1 holding the amd64+arm64 sample "
-                                     "under 1.1, 1 and latest; stop it with Ctrl-C (its storage is deleted).")
+    parser = argparse.ArgumentParser(
+        prog="python -m extharness.source.local_registry",
+        description="Start a registry on 127.0.0.1 holding the amd64+arm64 sample "
+        "under 1.1, 1 and latest; stop it with Ctrl-C (its storage is deleted).",
+    )
     parser.add_argument("--name", default="pg_ticker-ext", help="repository name (default: %(default)s)")
     args = parser.parse_args(argv)
     layout = build_multiarch_sample(default_cache_dir())
@@ -203,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         for tag in ("1.1", "1", "latest"):
             registry.push_layout(layout, args.name, tag)
         ref = registry.reference(args.name, "1.1")
-        print(f"serving {ref} (also :1 and :latest); try:\n  extharness-gate {ref} --version 1.1 --tags 1.1,1,latest",
-              flush=True)
+        print(
+            f"serving {ref} (also :1 and :latest); try:\n  extharness-gate {ref} --version 1.1 --tags 1.1,1,latest",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)

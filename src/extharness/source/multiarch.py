@@ -18,12 +18,11 @@ import subprocess
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
-from filelock import FileLock
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.model import Platform
 from extharness.source import sample
-from extharness.source.acquire import LOCK_TIMEOUT, build_sample_release, progress
+from extharness.source.acquire import build_sample_release, held_lock, progress
 from extharness.source.oci_writer import OCIImageBlobs, PlatformContent, build_blobs, write_oci_layout
 from extharness.source.release_folder import ImageLabels, ReleaseFolder
 
@@ -72,7 +71,7 @@ def build_arm64_sample_release(cache_dir: Path, pg_config: Path | None = None) -
     ).hexdigest()
     out = cache_dir / "sample-arm64" / fingerprint[:20]
     out.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+    with held_lock(out / ".lock", f"cross-compiling the sample extension for arm64 with {cc}"):
         if not (out / "artifact" / "lib").is_dir():
             progress(f"cross-compiling the sample extension {sample.SAMPLE_NAME} for arm64 with {cc}")
             sample.build_release_folder(out, pg_config=pg_config, variant_make_args=args)
@@ -83,17 +82,25 @@ def build_arm64_sample_release(cache_dir: Path, pg_config: Path | None = None) -
 def sample_labels(folder: ReleaseFolder, version: str | None = None) -> ImageLabels:
     """The labels ``acquire()`` gives the built-in sample (one image, every platform)."""
     labels = folder.default_labels(sample.SAMPLE_NAME, version)
-    return ImageLabels(labels.title, f"{sample.SAMPLE_NAME} sample extension for CloudNativePG Image Volume "
-                       "Extensions", labels.version, "PostgreSQL", "urn:extharness:sample:pg_ticker")
+    return ImageLabels(
+        labels.title,
+        f"{sample.SAMPLE_NAME} sample extension for CloudNativePG Image Volume Extensions",
+        labels.version,
+        "PostgreSQL",
+        "urn:extharness:sample:pg_ticker",
+    )
 
 
-def multiarch_image(amd64: ReleaseFolder, arm64: ReleaseFolder, labels: ImageLabels | None = None,
-                    tag: str | None = None) -> OCIImageBlobs:
+def multiarch_image(
+    amd64: ReleaseFolder, arm64: ReleaseFolder, labels: ImageLabels | None = None, tag: str | None = None
+) -> OCIImageBlobs:
     """An amd64 + arm64 index of two release folders (tests pass odd pairs to make broken ones)."""
     labels = labels or sample_labels(amd64)
     oci = labels.as_oci()
-    return build_blobs([PlatformContent(AMD64, amd64.entries(), oci), PlatformContent(ARM64, arm64.entries(), oci)],
-                       tag=tag or labels.version)
+    return build_blobs(
+        [PlatformContent(AMD64, amd64.entries(), oci), PlatformContent(ARM64, arm64.entries(), oci)],
+        tag=tag or labels.version,
+    )
 
 
 def build_multiarch_sample(cache_dir: Path, pg_config: Path | None = None) -> Path:
@@ -104,13 +111,21 @@ def build_multiarch_sample(cache_dir: Path, pg_config: Path | None = None) -> Pa
     amd64 = ReleaseFolder.open(build_sample_release(cache_dir, pg_config))
     arm64 = ReleaseFolder.open(build_arm64_sample_release(cache_dir, pg_config))
     labels = sample_labels(amd64)
-    key = hashlib.sha256("\0".join([LAYOUT_SCHEME, amd64.fingerprint(), arm64.fingerprint(),
-                                    repr(sorted(labels.as_oci().items())),
-                                    os.environ.get("SOURCE_DATE_EPOCH", "0")]).encode()).hexdigest()
+    key = hashlib.sha256(
+        "\0".join(
+            [
+                LAYOUT_SCHEME,
+                amd64.fingerprint(),
+                arm64.fingerprint(),
+                repr(sorted(labels.as_oci().items())),
+                os.environ.get("SOURCE_DATE_EPOCH", "0"),
+            ]
+        ).encode()
+    ).hexdigest()
     out = cache_dir / "multiarch" / key[:20]
     out.mkdir(parents=True, exist_ok=True)
     layout = out / "layout"
-    with FileLock(str(out / ".lock"), timeout=LOCK_TIMEOUT):
+    with held_lock(out / ".lock", "writing the amd64 + arm64 sample layout"):
         if not (layout / "index.json").is_file():
             progress(f"writing {labels.title}:{labels.version} for linux/amd64 and linux/arm64 (embedded builder)")
             staging = out / "layout.tmp"

@@ -14,10 +14,10 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from extharness.errors import HarnessError
 from extharness.inspect.model import FileType, Platform, normalize_path
@@ -131,7 +131,7 @@ class OCIImageBlobs:
 def build_blobs(platforms: list[PlatformContent], tag: str | None = None) -> OCIImageBlobs:
     if not platforms:
         raise HarnessError("an image needs at least one platform")
-    created = datetime.fromtimestamp(_epoch(), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.fromtimestamp(_epoch(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     blobs: dict[str, bytes] = {}
     descriptors = []
     for content in platforms:
@@ -141,9 +141,8 @@ def build_blobs(platforms: list[PlatformContent], tag: str | None = None) -> OCI
             "architecture": content.platform.architecture,
             "os": content.platform.os,
             "created": created,
-            "config": {"Labels": dict(sorted(content.labels.items()))} | (
-                {"User": content.user} if content.user else {}
-            ),
+            "config": {"Labels": dict(sorted(content.labels.items()))}
+            | ({"User": content.user} if content.user else {}),
             "rootfs": {"type": "layers", "diff_ids": [_digest(raw)]},
             "history": [{"created": created, "created_by": "extharness embedded builder"}],
         }

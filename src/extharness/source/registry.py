@@ -68,7 +68,7 @@ def registry_timeout() -> float:
 def _hostname(host: str) -> str:
     """``host[:port]`` without the port (``[::1]:5000`` -> ``::1``)."""
     if host.startswith("[") and "]" in host:
-        return host[1:host.index("]")]
+        return host[1 : host.index("]")]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -102,14 +102,19 @@ class RegistryReference:
     def parse(cls, text: str) -> RegistryReference:
         text = text.strip().removeprefix("docker://")
         if "/" not in text:
-            raise HarnessError(f"{text!r} is not a registry reference (expected registry/name:tag, "
-                               "e.g. ghcr.io/owner/pg_trickle-ext:0.2.0)")
+            raise HarnessError(
+                f"{text!r} is not a registry reference (expected registry/name:tag, "
+                "e.g. ghcr.io/owner/pg_trickle-ext:0.2.0)"
+            )
         explicit_tag = ":" in text.split("@", 1)[0].rsplit("/", 1)[-1]
         first, rest = text.split("/", 1)
         try:
             # "localhost/name" names a registry, as docker and podman read it (no dot, no port).
-            container = oras.container.Container(rest, registry=first) if first == "localhost" \
+            container = (
+                oras.container.Container(rest, registry=first)
+                if first == "localhost"
                 else oras.container.Container(text)
+            )
         except ValueError as exc:
             raise HarnessError(f"{text!r} is not a registry reference: {exc}") from None
         host = container.registry
@@ -211,26 +216,39 @@ class RegistryClient:
         container = oras.container.Container(f"{self.api_host}/{ref.repository}:x")
         registry.auth.load_configs(container, configs=docker_config_files())
         if challenge.lower().startswith("basic") and not getattr(registry.auth, "_basic_auth", None):
-            raise HarnessError(f"{ref}: {self.host} requires a login (HTTP 401, basic auth) and no credentials "
-                               f"for it are in the docker config: run docker login {self.host}")
+            raise HarnessError(
+                f"{ref}: {self.host} requires a login (HTTP 401, basic auth) and no credentials "
+                f"for it are in the docker config: run docker login {self.host}"
+            )
         self._registry = registry
         return registry
 
-    def _send(self, registry: oras.provider.Registry, method: str, url: str, headers: dict[str, str],
-              ref: RegistryReference, stream: bool = False, authenticate: bool = True) -> requests.Response:
+    def _send(
+        self,
+        registry: oras.provider.Registry,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        ref: RegistryReference,
+        stream: bool = False,
+        authenticate: bool = True,
+    ) -> requests.Response:
         try:
             if authenticate:
                 return _do_request(registry, url, method, headers=dict(headers), stream=stream)
             return registry.session.request(method, url, headers=headers, stream=stream, verify=True)
         except requests.Timeout:
-            raise HarnessError(f"{ref}: {self.host} did not answer within {self.timeout:g}s ({method} {_path(url)}); "
-                               f"set {TIMEOUT_ENV} to wait longer") from None
+            raise HarnessError(
+                f"{ref}: {self.host} did not answer within {self.timeout:g}s ({method} {_path(url)}); "
+                f"set {TIMEOUT_ENV} to wait longer"
+            ) from None
         except requests.exceptions.SSLError as exc:
             hint = f" (plain HTTP is used only for loopback hosts and {INSECURE_ENV})"
             raise HarnessError(f"{ref}: TLS with {self.host} failed: {_reason(exc)}{hint}") from None
         except requests.ConnectionError as exc:
-            raise HarnessError(f"{ref}: cannot connect to {self.host} ({_reason(exc)}); "
-                               "is the registry running and the name right?") from None
+            raise HarnessError(
+                f"{ref}: cannot connect to {self.host} ({_reason(exc)}); is the registry running and the name right?"
+            ) from None
         except requests.RequestException as exc:
             raise HarnessError(f"{ref}: request to {self.host} failed: {_reason(exc)}") from None
         except ValueError:  # oras-py: "Cannot respond to request for authentication."
@@ -238,12 +256,15 @@ class RegistryClient:
 
     def _denied(self, ref: RegistryReference, status: int) -> str:
         word = "unauthorized" if status == 401 else "forbidden"
-        return (f"{ref}: access denied by {self.host} (HTTP {status} {word}): log in with docker login "
-                f"{self.host} (credentials are read from {', '.join(docker_config_files()) or '~/.docker/config.json'}) "
-                "or check the repository name")
+        return (
+            f"{ref}: access denied by {self.host} (HTTP {status} {word}): log in with docker login "
+            f"{self.host} (credentials are read from {', '.join(docker_config_files()) or '~/.docker/config.json'}) "
+            "or check the repository name"
+        )
 
-    def _get(self, ref: RegistryReference, path: str, accept: str | None = None, method: str = "GET",
-             stream: bool = False) -> requests.Response:
+    def _get(
+        self, ref: RegistryReference, path: str, accept: str | None = None, method: str = "GET", stream: bool = False
+    ) -> requests.Response:
         registry = self._connect(ref)
         headers = {"Accept": accept} if accept else {}
         response = self._send(registry, method, f"{self.scheme}://{self.api_host}{path}", headers, ref, stream)
@@ -256,12 +277,16 @@ class RegistryClient:
         if response.status_code == 404:
             what = path.rsplit("/", 1)[-1]
             kind = "manifest" if "/manifests/" in path else "blob"
-            raise HarnessError(f"{ref}: not found on {self.host} (HTTP 404: no {kind} {what} in repository "
-                               f"{ref.repository}{'; ' + detail if detail else ''})")
+            raise HarnessError(
+                f"{ref}: not found on {self.host} (HTTP 404: no {kind} {what} in repository "
+                f"{ref.repository}{'; ' + detail if detail else ''})"
+            )
         if response.status_code == 429:
             raise HarnessError(f"{ref}: {self.host} is rate limiting (HTTP 429); log in or try again later")
-        raise HarnessError(f"{ref}: {self.host} answered HTTP {response.status_code} {response.reason} "
-                           f"to {method} {path}{': ' + detail if detail else ''}")
+        raise HarnessError(
+            f"{ref}: {self.host} answered HTTP {response.status_code} {response.reason} "
+            f"to {method} {path}{': ' + detail if detail else ''}"
+        )
 
     # -- the distribution API ---------------------------------------------------------------------
     def manifest(self, ref: RegistryReference, reference: str | None = None) -> Manifest:
@@ -274,8 +299,10 @@ class RegistryClient:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         claimed = response.headers.get("Docker-Content-Digest")
         if claimed and claimed.startswith("sha256:") and claimed != digest:
-            raise HarnessError(f"{ref}: {self.host} says manifest {reference} has digest {claimed} but served bytes "
-                               f"with digest {digest}; the registry or a proxy modified it")
+            raise HarnessError(
+                f"{ref}: {self.host} says manifest {reference} has digest {claimed} but served bytes "
+                f"with digest {digest}; the registry or a proxy modified it"
+            )
         if reference.startswith("sha256:") and reference != digest:
             raise HarnessError(f"{ref}: asked for manifest {reference}, got bytes with digest {digest}")
         media = response.headers.get("Content-Type", "").split(";")[0].strip()
@@ -305,12 +332,16 @@ class RegistryClient:
                         hasher.update(chunk)
                         out.write(chunk)
                 except requests.RequestException as exc:
-                    raise HarnessError(f"{ref}: download of blob {digest} from {self.host} broke off "
-                                       f"({_reason(exc)}); set {TIMEOUT_ENV} to wait longer") from None
+                    raise HarnessError(
+                        f"{ref}: download of blob {digest} from {self.host} broke off "
+                        f"({_reason(exc)}); set {TIMEOUT_ENV} to wait longer"
+                    ) from None
             actual = "sha256:" + hasher.hexdigest()
             if actual != digest:
-                raise HarnessError(f"{ref}: blob {digest} from {self.host} has digest {actual}; "
-                                   "the registry's copy is corrupt or was modified")
+                raise HarnessError(
+                    f"{ref}: blob {digest} from {self.host} has digest {actual}; "
+                    "the registry's copy is corrupt or was modified"
+                )
             os.replace(tmp, dest)
         finally:
             if tmp.exists():
@@ -335,7 +366,9 @@ def _path(url: str) -> str:
 def _reason(exc: BaseException) -> str:
     """The useful words of a requests/urllib3 exception (``[Errno 111] Connection refused``), on one line."""
     text = " ".join(str(exc).split())
-    found = re.search(r"\[Errno -?\d+\] [^'\")]+|Name or service not known|timed out|certificate verify failed[^'\")]*", text)
+    found = re.search(
+        r"\[Errno -?\d+\] [^'\")]+|Name or service not known|timed out|certificate verify failed[^'\")]*", text
+    )
     return found.group(0).strip() if found else text[:200]
 
 
@@ -459,6 +492,12 @@ def pull_to_layout(reference: str, cache_dir: Path):  # -> AcquiredImage
 
 
 __all__ = [
-    "RegistryReference", "RegistryClient", "RegistryBlobStore", "read_registry_image", "resolve_digest",
-    "resolve_tags", "pull_to_layout", "uses_plain_http",
+    "RegistryReference",
+    "RegistryClient",
+    "RegistryBlobStore",
+    "read_registry_image",
+    "resolve_digest",
+    "resolve_tags",
+    "pull_to_layout",
+    "uses_plain_http",
 ]

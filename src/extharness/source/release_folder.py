@@ -55,12 +55,16 @@ class ReleaseFolder:
     root: Path
 
     @classmethod
-    def open(cls, path: Path | str) -> "ReleaseFolder":
+    def open(cls, path: Path | str) -> ReleaseFolder:
         root = Path(path)
         if not root.exists():
-            raise HarnessError(f"{root}: no such folder (expected a release folder with artifact/lib and artifact/extension)")
+            raise HarnessError(
+                f"{root}: no such folder (expected a release folder with artifact/lib and artifact/extension)"
+            )
         if not root.is_dir():
-            raise HarnessError(f"{root}: not a folder (expected a release folder with artifact/lib and artifact/extension)")
+            raise HarnessError(
+                f"{root}: not a folder (expected a release folder with artifact/lib and artifact/extension)"
+            )
         missing = [str(sub) for sub in (LIB_SUBDIR, EXT_SUBDIR) if not (root / sub).is_dir()]
         if missing:
             raise HarnessError(
@@ -116,8 +120,9 @@ class ReleaseFolder:
     def control_names(self) -> list[str]:
         return sorted(p.stem for p in (self.root / EXT_SUBDIR).glob("*.control") if "--" not in p.stem)
 
-    def default_labels(self, name: str | None, version: str | None = None, licenses: str | None = None,
-                       source: str | None = None) -> ImageLabels:
+    def default_labels(
+        self, name: str | None, version: str | None = None, licenses: str | None = None, source: str | None = None
+    ) -> ImageLabels:
         names = self.control_names()
         ext = name or (names[0] if len(names) == 1 else "extension")
         default_version = None

@@ -100,9 +100,12 @@ def _run(cmd: Sequence[str], cwd: Path | None = None, what: str | None = None) -
     except FileNotFoundError as exc:
         raise EnvironmentMissing(f"{label}: {cmd[0]} not found (install build-essential)") from exc
     except subprocess.TimeoutExpired as exc:
+        output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else (exc.output or "")
+        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "none")
         raise HarnessError(
-            f"{label} took longer than {MAKE_TIMEOUT:.0f}s (set EXTHARNESS_MAKE_TIMEOUT to wait longer)"
-        ) from exc
+            f"{label} took longer than {MAKE_TIMEOUT:g}s (last output: {last}; set EXTHARNESS_MAKE_TIMEOUT "
+            "to wait longer)"
+        ) from None
     if proc.returncode != 0:
         tail = " | ".join(line.strip() for line in proc.stdout.strip().splitlines()[-_TAIL_LINES:])
         raise HarnessError(f"{label} failed with exit code {proc.returncode}: {tail}")
@@ -237,19 +240,27 @@ def build_release_folder(
                         "image does not point at the build machine"
                     )
 
+        # Laid out next to out_dir/artifact and renamed into place: callers take an existing
+        # artifact/lib for a finished build, so an interrupted one must leave none.
         artifact = out_dir / "artifact"
-        if artifact.exists():
-            shutil.rmtree(artifact)
-        for folder in (artifact, artifact / "lib", artifact / "extension"):
-            folder.mkdir(parents=True, exist_ok=True)
-            folder.chmod(_DIR_MODE)  # independent of the umask, like the file modes
-        for lib in libraries:
-            target = artifact / "lib" / lib.name
-            shutil.copyfile(lib, target)
-            target.chmod(_SO_MODE)
-        for ext_file in ext_files:
-            target = artifact / "extension" / ext_file.name
-            shutil.copyfile(ext_file, target)
-            target.chmod(_DATA_MODE)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=".artifact-", dir=out_dir))
+        try:
+            for folder in (staged, staged / "lib", staged / "extension"):
+                folder.mkdir(parents=True, exist_ok=True)
+                folder.chmod(_DIR_MODE)  # independent of the umask, like the file modes
+            for lib in libraries:
+                target = staged / "lib" / lib.name
+                shutil.copyfile(lib, target)
+                target.chmod(_SO_MODE)
+            for ext_file in ext_files:
+                target = staged / "extension" / ext_file.name
+                shutil.copyfile(ext_file, target)
+                target.chmod(_DATA_MODE)
+            if artifact.exists():
+                shutil.rmtree(artifact)
+            os.replace(staged, artifact)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
 
     return out_dir

