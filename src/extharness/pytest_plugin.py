@@ -277,9 +277,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for key, value in report.user_properties:
         if key == FINDINGS_KEY:
             _collected.extend(value)
+    # Cleanup tests print "[leftovers] ..." (and "[parallel] ...") counts; repeat them in the summary so a CI log shows the 0s.
+    for _name, text in report.sections:
+        _leftover_lines.extend(line for line in text.splitlines() if line.startswith(("[leftovers]", "[parallel]")))
 
 
 _collected: list[dict] = []
+_leftover_lines: list[str] = []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -309,6 +313,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     from extharness.postgres import backend_summary  # sql tier: which backends ran, or why not
 
     backend_summary.write(terminalreporter)
+    if _leftover_lines:
+        terminalreporter.section("extharness leftovers after interrupts and runs")
+        for line in _leftover_lines:
+            terminalreporter.write_line(line)
     if not _collected:
         return
     counts = {s.value: 0 for s in Severity}
