@@ -38,15 +38,15 @@ cnpg-fallback *ARGS:
 unit *ARGS:
     ./harness test -m unit {{ARGS}}
 
-# ruff lint and format check (the first line only makes ./harness set up .venv)
+# ruff lint and format check
 lint:
-    ./harness test --collect-only -q >/dev/null
+    ./harness setup
     .venv/bin/ruff check src tests benchmarks
     .venv/bin/ruff format --check src tests benchmarks
 
-# validate the GitHub workflow files against their schema (offline; .venv as for lint)
+# validate the GitHub workflow files against their schema (offline)
 workflows:
-    ./harness test --collect-only -q >/dev/null
+    ./harness setup
     .venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # build the extension image from a release folder (dist/artifact/{lib,extension})
