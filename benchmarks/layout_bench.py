@@ -30,7 +30,6 @@ import base64
 import os
 import platform
 import random
-import re
 import shlex
 import shutil
 import statistics
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from markdown_doc import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from benchmark_doc import cpu_model, load_average, write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "unit"))  # the crafted-image library of the harness's own tests
@@ -131,13 +130,8 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> None:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    model = cpu_model()
+    load = load_average()
     bytecode = (
         ", PYTHONDONTWRITEBYTECODE set (no .pyc cache: slower starts)"
         if os.environ.get("PYTHONDONTWRITEBYTECODE")

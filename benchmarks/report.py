@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import layout_bench  # noqa: E402  (also puts tests/unit on sys.path for the crafted-image library)
+from benchmark_doc import cpu_model, load_average  # noqa: E402
 from crafted import CONTROL, EXT_DIR, SAMPLE, CraftedImage  # noqa: E402
 from layout_bench import best_of, cst_binary, padded, structure_test_config  # noqa: E402
 
@@ -61,24 +62,12 @@ MAX_IMAGE_MB = 100  # the 50 MB image is over the default --max-image-mb on purp
 
 
 # -- the machine ----------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-    except OSError:
-        return "unknown CPU"
-    return found.group(1).strip() if found else "unknown CPU"
-
-
 def memory() -> str:
     try:
         found = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
     except OSError:
         return "unknown"
     return f"{int(found.group(1)) / 1024 / 1024:.1f} GiB" if found else "unknown"
-
-
-def load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def engine_version() -> str:
@@ -327,14 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/report.py", *given])
     out = args.out if args.out.is_absolute() else REPO / args.out
 
-    started_at, load_start, began = datetime.now(UTC), load(), time.monotonic()
+    started_at, load_start, began = datetime.now(UTC), load_average(), time.monotonic()
     print(f"benchmark report: {command} (load average {load_start})", flush=True)
     sample = CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None))
     print("1. tiers", flush=True)
     tiers = tier_section(args.repeat)
     print("2./3. layout growth and container-structure-test", flush=True)
     growth = growth_section(sample, args.repeat)
-    load_end = load()
+    load_end = load_average()
 
     header = [
         "# Benchmark report", "",

@@ -34,7 +34,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from markdown_doc import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from benchmark_doc import cpu_model, load_average, write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## SQL tier"
@@ -119,13 +119,8 @@ def pytest_wall(workers: int, engine: bool) -> tuple[float, str]:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    model = cpu_model()
+    load = load_average()
     engine = detect_engine()
     engine_text = "no container engine"
     if engine:

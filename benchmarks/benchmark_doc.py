@@ -1,7 +1,9 @@
-"""Replace one '## ' section of a Markdown file, keeping the others (shared by the benchmark scripts)."""
+"""What the benchmark scripts write into their documents: machine facts and one '## ' section."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 HEADER = "# Benchmarks\n\nFigures measured on this repository's code; rerun to refresh.\n"
@@ -18,3 +20,15 @@ def write_section(doc: Path, section: str, body: str) -> None:
         text = text[:start] + body + (text[nxt + 1 :] if nxt >= 0 else "")
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text.rstrip("\n") + "\n")
+
+
+def cpu_model() -> str:
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        return "unknown CPU"
+    return found.group(1).strip() if found else "unknown CPU"
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
