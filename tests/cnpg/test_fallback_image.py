@@ -9,10 +9,8 @@ Skips with one line without podman or docker.
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
 
 import psycopg
 import pytest
@@ -22,28 +20,12 @@ from extharness.inspect.model import FileType, PlatformImage
 from extharness.kube.deploy import CNPG_POSTGRES_UID, build_fallback_operand
 from extharness.kube.manifests import split_settings
 from extharness.postgres import sqlchecks
-from extharness.postgres.containers import PG_LIBDIR, PG_SHAREDIR, container_labels, ulimit_args
+from extharness.postgres.containers import PG_LIBDIR, PG_SHAREDIR, data_template, postgres_as_uid, ulimit_args
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.profiles import Profile
-from extharness.postgres.server import THROWAWAY_SETTINGS, settings_args, unique_name
+from extharness.postgres.server import THROWAWAY_SETTINGS, RunningServer, unique_name
 from extharness.pytest_plugin import ImageUnderTest, harness_step
 from extharness.source.engine import NO_ENGINE, Engine, detect_engine
-
-START_TIMEOUT = 90.0
-
-#: What a CNPG instance does first, in miniature: initdb and start postgres as the image's
-#: UID 26 (the operand image has no postgres-style entrypoint; CNPG's instance manager runs it).
-STARTUP = r"""
-set -eu
-export PATH=/usr/lib/postgresql/18/bin:$PATH PGDATA=/tmp/pgdata
-umask 077
-printf '%s\n' "$POSTGRES_PASSWORD" > /tmp/pw
-initdb -U postgres --pwfile=/tmp/pw --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --no-sync \
-    >/tmp/initdb.log 2>&1 || { cat /tmp/initdb.log >&2; exit 1; }
-rm -f /tmp/pw
-echo 'host all all all scram-sha-256' >> "$PGDATA/pg_hba.conf"
-exec postgres -c listen_addresses='*' -c unix_socket_directories=/tmp "$@"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -71,87 +53,42 @@ def fallback_image(
     return harness_step("building the fallback composite operand image", build)  # type: ignore[return-value]
 
 
-@dataclass
-class FallbackServer:
-    name: str
-    port: int
-    password: str
-
-    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="postgres",
-            password=self.password,
-            dbname=dbname,
-            autocommit=True,
-            connect_timeout=5,
-        )
-
-
 @pytest.fixture(scope="module")
-def fallback_server(engine: Engine, fallback_image: str, cnpg_profile: Profile | None) -> Iterator[FallbackServer]:
-    """The composite image run as UID 26 with the Cluster's preload and parameters."""
+def fallback_server(
+    engine: Engine, fallback_image: str, cnpg_profile: Profile | None, harness_config: HarnessConfig
+) -> Iterator[RunningServer]:
+    """The composite image's postgres run as UID 26, as a CNPG instance runs it, with the
+    Cluster's preload and parameters (the sql tier's container mechanism, no mount)."""
     preload, parameters = split_settings(
         cnpg_profile.settings if cnpg_profile else {}, cnpg_profile.preload if cnpg_profile else ()
     )
-    settings = {**THROWAWAY_SETTINGS, **parameters}
+    name = unique_name("cnpg-fallback")
+    settings = {**THROWAWAY_SETTINGS, **parameters, "cluster_name": name}
+    settings.update(unix_socket_directories="/tmp", listen_addresses="*")
     if preload:
         settings["shared_preload_libraries"] = ",".join(preload)
-    name = unique_name("cnpg-fallback")
-    password = secrets.token_urlsafe(18)
-    args = [
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-p",
-        "127.0.0.1::5432",
-        "--user",
-        str(CNPG_POSTGRES_UID),
-        *ulimit_args(engine, fallback_image),
-        "--entrypoint",
-        "/bin/sh",
-        "-e",
-        "POSTGRES_PASSWORD",
-    ]
-    for key, value in container_labels().items():
-        args += ["--label", f"{key}={value}"]
-    args += [fallback_image, "-c", STARTUP, "extharness", *settings_args(settings)]
-    try:
-        harness_step(
+    template = harness_step(
+        "initialising a data directory in the composite image",
+        lambda: data_template(engine, fallback_image, CNPG_POSTGRES_UID, harness_config.cache_dir),
+    )
+    with ExitStack() as stack:  # the container is removed when the module's tests are done
+        server = harness_step(
             "starting the fallback composite image as UID 26",
-            lambda: engine.run(*args, env={"POSTGRES_PASSWORD": password}),
+            lambda: stack.enter_context(
+                postgres_as_uid(
+                    engine,
+                    fallback_image,
+                    CNPG_POSTGRES_UID,
+                    template,  # type: ignore[arg-type]
+                    name,
+                    settings,
+                    backend="cnpg-fallback",
+                    preload=preload,
+                    description=f"{fallback_image} as UID {CNPG_POSTGRES_UID}",
+                )
+            ),
         )
-        server = harness_step("waiting for PostgreSQL in the composite image", lambda: _wait(engine, name, password))
         yield server  # type: ignore[misc]
-    finally:
-        engine.run("rm", "-f", "-t", "0", name, check=False)
-
-
-def _wait(engine: Engine, name: str, password: str) -> FallbackServer:
-    deadline = time.monotonic() + START_TIMEOUT
-    last = ""
-    while time.monotonic() < deadline:
-        state = engine.run("container", "inspect", "--format", "{{.State.Status}}", name, check=False).stdout.strip()
-        if state in ("exited", "stopped", "dead"):
-            logs = engine.run("logs", "--tail", "20", name, check=False)
-            pytest.fail(
-                f"the composite image stopped while starting PostgreSQL: {(logs.stdout + logs.stderr)[-1500:]}",
-                pytrace=False,
-            )
-        ports = engine.run("port", name, "5432/tcp", check=False).stdout.split()
-        port = next((int(p.rpartition(":")[2]) for p in ports if p.startswith("127.0.0.1:")), None)
-        if port:
-            server = FallbackServer(name, port, password)
-            try:
-                with server.connect() as conn:
-                    conn.execute("SELECT 1")
-                return server
-            except psycopg.Error as exc:
-                last = " ".join(str(exc).split())[:200]
-        time.sleep(0.25)
-    pytest.fail(f"PostgreSQL in {name} did not accept connections within {START_TIMEOUT:.0f}s: {last}", pytrace=False)
 
 
 # -- the image ------------------------------------------------------------------------------------------
@@ -189,13 +126,13 @@ def test_extension_files_are_in_libdir_and_system_owned_by_uid_26(
 
 
 # -- postgres as UID 26 loads it --------------------------------------------------------------------------
-def test_postgres_runs_as_uid_26(engine: Engine, fallback_server: FallbackServer) -> None:
-    uid = engine.run("exec", fallback_server.name, "stat", "-c", "%u", "/proc/1").stdout.strip()
+def test_postgres_runs_as_uid_26(fallback_server: RunningServer) -> None:
+    uid = fallback_server.run_tool(["stat", "-c", "%u", "/proc/1"]).stdout.decode().strip()
     assert uid == str(CNPG_POSTGRES_UID), f"postgres runs as UID {uid}, CloudNativePG runs it as 26"
 
 
 def test_create_extension_from_system(
-    fallback_server: FallbackServer,
+    fallback_server: RunningServer,
     image_under_test: ImageUnderTest,
     platform_image: PlatformImage,
     harness_config: HarnessConfig,
@@ -218,7 +155,7 @@ def test_create_extension_from_system(
         assert installed["version"] == expected
 
 
-def test_preloaded_background_workers_run(fallback_server: FallbackServer, cnpg_profile: Profile | None) -> None:
+def test_preloaded_background_workers_run(fallback_server: RunningServer, cnpg_profile: Profile | None) -> None:
     if not cnpg_profile or not cnpg_profile.background_workers:
         pytest.skip("no profile naming background workers for this extension (--ext-profile)")
     with fallback_server.connect() as conn:
@@ -227,7 +164,7 @@ def test_preloaded_background_workers_run(fallback_server: FallbackServer, cnpg_
 
 
 def test_smoke_sql(
-    fallback_server: FallbackServer, cnpg_profile: Profile | None, image_under_test: ImageUnderTest
+    fallback_server: RunningServer, cnpg_profile: Profile | None, image_under_test: ImageUnderTest
 ) -> None:
     if not cnpg_profile or not cnpg_profile.smoke:
         pytest.skip("no profile with smoke SQL for this extension (--ext-profile)")

@@ -523,6 +523,56 @@ def _server(
     )
 
 
+@contextmanager
+def postgres_as_uid(
+    engine: Engine,
+    image: str,
+    uid: int,
+    template: tuple[Path, str],
+    name: str,
+    settings: dict[str, str],
+    *,
+    backend: str,
+    run_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    mount_path: str = "",
+    preload: Sequence[str] = (),
+    description: str = "",
+) -> Iterator[RunningServer]:
+    """``image``'s own postgres binary run directly as ``uid`` (no entrypoint: CNPG's instance
+    manager starts postgres itself) on a copy of ``template``, published on 127.0.0.1 only;
+    the container and its data are removed afterwards, also on failure or interrupt."""
+    handle = _Container(engine, name, new_password())
+    work = fresh_data_dir(template[0], engine, image)
+    args = [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        "127.0.0.1::5432",
+        "--user",
+        f"{uid}:{uid}",
+        *ulimit_args(engine, image),
+        "-v",
+        f"{work / 'data'}:{PGDATA_IN}",
+        *run_args,
+        "--entrypoint",
+        f"{PG_BINDIR}/postgres",
+    ]
+    for key, value in container_labels().items():
+        args += ["--label", f"{key}={value}"]
+    for key in env or {}:
+        args += ["-e", key]
+    try:
+        engine.run(*args, image, "-D", PGDATA_IN, *settings_args(settings), env=env)
+        port = _wait_accepting(handle, template[1])
+        yield _server(backend, handle, port, mount_path, settings, preload, f"{description}, port {port}")
+    finally:
+        handle.remove()
+        remove_tree(work, engine, image)
+
+
 # -- the backends -------------------------------------------------------------------------------------
 class _ContainerBackend:
     name = "container"
@@ -725,64 +775,49 @@ class ImageVolumeBackend(_ContainerBackend):
         env = {}
         if self.ld_library_paths:
             env["LD_LIBRARY_PATH"] = ":".join(f"{self.mount_path}/{p.strip('/')}" for p in self.ld_library_paths)
+        description = f"{self.image} as UID {CNPG_UID}, extension by {self.how} at {self.mount_path}"
+        if self.how == "image mount":
+            with postgres_as_uid(
+                engine,
+                self.image,
+                CNPG_UID,
+                self.template,
+                name,
+                final,
+                backend=self.name,
+                run_args=["--mount", f"type=image,source={self.engine_ref},destination={self.mount_path}"],
+                env=env,
+                mount_path=self.mount_path,
+                preload=preload,
+                description=description,
+            ) as server:
+                yield server
+            return
+        # Bind mount of the extracted folder, through testcontainers' Docker API.
         handle = _Container(engine, name, new_password())
         work = fresh_data_dir(self.template[0], engine, self.image)
-        server_args = ["-D", PGDATA_IN, *settings_args(final)]
         tc_container = None
         try:
-            if self.how == "image mount":
-                # CNPG runs postgres itself (no entrypoint script), as UID 26.
-                args = [
-                    "run",
-                    "-d",
-                    "--name",
-                    name,
-                    "-p",
-                    "127.0.0.1::5432",
-                    "--user",
-                    f"{CNPG_UID}:{CNPG_UID}",
-                    *ulimit_args(engine, self.image),
-                    "-v",
-                    f"{work / 'data'}:{PGDATA_IN}",
-                    "--mount",
-                    f"type=image,source={self.engine_ref},destination={self.mount_path}",
-                    "--entrypoint",
-                    f"{PG_BINDIR}/postgres",
-                ]
-                for key, value in container_labels().items():
-                    args += ["--label", f"{key}={value}"]
-                for key in env:
-                    args += ["-e", key]
-                engine.run(*args, self.image, *server_args, env=env)
-            else:
-                DockerContainer = _testcontainers()
-                tc_container = (
-                    DockerContainer(self.image)
-                    .with_name(name)
-                    .with_volume_mapping(str(self.mount.path), self.mount_path, "ro")
-                    .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
-                    .with_command(server_args)
-                )
-                for key, value in env.items():
-                    tc_container.with_env(key, value)
-                tc_container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
-                tc_container.with_kwargs(
-                    labels=container_labels(),
-                    user=f"{CNPG_UID}:{CNPG_UID}",
-                    entrypoint=f"{PG_BINDIR}/postgres",
-                    ulimits=_api_ulimits(engine, self.image),
-                )
-                tc_container.start()
-            port = _wait_accepting(handle, self.template[1])
-            yield _server(
-                self.name,
-                handle,
-                port,
-                self.mount_path,
-                final,
-                preload,
-                f"{self.image} as UID {CNPG_UID}, extension by {self.how} at {self.mount_path}, port {port}",
+            DockerContainer = _testcontainers()
+            tc_container = (
+                DockerContainer(self.image)
+                .with_name(name)
+                .with_volume_mapping(str(self.mount.path), self.mount_path, "ro")
+                .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
+                .with_command(["-D", PGDATA_IN, *settings_args(final)])
             )
+            for key, value in env.items():
+                tc_container.with_env(key, value)
+            tc_container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
+            tc_container.with_kwargs(
+                labels=container_labels(),
+                user=f"{CNPG_UID}:{CNPG_UID}",
+                entrypoint=f"{PG_BINDIR}/postgres",
+                ulimits=_api_ulimits(engine, self.image),
+            )
+            tc_container.start()
+            port = _wait_accepting(handle, self.template[1])
+            yield _server(self.name, handle, port, self.mount_path, final, preload, f"{description}, port {port}")
         finally:
             if tc_container is not None:
                 try:
