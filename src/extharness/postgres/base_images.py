@@ -32,8 +32,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.source.engine import Engine, require_engine
 
@@ -235,29 +233,16 @@ def _ensure(kind: str, engine: Engine, cache_dir: Path, force: set[str]) -> Base
     image = STANDINS[kind]
     if not force.intersection(_chain(kind)) and _is_current(engine, kind):
         return image
-    from extharness.source.acquire import holder_recorder, lock_holder  # only when a build may be needed
+    from extharness.source.acquire import held_lock  # only when a build may be needed
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(cache_dir / "base-images.lock"), on_acquired=holder_recorder(f"building {image.ref}"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        _say(
-            f"waiting for another process building the offline PostgreSQL 18 stand-ins ({lock.lock_file}, "
-            f"held by {lock_holder(lock.lock_file)})..."
-        )
-        try:
-            lock.acquire(timeout=LOCK_TIMEOUT)
-        except Timeout:
-            raise HarnessError(
-                f"gave up after {LOCK_TIMEOUT:g}s waiting for {lock.lock_file}: another build of the offline "
-                f"stand-ins, by {lock_holder(lock.lock_file)}, seems stuck (raise EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT "
-                "or end that process)"
-            ) from None
-    try:
+    with held_lock(
+        cache_dir / "base-images.lock",
+        f"building the offline PostgreSQL 18 stand-in {image.ref}",
+        LOCK_TIMEOUT,
+        setting="EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT",
+    ):
         _build_chain(kind, engine, cache_dir, force)  # checks again: another process may have built it
-    finally:
-        lock.release()
     return image
 
 

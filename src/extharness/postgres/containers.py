@@ -57,7 +57,6 @@ from extharness.source.engine import Engine, detect_engine
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_CONTAINER_START_TIMEOUT", "120"))
 INITDB_TIMEOUT = float(os.environ.get("EXTHARNESS_INITDB_TIMEOUT", "300"))
 API_START_TIMEOUT = float(os.environ.get("EXTHARNESS_API_START_TIMEOUT", "30"))
-LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
 PG_LIBDIR = "/usr/lib/postgresql/18/lib"
 PG_SHAREDIR = "/usr/share/postgresql/18"
 PG_BINDIR = "/usr/lib/postgresql/18/bin"
@@ -348,7 +347,7 @@ def data_template(engine: Engine, image: str, uid: int, cache_dir: Path) -> tupl
     recipe = hashlib.sha256(TEMPLATE_SCRIPT.encode()).hexdigest()[:8]
     folder = cache_dir / "container-pgdata" / f"{image_id.rsplit(':', 1)[-1][:16]}-{uid}-{recipe}"
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with held_lock(str(folder) + ".lock", f"initdb of a data directory template in {image}", LOCK_TIMEOUT):
+    with held_lock(str(folder) + ".lock", f"initdb of a data directory template in {image}"):
         if not ((folder / "data" / "PG_VERSION").is_file() and (folder / "password").is_file()):
             remove_tree(folder, engine, image)
             work = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
@@ -675,7 +674,7 @@ class CompositeBackend(_ContainerBackend):
         tag = composite_tag(engine, self.image, self.mount, uid)
         lock = self.cache_dir / "locks" / f"{tag.rsplit(':', 1)[-1]}.lock"
         lock.parent.mkdir(parents=True, exist_ok=True)
-        with held_lock(lock, f"building {tag}", LOCK_TIMEOUT):
+        with held_lock(lock, f"building {tag}"):
             self.composite = build_composite_image(engine, self.image, self.mount.path, tag, uid)
         self.template = data_template(engine, self.image, uid, self.cache_dir)
         self._stack.enter_context(docker_api(engine))

@@ -54,7 +54,6 @@ from extharness.source.sample import default_pg_config
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_PG_START_TIMEOUT", "60"))
 INITDB_TIMEOUT = float(os.environ.get("EXTHARNESS_INITDB_TIMEOUT", "300"))
 STOP_TIMEOUT = 15.0
-LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
 #: Bump when the template's initdb options change.
 TEMPLATE_RECIPE = "1 -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --wal-segsize=1"
 SUPERUSER = "postgres"
@@ -239,7 +238,7 @@ def reachable_bindir(install: PgInstall, user: RunUser, root: Path) -> Path:
     if all(reachable(path, user, os.R_OK | os.X_OK) for path in wanted):
         return install.bindir
     copy = root / f"pginstall-{_key(str(install.bindir.resolve()), install.version)}"
-    with held_lock(str(copy) + ".lock", f"linking {install.bindir} for {user.name}", LOCK_TIMEOUT):
+    with held_lock(str(copy) + ".lock", f"linking {install.bindir} for {user.name}"):
         if not (copy / ".complete").exists():
             shutil.rmtree(copy, ignore_errors=True)
             bindir = copy_install(install, copy)
@@ -307,7 +306,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Path:
     """An initdb'd data directory for this build and user, made once (file lock)."""
     template = root / f"template-{_key(str(bindir.resolve()), version, str(user.uid), TEMPLATE_RECIPE)}"
-    with held_lock(str(template) + ".lock", "initdb of the native template data directory", LOCK_TIMEOUT):
+    with held_lock(str(template) + ".lock", "initdb of the native template data directory"):
         if (template / "data" / "PG_VERSION").is_file():
             return template / "data"
         shutil.rmtree(template, ignore_errors=True)

@@ -53,14 +53,19 @@ def held_lock(
     HarnessError naming the lock, what it guards, how long it waited and who holds it.
     """
     limit = LOCK_TIMEOUT if timeout is None else timeout
-    lock = FileLock(str(path), timeout=limit, on_acquired=holder_recorder(what))
+    lock = FileLock(str(path), on_acquired=holder_recorder(what))
     try:
-        lock.acquire()
+        lock.acquire(timeout=0)
     except Timeout:
-        raise HarnessError(
-            f"gave up after {limit:g}s waiting for the lock {path} ({what}); it is held by {lock_holder(path)}. "
-            f"Raise {setting}, or end that process if it is stuck"
-        ) from None
+        # Someone else is doing it (another xdist worker or session): say so, then wait.
+        progress(f"waiting for {lock_holder(path)} ({path}) before {what}")
+        try:
+            lock.acquire(timeout=limit)
+        except Timeout:
+            raise HarnessError(
+                f"gave up after {limit:g}s waiting for the lock {path} ({what}); it is held by {lock_holder(path)}. "
+                f"Raise {setting}, or end that process if it is stuck"
+            ) from None
     try:
         yield
     finally:
