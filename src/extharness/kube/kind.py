@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
 from extharness.source.acquire import held_lock
 
 DEFAULT_NODE_IMAGE = "kindest/node:v1.36.1"
@@ -134,8 +134,7 @@ def _run(
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        output = [b.decode(errors="replace") if isinstance(b, bytes) else (b or "") for b in (exc.stderr, exc.stdout)]
-        last = next((line.strip() for text in output for line in reversed(text.splitlines()) if line.strip()), "none")
+        last = last_output_line(exc.stderr, exc.stdout)
         hint = f"; raise {setting}" if setting else ""
         raise CommandTimedOut(
             f"{what}: `{' '.join(cmd[:4])}` did not finish within {timeout:g}s (last output: {last}{hint})"

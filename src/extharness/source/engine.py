@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
 
 #: How long a single engine call may take before we give up (seconds); builds get more.
 ENGINE_TIMEOUT = float(os.environ.get("EXTHARNESS_ENGINE_TIMEOUT", "120"))
@@ -104,10 +104,9 @@ class Engine:
         finally:
             watchdog.cancel()
         if timed_out.is_set():
-            last = next((line.strip() for line in reversed(tail) if line.strip()), "")
             raise HarnessError(
                 f"{self.kind} {' '.join(args[:2])} did not finish within {limit:g}s "
-                f"(last output: {last or 'none'}; raise "
+                f"(last output: {last_output_line(''.join(tail))}; raise "
                 f"{setting or ('EXTHARNESS_BUILD_TIMEOUT' if progress else 'EXTHARNESS_ENGINE_TIMEOUT')})"
             )
         result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)

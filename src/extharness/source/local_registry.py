@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
 from extharness.source.oci_writer import OCIImageBlobs, write_oci_layout
 
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_REGISTRY_START_TIMEOUT", "30"))
@@ -179,8 +179,7 @@ class LocalRegistry:
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PUSH_TIMEOUT, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
-            output = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "none")
+            last = last_output_line(exc.stderr)
             raise HarnessError(
                 f"skopeo copy to {dest} took longer than {PUSH_TIMEOUT:g}s (last output: {last}; "
                 "raise EXTHARNESS_REGISTRY_PUSH_TIMEOUT)"

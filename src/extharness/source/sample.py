@@ -28,7 +28,7 @@ from pathlib import Path
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
 
 #: Where the sample's sources live: ``<repo>/sample/pg_ticker`` (the package is installed
 #: editable, so this file sits at ``<repo>/src/extharness/source/sample.py``).
@@ -100,8 +100,7 @@ def _run(cmd: Sequence[str], cwd: Path | None = None, what: str | None = None) -
     except FileNotFoundError as exc:
         raise EnvironmentMissing(f"{label}: {cmd[0]} not found (install build-essential)") from exc
     except subprocess.TimeoutExpired as exc:
-        output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else (exc.output or "")
-        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "none")
+        last = last_output_line(exc.output)
         raise HarnessError(
             f"{label} took longer than {MAKE_TIMEOUT:g}s (last output: {last}; set EXTHARNESS_MAKE_TIMEOUT "
             "to wait longer)"
