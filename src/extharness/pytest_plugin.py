@@ -53,8 +53,12 @@ def pytest_configure(config: pytest.Config) -> None:
         ("sql", "the extension in real PostgreSQL 18 (native, composite and ImageVolume backends)"),
         ("cnpg", "deployment to Kubernetes with the CloudNativePG operator"),
         ("unit", "tests of the harness itself"),
+        ("mounted_backends_only", "sql-tier check about the mounted folder (not generated for the composite backend)"),
     ):
         config.addinivalue_line("markers", f"{marker}: {text}")
+    # The plugin, not pyproject.toml, is the one source of markers: with `--ext-artifacts DIR`
+    # outside the repository pytest takes DIR for a path when it looks for its ini file, finds
+    # none there, and would otherwise not know them.
     _handle_sigterm(config)
     try:
         harness = HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
