@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -75,9 +75,6 @@ class OperandProfile:
     glibc: Version
     libraries: frozenset[str]
     source: str  # where the facts came from, said in messages
-    libdir: str = "/usr/lib/postgresql/18/lib"
-    extension_dir: str = "/usr/share/postgresql/18/extension"
-    extension_files: frozenset[str] = field(default_factory=frozenset)  # what $system already ships
 
     def provides(self, soname: str) -> bool:
         if soname in self.libraries:
@@ -126,8 +123,7 @@ _PROBE = (
 
 
 def parse_probe_output(reference: str, output: str, target_glibc: str | None = None) -> OperandProfile:
-    head, _, rest = output.partition("--libs--")
-    libs_text, _, ext_text = rest.partition("--ext--")
+    head, _, libs_text = output.partition("--libs--")
     match = re.search(r"(\d+\.\d+)", head)
     if target_glibc:
         glibc = parse_version(target_glibc, "--target-glibc")
@@ -141,7 +137,6 @@ def parse_probe_output(reference: str, output: str, target_glibc: str | None = N
         glibc=glibc,
         libraries=libraries,
         source=f"file list of the image {reference} (glibc {glibc})",
-        extension_files=frozenset(line.strip() for line in ext_text.splitlines() if line.strip()),
     )
 
 
