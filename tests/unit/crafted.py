@@ -53,6 +53,16 @@ AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64")
 ATTESTATION = Platform("unknown", "unknown")
 
+#: A pg_ticker profile whose smoke SQL expects a wrong result: a sql-tier run that fails for sure.
+FAILING_PROFILE = """
+extension = "pg_ticker"
+cnpg_name = "pg-ticker"
+preload = ["pg_ticker"]
+[[smoke]]
+sql = "SELECT ticker.add(2, 2)"
+expect = [[5]]
+"""
+
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()

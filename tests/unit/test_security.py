@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from crafted import FAILING_PROFILE
 
 from extharness.postgres.server import PID_LABEL, RUN_LABEL, RunningServer, run_id
 from extharness.source.engine import detect_engine
@@ -173,15 +174,6 @@ def _recorded() -> str:
 for _module in (server, native, containers):
     _module.new_password = _recorded
 '''
-
-FAILING_PROFILE = """
-extension = "pg_ticker"
-cnpg_name = "pg-ticker"
-preload = ["pg_ticker"]
-[[smoke]]
-sql = "SELECT ticker.add(2, 2)"
-expect = [[5]]
-"""
 
 
 class CommandLineWatch:

@@ -18,21 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from crafted import FAILING_PROFILE
 
 from extharness.postgres.janitor import leftovers, our_containers, our_processes
 from extharness.source.engine import detect_engine
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 600
-
-FAILING_PROFILE = """
-extension = "pg_ticker"
-cnpg_name = "pg-ticker"
-preload = ["pg_ticker"]
-[[smoke]]
-sql = "SELECT ticker.add(2, 2)"
-expect = [[5]]
-"""
 
 
 def _command(*extra: str) -> list[str]:
