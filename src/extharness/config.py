@@ -100,6 +100,22 @@ OPTIONS: list[tuple[str, str, str, Any, dict[str, Any]]] = [
     ("--kind-node-image", "kind_node_image", "kind node image for a new cluster", DEFAULT_KIND_NODE_IMAGE, {}),
     ("--kind-cluster", "kind_cluster", "use this existing kind cluster (never deleted by the harness)", None, {}),
     ("--keep-cluster", "keep_cluster", "keep the kind cluster the harness created", False, {"action": "store_true"}),
+    ("--kubeconfig", "kubeconfig", "use the cluster of this kubeconfig (never changed beyond the harness's own objects)", None, {}),
+    ("--kube-context", "kube_context", "context of --kubeconfig to use (default: its current context)", None, {}),
+    (
+        "--image-loader",
+        "image_loader",
+        "how local images reach a --kubeconfig cluster: kind:CLUSTER, ctr:NODE_CONTAINER, registry:127.0.0.1:PORT",
+        None,
+        {},
+    ),
+    (
+        "--kit-cluster",
+        "kit_cluster",
+        "which cluster-kit cluster to start when its node image is built here (1.36, 1.34, 1.34-gate-off)",
+        "1.36",
+        {"choices": ["1.36", "1.34", "1.34-gate-off"]},
+    ),
     ("--cnpg-version", "cnpg_version", "CloudNativePG operator version to install", DEFAULT_CNPG_VERSION, {}),
     (
         "--cnpg-mode",
@@ -141,6 +157,10 @@ class HarnessConfig:
     kind_node_image: str
     kind_cluster: str | None
     keep_cluster: bool
+    kubeconfig: Path | None
+    kube_context: str | None
+    image_loader: str | None
+    kit_cluster: str
     cnpg_version: str
     cnpg_mode: str
     artifacts_dir: Path
@@ -214,6 +234,10 @@ class HarnessConfig:
             kind_node_image=str(value("kind_node_image")),
             kind_cluster=value("kind_cluster"),
             keep_cluster=keep if isinstance(keep, bool) else str(keep).lower() in ("1", "true", "yes"),
+            kubeconfig=path("kubeconfig"),
+            kube_context=value("kube_context"),
+            image_loader=value("image_loader"),
+            kit_cluster=str(value("kit_cluster")),
             cnpg_version=str(value("cnpg_version")),
             cnpg_mode=str(value("cnpg_mode")),
             artifacts_dir=path("artifacts_dir") or Path("extharness-artifacts"),

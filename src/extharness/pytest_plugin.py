@@ -53,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ("sql", "the extension in real PostgreSQL 18 (native, composite and ImageVolume backends)"),
         ("cnpg", "deployment to Kubernetes with the CloudNativePG operator"),
         ("unit", "tests of the harness itself"),
+        ("kit", "the harness on real clusters built by the cluster kit (./harness cluster)"),
         ("mounted_backends_only", "sql-tier check about the mounted folder (not generated for the composite backend)"),
     ):
         config.addinivalue_line("markers", f"{marker}: {text}")
@@ -340,7 +341,7 @@ def iter_findings() -> Iterator[dict]:
     return iter(_collected)
 
 
-TIER_FOLDERS = ("layout", "sql", "cnpg", "unit")
+TIER_FOLDERS = ("layout", "sql", "cnpg", "unit", "kit")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,10 +9,8 @@ diagnostics are written under ``--artifacts-dir`` and attached to that test's re
 
 from __future__ import annotations
 
-import os
 import platform
 import re
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +21,11 @@ from extharness.config import HarnessConfig
 from extharness.errors import HarnessError
 from extharness.inspect.model import PlatformImage
 from extharness.kube import kind
+from extharness.kube.cluster import ExistingCluster, ImageLoader
 from extharness.kube.deploy import CnpgDeployment, DeploymentSpec, build_fallback_operand, spec_for
 from extharness.kube.imagevolume import IMAGEVOLUME, Decision, Signals, decide, gather_signals
 from extharness.kube.operator import OperatorInfo, ensure_operator
+from extharness.kube.session import run_dir, shared_cluster, sigterm_as_interrupt
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
 from extharness.pytest_plugin import ImageUnderTest, harness_step
 from extharness.source.acquire import held_lock
@@ -39,21 +39,6 @@ def host_platform() -> str:
     return {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}.get(
         machine, f"linux/{machine}"
     )
-
-
-def session_id() -> str:
-    """Shared by the xdist workers of one run (xdist sets the run uid), new for every run."""
-    value = os.environ.get("PYTEST_XDIST_TESTRUNUID") or os.environ.get("EXTHARNESS_CNPG_SESSION")
-    if not value:
-        value = uuid.uuid4().hex
-        os.environ["EXTHARNESS_CNPG_SESSION"] = value
-    return value
-
-
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder common to all xdist workers of this run (the parent of each worker's basetemp)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 # -- the platform image and profile of the image under test ------------------------------------------
@@ -89,36 +74,25 @@ def expected_version(
 
 # -- kind and the operator ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def kind_cluster(harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[kind.KindCluster]:
-    reason = kind.available()
-    if reason:
-        pytest.skip(f"kind/Docker not available: {reason}")
-    shared = kind.SharedKindCluster(
-        run_dir(tmp_path_factory),
-        session_id=session_id(),
-        node_image=harness_config.kind_node_image,
-        reuse_name=harness_config.kind_cluster,
-        keep=harness_config.keep_cluster,
-    )
-    # CI cancels with SIGTERM: turn it into KeyboardInterrupt so teardown still deletes the cluster.
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    try:
-        cluster = harness_step(f"getting kind cluster ({harness_config.kind_node_image})", shared.acquire)
-        yield cluster  # type: ignore[misc]
-    finally:
+def kind_cluster(harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory):
+    """The cluster the tier deploys to (a ``KindCluster`` or, with --kubeconfig, an ``ExistingCluster``)."""
+    if harness_config.kubeconfig:
+        yield harness_step(
+            f"using the cluster of {harness_config.kubeconfig}",
+            lambda: ExistingCluster(
+                harness_config.kubeconfig,  # type: ignore[arg-type]
+                harness_config.kube_context,
+                ImageLoader.parse(harness_config.image_loader),
+            ),
+        )
+        return
+    shared = shared_cluster(harness_config, tmp_path_factory)
+    with sigterm_as_interrupt():
         try:
-            shared.release()
+            cluster = harness_step(f"getting a kind cluster ({shared.node_image})", shared.acquire)
+            yield cluster
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            shared.release()
 
 
 @pytest.fixture(scope="session")
@@ -155,9 +129,26 @@ def extension_in_cluster(kind_cluster: kind.KindCluster, image_under_test: Image
 
 # -- ImageVolume detection -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
+def operand_in_cluster(kind_cluster, harness_config: HarnessConfig) -> str:
+    """The operand image as the nodes see it: CNPG's, or the local stand-in loaded into the cluster."""
+    from extharness.postgres.base_images import resolve_operand_image
+    from extharness.source.engine import detect_engine
+
+    engine = detect_engine()
+    if engine is None:
+        return harness_config.operand_image  # the nodes pull it
+
+    def load() -> str:
+        ref = resolve_operand_image(harness_config.operand_image, engine, harness_config.cache_dir)
+        return kind_cluster.load_image(ref, engine.cli)
+
+    return harness_step("loading the operand image into the cluster", load)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
 def imagevolume_signals(
     kube_api,
-    cnpg_operator: OperatorInfo,
+    operand_in_cluster: str,
     extension_in_cluster: str,
     harness_config: HarnessConfig,
     image_under_test: ImageUnderTest,
@@ -174,7 +165,7 @@ def imagevolume_signals(
                 kube_api,
                 namespace=namespace,
                 extension_image=extension_in_cluster,
-                operand_image=harness_config.operand_image,
+                operand_image=operand_in_cluster,
                 extension=image_under_test.name,
             )
         finally:
@@ -226,7 +217,11 @@ def deployment_spec(
 
 @pytest.fixture(scope="module")
 def cnpg_deployment(
-    request: pytest.FixtureRequest, kube_api, deployment_spec: DeploymentSpec, harness_config: HarnessConfig
+    request: pytest.FixtureRequest,
+    kube_api,
+    cnpg_operator: OperatorInfo,
+    deployment_spec: DeploymentSpec,
+    harness_config: HarnessConfig,
 ) -> Iterator[CnpgDeployment]:
     deployment = CnpgDeployment(kube_api, deployment_spec, keep=harness_config.keep_cluster)
     request.node.stash[DEPLOYMENT] = (deployment, harness_config.artifacts_dir)

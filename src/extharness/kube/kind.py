@@ -92,9 +92,11 @@ def parse_kind_version(text: str) -> tuple[int, int, int] | None:
     return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
 
 
-def session_cluster_name(session_id: str) -> str:
-    """A kind cluster name unique to one test session (kind names are DNS labels)."""
-    return "extharness-" + re.sub(r"[^a-z0-9]", "", session_id.lower())[:10]
+def session_cluster_name(session_id: str, key: str = "kind") -> str:
+    """A kind cluster name unique to one test session (kind names are DNS labels); ``key``
+    tells apart the clusters of one session (the kit's variants)."""
+    suffix = "" if key == "kind" else "-" + re.sub(r"[^a-z0-9]", "", key.lower())[:12]
+    return "extharness-" + re.sub(r"[^a-z0-9]", "", session_id.lower())[:10] + suffix
 
 
 def archive_image_names(archive: Path) -> list[str]:
@@ -195,6 +197,8 @@ class KindCluster:
     keep: bool = False
     created: bool = False
     kind_cli: str = "kind"
+    #: The kind config to create from (the cluster kit's); None: generated from ``node_image``.
+    config_text: str | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -217,7 +221,7 @@ class KindCluster:
     def create(self) -> None:
         """``kind create cluster`` from the generated config; waits for the control plane."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(render_kind_config(self.node_image, self.workers))
+        self.config_file.write_text(self.config_text or render_kind_config(self.node_image, self.workers))
         try:
             self._kind(
                 "create", "cluster", "--name", self.name, "--image", self.node_image, "--config",
@@ -342,8 +346,14 @@ class SharedKindCluster:
         reuse_name: str | None = None,
         keep: bool = False,
         workdir: Path | None = None,
+        key: str = "kind",
+        kind_cli: str = "kind",
+        config_text: str | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.key = key
+        self.kind_cli = kind_cli
+        self.config_text = config_text
         self.session_id = session_id
         self.node_image = node_image
         self.reuse_name = reuse_name
@@ -353,12 +363,12 @@ class SharedKindCluster:
 
     @property
     def _state_file(self) -> Path:
-        return self.state_dir / "extharness-kind.json"
+        return self.state_dir / f"extharness-{self.key}.json"
 
     def _lock(self, what: str):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return held_lock(
-            self.state_dir / "extharness-kind.lock", what, CREATE_TIMEOUT + 120, "EXTHARNESS_KIND_CREATE_TIMEOUT"
+            self.state_dir / f"extharness-{self.key}.lock", what, CREATE_TIMEOUT + 120, "EXTHARNESS_KIND_CREATE_TIMEOUT"
         )
 
     def _read(self) -> dict[str, Any] | None:
@@ -379,8 +389,11 @@ class SharedKindCluster:
         with self._lock("getting the session's kind cluster"):
             state = self._read()
             if state is None:
-                name = self.reuse_name or session_cluster_name(self.session_id)
-                cluster = KindCluster(name, node_image=self.node_image, workdir=self.workdir, keep=self.keep)
+                name = self.reuse_name or session_cluster_name(self.session_id, self.key)
+                cluster = KindCluster(
+                    name, node_image=self.node_image, workdir=self.workdir, keep=self.keep,
+                    kind_cli=self.kind_cli, config_text=self.config_text,
+                )  # fmt: skip
                 if self.reuse_name:
                     cluster.reuse()
                 else:
@@ -393,6 +406,8 @@ class SharedKindCluster:
                     workdir=self.workdir,
                     keep=self.keep,
                     created=state["created"],
+                    kind_cli=self.kind_cli,
+                    config_text=self.config_text,
                 )
                 if not cluster.kubeconfig.exists():
                     cluster.write_kubeconfig()

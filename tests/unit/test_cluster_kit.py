@@ -1,0 +1,80 @@
+"""The cluster kit's pure parts: pins, the kind config it writes, the image loaders."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extharness.errors import HarnessError
+from extharness.kube import kit
+from extharness.kube.cluster import ExistingCluster, ImageLoader
+
+
+@pytest.mark.parametrize("name", list(kit.VARIANTS))
+def test_kind_config_keeps_the_api_server_on_loopback_and_fits_cgroup_v1(name: str) -> None:
+    variant = kit.VARIANTS[name]
+    config = yaml.safe_load(kit.kind_config(variant))
+    assert config["kind"] == "Cluster"
+    assert config["networking"]["apiServerAddress"] == "127.0.0.1"
+    patches = [yaml.safe_load(p) for p in config["kubeadmConfigPatches"]]
+    kubelet = next(p for p in patches if p["kind"] == "KubeletConfiguration")
+    assert kubelet["failCgroupV1"] is False
+    assert any("restrict_oom_score_adj = true" in p for p in config["containerdConfigPatches"])
+    init = next(p for p in patches if p["kind"] == "InitConfiguration")
+    assert "preflight" in init["skipPhases"]  # kind's own skip, kept by our patch
+
+
+def test_the_gate_is_on_for_1_34_off_for_the_negative_case_and_default_on_1_36() -> None:
+    gates = {name: yaml.safe_load(kit.kind_config(v)).get("featureGates") for name, v in kit.VARIANTS.items()}
+    assert gates == {"1.36": None, "1.34": {"ImageVolume": True}, "1.34-gate-off": {"ImageVolume": False}}
+
+
+def test_every_pin_has_a_version_and_a_checksum() -> None:
+    for module in (*kit.KUBERNETES.values(), kit.KIND, kit.CRI_TOOLS):
+        assert re.fullmatch(r"v\d+\.\d+\.\d+", module.version), module
+        assert re.fullmatch(r"h1:[A-Za-z0-9+/]{43}=", module.sum), module
+    for deb in kit.NODE_DEBS:
+        assert re.fullmatch(r"[0-9a-f]{64}", deb.sha256), deb
+        assert deb.version and deb.suite in ("trixie", "forky"), deb
+    assert kit.KUBERNETES["1.36"].version.startswith("v1.36.")
+    assert kit.KUBERNETES["1.34"].version.startswith("v1.34.")
+
+
+def test_cluster_names_are_dns_labels_unique_per_variant() -> None:
+    names = [v.cluster_name for v in kit.VARIANTS.values()]
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) for n in names), names
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "target"),
+    [(None, "none", ""), ("kind:demo", "kind", "demo"), ("ctr:demo-control-plane", "ctr", "demo-control-plane"),
+     ("registry:127.0.0.1:5000", "registry", "127.0.0.1:5000")],
+)  # fmt: skip
+def test_image_loaders_parse(text: str | None, kind: str, target: str) -> None:
+    loader = ImageLoader.parse(text)
+    assert (loader.kind, loader.target) == (kind, target)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("scp:host", "expected kind:CLUSTER"), ("kind", "needs a target"), ("registry:10.0.0.5:5000", "on this machine")],
+)
+def test_bad_image_loaders_are_one_clear_line(text: str, words: str) -> None:
+    with pytest.raises(HarnessError, match=words):
+        ImageLoader.parse(text)
+
+
+def test_a_missing_kubeconfig_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="no such file"):
+        ExistingCluster(tmp_path / "nope.kubeconfig")
+
+
+def test_cluster_cli_rejects_an_unknown_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        kit.main(["config", "1.99"])
+    assert exit_info.value.code == 2
+    assert "unknown variant 1.99" in capsys.readouterr().err
