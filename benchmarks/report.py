@@ -23,6 +23,7 @@ and the end, Python, container engine) and the exact command.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -307,6 +308,26 @@ def growth_section(sample: CraftedImage, repeat: int) -> list[str]:
 
 
 # -- the report ----------------------------------------------------------------------------------------------
+def kit_section() -> list[str]:
+    """The cluster kit's step times, as its last builds recorded them (``<cache>/kit/timings.json``)."""
+    from extharness.kube.kit import kit_dir
+
+    path = kit_dir() / "timings.json"
+    lines = ["## 4. The cluster kit", ""]
+    try:
+        timings = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return lines + [f"No kit step has run on this machine ({path} is missing): `./harness cluster build all`.", ""]
+    lines += [
+        f"Wall time of each step of `./harness cluster build|up` the last time it ran here (from `{path}`); a step "
+        "that was cached since then is not re-timed. Steps ran beside other work (see the load average).", "",
+        "| step | seconds | when (UTC) |", "|---|---:|---|",
+    ]  # fmt: skip
+    for step, entry in sorted(timings.items(), key=lambda kv: kv[1]["at"]):
+        lines.append(f"| {step} | {entry['seconds']:.0f} | {entry['at']} |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (the best is reported)")
@@ -323,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     tiers = tier_section(args.repeat)
     print("2./3. layout growth and container-structure-test", flush=True)
     growth = growth_section(sample, args.repeat)
+    kit = kit_section()
     load_end = load_average()
 
     header = [
@@ -342,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "slows them down. docs/benchmarks.md has the cold-cache figures of the sql tier per backend.", "",
     ]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(header + tiers + growth).rstrip("\n") + "\n")
+    out.write_text("\n".join(header + tiers + growth + kit).rstrip("\n") + "\n")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
 

@@ -21,6 +21,8 @@ from extharness.kube import kind, kit
 from extharness.kube.session import kit_cluster, sigterm_as_interrupt
 from extharness.pytest_plugin import harness_step
 
+pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
+
 REPO = Path(__file__).resolve().parents[2]
 
 

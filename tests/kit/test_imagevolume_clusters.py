@@ -20,6 +20,8 @@ from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME, ProbeResult, deci
 from extharness.kube.session import kit_cluster, sigterm_as_interrupt
 from extharness.pytest_plugin import ImageUnderTest, harness_step
 
+pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
+
 #: What the harness must conclude on each kit cluster, and what its probe must see.
 EXPECTED = {
     "1.36": (IMAGEVOLUME, ProbeResult.MOUNTED_AND_FOUND),

@@ -33,7 +33,7 @@ def test_the_gate_is_on_for_1_34_off_for_the_negative_case_and_default_on_1_36()
 
 
 def test_every_pin_has_a_version_and_a_checksum() -> None:
-    for module in (*kit.KUBERNETES.values(), kit.KIND, kit.CRI_TOOLS):
+    for module in (*kit.KUBERNETES.values(), *kit.CNPG.values(), kit.KIND, kit.CRI_TOOLS, kit.ETCD):
         assert re.fullmatch(r"v\d+\.\d+\.\d+", module.version), module
         assert re.fullmatch(r"h1:[A-Za-z0-9+/]{43}=", module.sum), module
     for deb in kit.NODE_DEBS:

@@ -328,6 +328,15 @@ def classify_probe(pod: Mapping[str, Any], log: str = "") -> ProbeOutcome | None
 
 
 # -- gathering from a real cluster (kubernetes client) -------------------------------------
+def _finished(pod: Mapping[str, Any]) -> bool:
+    """The probe has run: the pod's phase says so, or (earlier: a real kubelet reports the
+    container's termination before the pod's phase) a container status does."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    return any((c.get("state") or {}).get("terminated") for c in status.get("containerStatuses") or [])
+
+
 def raw_get(api_client: Any, path: str, timeout: float = 15) -> str:
     """GET a non-JSON API server path (``/metrics``) through the client's own auth and TLS."""
     method, url, headers, body, post = api_client.param_serialize(
@@ -397,7 +406,7 @@ def run_probe(
         while True:
             pod = api_client.sanitize_for_serialization(core.read_namespaced_pod(name, namespace))
             log = ""
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if _finished(pod):
                 try:
                     log = core.read_namespaced_pod_log(name, namespace, container="probe")
                 except ApiException:

@@ -65,7 +65,17 @@ KUBERNETES = {
     "1.34": GoModule("k8s.io/kubernetes", "v1.34.4", "h1:Yy6R4QB8C9kJPp25GFqEvX5XQwY5qzKeqD0Xx6oAcmk="),
 }
 KIND = GoModule("sigs.k8s.io/kind", "v0.33.0", "h1:AjvDv3vOygb/VKLVQW87lfktIBzkxR8Ump9DjxC8+Lk=")
+ETCD = GoModule("go.etcd.io/etcd/server/v3", "v3.6.8", "h1:U2strdSEy1U8qcSzRIdkYpvOPtBy/9i/IfaaCI9flZ4=")
 CRI_TOOLS = GoModule("sigs.k8s.io/cri-tools", "v1.37.0", "h1:BmTImEoTX3KPXCLwmIU9mfCC8umUqF4R8WibY9eVU9Y=")
+
+#: CloudNativePG lines the kit builds, at the newest patch the Go module proxy serves here
+#: (1.28.3+ are refused by the proxy; 1.29.2 is not in the checksum database).
+CNPG = {
+    "1.28": GoModule("github.com/cloudnative-pg/cloudnative-pg", "v1.28.2", "h1:KSvRDBci7Q6XYrfFq1fCRa5mKRUGuRWovcjajNfRV3U="),
+    "1.29": GoModule("github.com/cloudnative-pg/cloudnative-pg", "v1.29.1", "h1:ZNEt1TMlnQKXI1kho2UqQuqdfvIvjGln4kN7C1lsmGA="),
+    "1.30": GoModule("github.com/cloudnative-pg/cloudnative-pg", "v1.30.1", "h1:d1jxp0jQi7/3zrEhsv9ycD+G5ssmkNvDvTmogaGccCw="),
+}  # fmt: skip
+CNPG_UPSTREAM_IMAGE = "ghcr.io/cloudnative-pg/cloudnative-pg"
 
 NODE_SUITE = "trixie"  # systemd 257: the last systemd that boots on cgroup v1, which these VMs have
 NODE_PACKAGES = (
@@ -80,9 +90,8 @@ NODE_DEBS = (
         "containernetworking-plugins", "1.9.1+ds1-1", "forky",
         "12857dd3136d61e00bffcc2c8823d14df586e94406098326e02846cfa46a058e",
     ),
-    DebianPackage("etcd-server", "3.5.30-2", "forky", "11a4f7e350c5020b83edff5160a6063d4e56ac9cd014d21ce8916378bf96de79"),
 )  # fmt: skip
-ETCD_VERSION = "3.5.30"
+ETCD_VERSION = ETCD.version.lstrip("v")  # what kubeadm 1.36 expects (3.6.8-0); its flags need etcd 3.6
 PAUSE_VERSION = "3.10.2"
 IMAGE_REPOSITORY = "localhost/extharness/k8s"  # kubeadm's imageRepository for the built images
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -333,6 +342,17 @@ def build_kubernetes(pin: GoModule) -> Path:
     return out
 
 
+def _replace_siblings(src: Path, version: str) -> None:
+    """A module zip holds one module: ``replace x => ../y`` lines (siblings in the upstream
+    repository) are pointed at the published modules of the same version."""
+    edits = json.loads(_run([_go(), "mod", "edit", "-json"], "reading go.mod", cwd=src).stdout)
+    for rep in edits.get("Replace") or []:
+        new = rep["New"]["Path"]
+        if new.startswith("../") and not (src / new).exists():
+            old = rep["Old"]["Path"]
+            _run([_go(), "mod", "edit", f"-replace={old}={old}@{version}"], "editing go.mod", cwd=src)
+
+
 def build_go_tool(module: GoModule, package: str, binary: str) -> Path:
     """A Go tool (kind, crictl) built from its pinned module; returns the binary's path."""
     out = kit_dir() / "bin" / f"{binary}-{module.version}"
@@ -350,6 +370,7 @@ def build_go_tool(module: GoModule, package: str, binary: str) -> Path:
             work = _fresh_dir(kit_dir() / "work" / f"{binary}-{module.version}")
             shutil.copytree(source, work / "src", symlinks=True)
             subprocess.run(["chmod", "-R", "u+w", str(work / "src")], check=True)
+            _replace_siblings(work / "src", module.version)
             target = _fresh_dir(out)
             _run(
                 [_go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", str(target / binary), package],
@@ -529,7 +550,9 @@ rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log
 """
 
 
-def _single_binary_image(ref: str, key: str, files: dict[str, Path], entrypoint: str, log: Path) -> Path:
+def _single_binary_image(
+    ref: str, key: str, files: dict[str, Path], entrypoint: str, log: Path, user: str | None = None
+) -> Path:
     """A FROM-scratch image holding ``files`` (path in image -> file), saved as a docker archive."""
     archive = kit_dir() / "images" / (ref.replace("/", "_").replace(":", "_") + f"-{key}.tar")
     if archive.exists():
@@ -542,6 +565,7 @@ def _single_binary_image(ref: str, key: str, files: dict[str, Path], entrypoint:
             shutil.copy2(source, ctx / f"f{index}")
             lines.append(f"COPY f{index} {target}")
         lines += [
+            *([f"USER {user}"] if user else []),
             "ENV PATH=/usr/local/bin:/usr/bin:/bin",
             f'ENTRYPOINT ["{entrypoint}"]',
             f"LABEL {KIT_LABEL}={key}",
@@ -553,18 +577,6 @@ def _single_binary_image(ref: str, key: str, files: dict[str, Path], entrypoint:
         _run([_podman(), "save", "--format", "docker-archive", "-o", str(tmp_archive), ref], f"saving {ref}", log=log)
         os.replace(tmp_archive, archive)
     return archive
-
-
-def _library_closure(binary: Path, rootfs: Path) -> dict[str, Path]:
-    """The shared libraries ``binary`` needs, resolved inside ``rootfs`` (for etcd's image)."""
-    result = _run(["chroot", str(rootfs), "ldd", "/" + str(binary.relative_to(rootfs))], "ldd etcd")
-    libs: dict[str, Path] = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else "")
-        if path.startswith("/"):
-            libs[path] = rootfs / path.lstrip("/")
-    return libs
 
 
 def component_images(pin: GoModule, bins: Path) -> list[Path]:
@@ -585,31 +597,12 @@ def component_images(pin: GoModule, bins: Path) -> list[Path]:
 
 
 def etcd_image(log: Path) -> Path:
-    deb = fetch_debs()["etcd-server"]
-    key = _digest("etcd", [d for d in NODE_DEBS if d.name == "etcd-server"])
-    ref = f"localhost/extharness/etcd:{ETCD_VERSION}"
-    archive = kit_dir() / "images" / (ref.replace("/", "_").replace(":", "_") + f"-{key}.tar")
-    if archive.exists():
-        return archive
-    base = node_base_image()
-    with tempfile.TemporaryDirectory(dir=kit_dir()) as tmp:
-        root = Path(tmp) / "root"
-        # etcd from Debian is linked against glibc: take its libraries from the node's own root.
-        _run([_podman(), "create", "--name", f"extharness-kit-etcd-{os.getpid()}", base, "true"], "podman create", log=log)
-        try:
-            root.mkdir()
-            export = subprocess.Popen([_podman(), "export", f"extharness-kit-etcd-{os.getpid()}"], stdout=subprocess.PIPE)
-            _run(["tar", "-C", str(root), "-xf", "-", "--exclude=./dev/*"], "exporting the node root", log=log,
-                 stdin=export.stdout.fileno() if export.stdout else None)  # fmt: skip
-            export.wait()
-        finally:
-            subprocess.run([_podman(), "rm", "-f", f"extharness-kit-etcd-{os.getpid()}"], capture_output=True)
-        _run(["dpkg-deb", "-x", str(deb), str(root)], "unpacking etcd-server", log=log)
-        etcd = root / "usr" / "bin" / "etcd"
-        files = {"/usr/local/bin/etcd": etcd}
-        for path, source in _library_closure(etcd, root).items():
-            files[path] = source.resolve()
-        return _single_binary_image(ref, key, files, "/usr/local/bin/etcd", log)
+    """etcd built statically from its Go module, in a ``FROM scratch`` image."""
+    etcd = build_go_tool(ETCD, ".", "etcd")
+    return _single_binary_image(
+        f"localhost/extharness/etcd:{ETCD_VERSION}", _digest("etcd", ETCD), {"/usr/local/bin/etcd": etcd},
+        "/usr/local/bin/etcd", log,
+    )  # fmt: skip
 
 
 def node_image(pin: GoModule) -> str:
@@ -659,6 +652,55 @@ def node_image(pin: GoModule) -> str:
             finally:
                 subprocess.run([_podman(), "rm", "-f", "-t", "0", name], capture_output=True)
     return ref
+
+
+# -- the CloudNativePG operator -------------------------------------------------------------------
+
+
+def cnpg_operator(pin: GoModule) -> tuple[Path, str]:
+    """CloudNativePG's manager built from ``pin`` as a docker archive (``FROM scratch``: the
+    static ``/manager`` CNPG's own image has, which the operator also copies into every instance
+    pod), and that version's release manifest (``releases/cnpg-X.Y.Z.yaml`` of the module)
+    pointing at it; returns (archive, manifest file)."""
+    version = pin.version.lstrip("v")
+    ref = f"localhost/extharness/cloudnative-pg:{version}"
+    out = kit_dir() / "cnpg" / version
+    key = _digest("cnpg", pin)
+    manifest = out / f"cnpg-{version}.yaml"
+    if _cached(out, key):
+        return next(out.glob("*.tar")), str(manifest)
+    log = kit_dir() / "logs" / f"cnpg-{version}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    with held_lock(kit_dir() / f"cnpg-{version}.lock", f"building CloudNativePG {version}", GO_TIMEOUT):
+        if _cached(out, key):
+            return next(out.glob("*.tar")), str(manifest)
+        with _step(f"cnpg-{version}", f"building the CloudNativePG {version} operator from Go"):
+            source = go_module(pin, log)
+            work = _fresh_dir(kit_dir() / "work" / f"cnpg-{version}")
+            shutil.copytree(source, work / "src", symlinks=True)
+            subprocess.run(["chmod", "-R", "u+w", str(work / "src")], check=True)
+            manager = work / "manager"
+            ldflags = f"-s -w -X github.com/cloudnative-pg/cloudnative-pg/pkg/versions.buildVersion={version}"
+            _run([_go(), "build", "-trimpath", "-ldflags", ldflags, "-o", str(manager), "./cmd/manager"],
+                 f"compiling CloudNativePG {version}", log=log, env=_go_env(), cwd=work / "src", timeout=GO_TIMEOUT,
+                 setting="EXTHARNESS_KIT_BUILD_TIMEOUT")  # fmt: skip
+            text = (work / "src" / "releases" / f"cnpg-{version}.yaml").read_text()
+            upstream = f"{CNPG_UPSTREAM_IMAGE}:{version}"
+            if upstream not in text:
+                raise HarnessError(f"releases/cnpg-{version}.yaml does not name {upstream}: cannot point it at the local build")
+            _fresh_dir(out)
+            (out / manifest.name).write_text(
+                text.replace(upstream, ref).replace("imagePullPolicy: Always", "imagePullPolicy: IfNotPresent")
+            )
+            archive = _single_binary_image(
+                ref, key, {"/manager": manager, "/operator/manager_amd64": manager}, "/manager", log,
+                user="65532:65532",
+            )  # fmt: skip
+            shutil.copy2(archive, out / archive.name)
+            shutil.rmtree(work)
+            _stamp(out, key)
+    return next(out.glob("*.tar")), str(manifest)
 
 
 # -- the cluster -------------------------------------------------------------------------------
@@ -824,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.action == "down":
                 down(variant)
             elif args.action == "build":
+                kind_binary()
                 print(node_image(variant.pin))
             elif args.action == "config":
                 print(kind_config(variant), end="")
