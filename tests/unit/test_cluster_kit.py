@@ -19,6 +19,7 @@ def test_kind_config_keeps_the_api_server_on_loopback_and_fits_cgroup_v1(name: s
     config = yaml.safe_load(kit.kind_config(variant))
     assert config["kind"] == "Cluster"
     assert config["networking"]["apiServerAddress"] == "127.0.0.1"
+    assert config["networking"]["kubeProxyMode"] == "nftables"  # Services resolve inside the node
     patches = [yaml.safe_load(p) for p in config["kubeadmConfigPatches"]]
     kubelet = next(p for p in patches if p["kind"] == "KubeletConfiguration")
     assert kubelet["failCgroupV1"] is False
@@ -41,6 +42,11 @@ def test_every_pin_has_a_version_and_a_checksum() -> None:
         assert deb.version and deb.suite in ("trixie", "forky"), deb
     assert kit.KUBERNETES["1.36"].version.startswith("v1.36.")
     assert kit.KUBERNETES["1.34"].version.startswith("v1.34.")
+
+
+def test_pods_cannot_send_traffic_beyond_the_node() -> None:
+    assert 'iifname "cni0" oifname != "cni0" drop' in kit.POD_EGRESS_RULES
+    assert "ExecStart=/usr/sbin/nft -f /etc/extharness-pod-egress.nft" in kit.POD_EGRESS_UNIT
 
 
 def test_cluster_names_are_dns_labels_unique_per_variant() -> None:

@@ -75,6 +75,7 @@ CNPG = {
     "1.29": GoModule("github.com/cloudnative-pg/cloudnative-pg", "v1.29.1", "h1:ZNEt1TMlnQKXI1kho2UqQuqdfvIvjGln4kN7C1lsmGA="),
     "1.30": GoModule("github.com/cloudnative-pg/cloudnative-pg", "v1.30.1", "h1:d1jxp0jQi7/3zrEhsv9ycD+G5ssmkNvDvTmogaGccCw="),
 }  # fmt: skip
+CNPG_BUILT = ("1.28", "1.29")  # the lines ./harness cluster build makes (1.30 builds too, on request)
 CNPG_UPSTREAM_IMAGE = "ghcr.io/cloudnative-pg/cloudnative-pg"
 
 NODE_SUITE = "trixie"  # systemd 257: the last systemd that boots on cgroup v1, which these VMs have
@@ -96,6 +97,7 @@ PAUSE_VERSION = "3.10.2"
 IMAGE_REPOSITORY = "localhost/extharness/k8s"  # kubeadm's imageRepository for the built images
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE_BINARIES = ("kubelet", "kubeadm", "kubectl")
+KUBE_PROXY = "kube-proxy"  # in nftables mode: its image also holds Debian's nft and the libraries it links
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def _step(name: str, what: str) -> Iterator[None]:
 def _run(
     cmd: list[str], what: str, *, timeout: float = STEP_TIMEOUT, log: Path | None = None,
     env: dict[str, str] | None = None, cwd: Path | None = None, stdin: int | None = None,
-    check: bool = True, setting: str = "EXTHARNESS_KIT_STEP_TIMEOUT",
+    check: bool = True, setting: str = "EXTHARNESS_KIT_STEP_TIMEOUT", input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Run ``cmd`` in its own process group; a failure or time-out is one HarnessError line
     naming the step, the last output line and the log file."""
@@ -177,10 +179,11 @@ def _run(
             out.flush()
         proc = subprocess.Popen(
             cmd, stdout=out or subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
-            cwd=cwd, stdin=stdin if stdin is not None else subprocess.DEVNULL, start_new_session=True,
+            cwd=cwd, start_new_session=True,
+            stdin=subprocess.PIPE if input_text is not None else stdin if stdin is not None else subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            stdout, _ = proc.communicate(timeout=timeout)
+            stdout, _ = proc.communicate(input=input_text, timeout=timeout)
         except BaseException:
             _kill_group(proc)
             raise
@@ -287,7 +290,7 @@ def build_kubernetes(pin: GoModule) -> Path:
     kubeadm picks the control-plane images by its own version.
     """
     out = kit_dir() / "bin" / f"kubernetes-{pin.version}"
-    key = _digest(pin, CONTROL_PLANE, NODE_BINARIES)
+    key = _digest(pin, CONTROL_PLANE, NODE_BINARIES, KUBE_PROXY)
     if _cached(out, key):
         return out
     log = kit_dir() / "logs" / f"kubernetes-{pin.version}.log"
@@ -296,7 +299,7 @@ def build_kubernetes(pin: GoModule) -> Path:
     with held_lock(kit_dir() / f"kubernetes-{pin.version}.lock", f"building Kubernetes {pin.version}", GO_TIMEOUT):
         if _cached(out, key):
             return out
-        names = (*NODE_BINARIES, *CONTROL_PLANE)
+        names = (*NODE_BINARIES, *CONTROL_PLANE, KUBE_PROXY)
         with _step(f"kubernetes-{pin.version}", f"building Kubernetes {pin.version} ({', '.join(names)}) from Go"):
             source = go_module(pin, log)
             work = _fresh_dir(kit_dir() / "work" / f"kubernetes-{pin.version}")
@@ -532,6 +535,28 @@ BRIDGE_CNI = """{
 }
 """
 
+# Pods may reach each other and the node (the API server, via kube-proxy's DNAT) but nothing
+# beyond it: the network rule of our machines, enforced in the node, whatever a pod tries.
+POD_EGRESS_RULES = """table inet extharness_egress {
+  chain forward {
+    type filter hook forward priority -10;
+    iifname "cni0" oifname != "cni0" drop
+  }
+}
+"""
+POD_EGRESS_UNIT = """[Unit]
+Description=extharness: pods reach only the node and each other
+Before=kubelet.service containerd.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -f /etc/extharness-pod-egress.nft
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 # What kind's base image Dockerfile does after installing packages (ours, in our words).
 NODE_TWEAKS = """
 find /lib/systemd/system/sysinit.target.wants/ -name systemd-tmpfiles-setup.service -delete
@@ -593,7 +618,41 @@ def component_images(pin: GoModule, bins: Path) -> list[Path]:
         f"localhost/extharness/pause:{PAUSE_VERSION}", _digest(pin, "pause"), {"/pause": bins / "pause"}, "/pause", log
     ))
     archives.append(etcd_image(log))
+    archives.append(kube_proxy_image(pin, bins, log))
     return archives
+
+
+def kube_proxy_image(pin: GoModule, bins: Path, log: Path) -> Path:
+    """kube-proxy for nftables mode: the binary, Debian's ``nft`` and the libraries it links,
+    taken from the node's own root file system."""
+    base = node_base_image()
+    ref = f"{IMAGE_REPOSITORY}/{KUBE_PROXY}:{pin.version}"
+    key = _digest(pin, KUBE_PROXY, "image", base, "nft in /usr/bin", "with its libraries")
+    archive = kit_dir() / "images" / (ref.replace("/", "_").replace(":", "_") + f"-{key}.tar")
+    if archive.exists():
+        return archive
+    with tempfile.TemporaryDirectory(dir=kit_dir()) as tmp:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        name = f"extharness-kit-export-{os.getpid()}"
+        _run([_podman(), "create", "--name", name, base, "true"], "podman create", log=log)
+        try:
+            export = subprocess.Popen([_podman(), "export", name], stdout=subprocess.PIPE)
+            _run(["tar", "-C", str(root), "-xf", "-", "--exclude=./dev/*"], "exporting the node root", log=log,
+                 stdin=export.stdout.fileno() if export.stdout else None)  # fmt: skip
+            export.wait()
+        finally:
+            subprocess.run([_podman(), "rm", "-f", name], capture_output=True)
+        files = {f"/usr/local/bin/{KUBE_PROXY}": bins / KUBE_PROXY, "/usr/bin/nft": root / "usr" / "sbin" / "nft"}
+        result = _run(["chroot", str(root), "ldd", "/usr/sbin/nft"], "ldd nft")  # (its output is the answer)
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else "")
+            if path.startswith("/"):
+                files[path] = (root / path.lstrip("/")).resolve()
+        if len(files) < 4:
+            raise HarnessError(f"ldd found no libraries of nft in the node root: {result.stdout.strip() or 'no output'}")
+        return _single_binary_image(ref, key, files, f"/usr/local/bin/{KUBE_PROXY}", log)
 
 
 def etcd_image(log: Path) -> Path:
@@ -612,7 +671,7 @@ def node_image(pin: GoModule) -> str:
     base = node_base_image()
     bins = build_kubernetes(pin)
     archives = component_images(pin, bins)
-    key = _digest("node", base, pin, [a.name for a in archives])
+    key = _digest("node", base, pin, [a.name for a in archives], POD_EGRESS_RULES, POD_EGRESS_UNIT)
     ref = f"localhost/extharness/kind-node:{pin.version}"
     if _image_key(ref) == key:
         return ref
@@ -632,6 +691,12 @@ def node_image(pin: GoModule) -> str:
                 for binary in NODE_BINARIES:
                     _run([_podman(), "cp", str(bins / binary), f"{name}:/usr/bin/{binary}"], f"copying {binary}", log=log)
                 _run([_podman(), "exec", name, "sh", "-c", f"echo {pin.version} > /kind/version"], "kind version", log=log)
+                for path, text in (("/etc/extharness-pod-egress.nft", POD_EGRESS_RULES),
+                                   ("/etc/systemd/system/extharness-pod-egress.service", POD_EGRESS_UNIT)):
+                    _run([_podman(), "exec", "-i", name, "sh", "-c", f"cat > {path}"], f"writing {path}", log=log,
+                         input_text=text)  # fmt: skip
+                _run([_podman(), "exec", name, "systemctl", "enable", "extharness-pod-egress.service"],
+                     "enabling the pod egress guard", log=log)  # fmt: skip
                 script = "\n".join([
                     "set -eu",
                     "containerd >/tmp/containerd.log 2>&1 &",
@@ -703,6 +768,14 @@ def cnpg_operator(pin: GoModule) -> tuple[Path, str]:
     return next(out.glob("*.tar")), str(manifest)
 
 
+def built_cnpg_operator(pin: GoModule) -> tuple[Path, str] | None:
+    """(archive, manifest) of the operator build of ``pin`` if the kit made it here; builds nothing."""
+    out = kit_dir() / "cnpg" / pin.version.lstrip("v")
+    if not _cached(out, _digest("cnpg", pin)):
+        return None
+    return next(out.glob("*.tar")), str(out / f"cnpg-{pin.version.lstrip('v')}.yaml")
+
+
 # -- the cluster -------------------------------------------------------------------------------
 
 
@@ -717,7 +790,7 @@ apiVersion: kind.x-k8s.io/v1alpha4
 {gate}networking:
   apiServerAddress: 127.0.0.1
   disableDefaultCNI: true      # the node image has a bridge CNI config of its own
-  kubeProxyMode: none
+  kubeProxyMode: nftables     # Services (the API server's too) resolved inside the node
 containerdConfigPatches:
 - |-
   [plugins."io.containerd.grpc.v1.cri"]
@@ -733,7 +806,7 @@ kubeadmConfigPatches:
       imageTag: "{ETCD_VERSION}"
 - |
   kind: InitConfiguration
-  skipPhases: [preflight, addon/kube-proxy, addon/coredns]
+  skipPhases: [preflight, addon/coredns]
 - |
   kind: KubeletConfiguration
   failCgroupV1: false          # these VMs offer cgroup v1 only
@@ -873,6 +946,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 state = "running" if cluster_exists(variant) else "not running"
                 print(f"{variant.cluster_name}: {state} (kubeconfig {kubeconfig_path(variant)})")
+        if args.action == "build":
+            for line in CNPG_BUILT:
+                archive, manifest = cnpg_operator(CNPG[line])
+                print(manifest)
     except HarnessError as exc:
         print(f"[cluster kit] error: {exc}", file=sys.stderr)
         return 2

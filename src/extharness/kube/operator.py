@@ -182,6 +182,26 @@ def apply_objects(api_client: Any, objects: Iterable[dict[str, Any]]) -> None:
         crds_applied = crds_applied or obj["kind"] == "CustomResourceDefinition"
 
 
+def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float = 120) -> list[str]:
+    """Delete what a manifest created (reverse order: CRDs and the namespace last); returns
+    what could not be deleted. Only for an operator the harness installed itself."""
+    from kubernetes import dynamic
+    from kubernetes.client.exceptions import ApiException
+
+    dyn = dynamic.DynamicClient(api_client)
+    problems = []
+    for obj in reversed(list(objects)):
+        meta = obj.get("metadata") or {}
+        try:
+            resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            dyn.delete(resource, name=meta.get("name"), namespace=meta.get("namespace"),
+                       body={"propagationPolicy": "Background"})  # fmt: skip
+        except ApiException as exc:
+            if exc.status != 404:
+                problems.append(f"{obj['kind']}/{meta.get('name')}: {exc.status} {exc.reason}")
+    return problems
+
+
 def wait_available(api_client: Any, timeout: float = READY_TIMEOUT, poll: float = 3) -> None:
     """Wait until the operator deployment is Available and its webhook has ready endpoints."""
     from kubernetes import client
@@ -220,13 +240,22 @@ def wait_available(api_client: Any, timeout: float = READY_TIMEOUT, poll: float 
     )
 
 
-def ensure_operator(api_client: Any, version: str, cache_dir: Path, timeout: float = READY_TIMEOUT) -> OperatorInfo:
-    """Use the installed operator, or install ``version``; then wait until it is available."""
+def ensure_operator(
+    api_client: Any, version: str, cache_dir: Path, timeout: float = READY_TIMEOUT, manifest_file: Path | None = None
+) -> OperatorInfo:
+    """Use the installed operator, or install ``version`` (from ``manifest_file`` when given:
+    air-gapped clusters, or the cluster kit's local build); then wait until it is available."""
     found = find_installed(api_client)
     if found is not None:
         wait_available(api_client, timeout)
         return found
-    objects = fetch_manifest(version, cache_dir)
+    if manifest_file is not None:
+        try:
+            objects = load_manifest(Path(manifest_file).read_text())
+        except OSError as exc:
+            raise HarnessError(f"--cnpg-manifest {manifest_file}: {exc.strerror}") from None
+    else:
+        objects = fetch_manifest(version, cache_dir)
     apply_objects(api_client, objects)
     wait_available(api_client, timeout)
     info = find_installed(api_client)
