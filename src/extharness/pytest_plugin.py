@@ -20,7 +20,7 @@ import pytest
 from extharness.checks.findings import Finding, Severity
 from extharness.checks.run import layouts_of, run_rule
 from extharness.checks.target import LayoutTarget
-from extharness.config import OPTIONS, HarnessConfig, env_name
+from extharness.config import ACTIVATE_INI, OPTIONS, HarnessConfig, is_active
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout, choose_extension
 from extharness.inspect.model import ExtensionImage
@@ -36,18 +36,42 @@ class HarnessFindingWarning(UserWarning):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("extharness", "extension image harness")
-    for option, dest, help_text, default, extra in OPTIONS:
+    group = parser.getgroup("extharness", "extension image harness (env EXTHARNESS_<NAME>, ini extharness_<name>)")
+    for option in OPTIONS:
+        extra: dict = {}
+        if option.kind == "switch":
+            extra["action"] = "store_true"
+        elif option.kind == "list":
+            extra["action"] = "append"
+        elif option.kind == "number":
+            extra["type"] = float
+        if option.choices:
+            extra["choices"] = list(option.choices)
+        default = f" (default {option.default})" if option.default not in (None, (), False) else ""
+        # default=None: whether an option was given is then plain to see, also when the value
+        # given equals the default (an explicit --builder auto beats EXTHARNESS_BUILDER)
         group.addoption(
-            option,
-            dest=dest,
-            default=default if extra.get("action") != "append" else None,
-            help=f"{help_text} [env {env_name(dest)}]",
-            **extra,
+            option.flag, dest=option.dest, default=None, help=f"{option.help}{default} [env {option.env}]", **extra
         )
+        parser.addini(
+            option.ini,
+            f"extharness: {option.help} (as {option.flag})",
+            type="linelist" if option.kind == "list" else "string",
+            default=[] if option.kind == "list" else "",
+        )
+    parser.addini(ACTIVATE_INI, "switch the extension image harness on in this project", type="bool", default=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    cli = {o.dest: config.getoption(o.dest) for o in OPTIONS}
+    ini = {o.dest: config.getini(o.ini) for o in OPTIONS}
+    try:
+        switched_on = bool(config.getini(ACTIVATE_INI))
+    except ValueError:
+        raise pytest.UsageError(f"extharness: ini {ACTIVATE_INI}: expected true or false") from None
+    if not is_active(cli, ini, switched_on):
+        return  # not asked for here: no markers, no signal handlers, no environment read
+    config.stash[_ACTIVE] = True
     for marker, text in (
         ("layout", "image contents, metadata, binaries and control files (no engine needed)"),
         ("sql", "the extension in real PostgreSQL 18 (native, composite and ImageVolume backends)"),
@@ -59,15 +83,35 @@ def pytest_configure(config: pytest.Config) -> None:
     # The plugin, not pyproject.toml, is the one source of markers: with `--ext-artifacts DIR`
     # outside the repository pytest takes DIR for a path when it looks for its ini file, finds
     # none there, and would otherwise not know them.
+    if config.option.help or getattr(config.option, "markers", False):
+        return  # help works whatever the settings say
     _handle_sigterm(config)
     try:
-        harness = HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
+        harness = HarnessConfig.from_sources(cli, os.environ, ini)
         harness.request.validate()
         config.stash[_PREREAD] = _check_image_up_front(harness)
     except HarnessError as exc:
         raise pytest.UsageError(f"extharness: {exc}") from None
     config.stash[_CONFIG] = harness
     config.stash[_FINDINGS] = []
+
+
+INACTIVE = (
+    "extharness is not switched on in this session: give an extharness option (e.g. --ext-image REF) "
+    f"or set `{ACTIVATE_INI} = true` in the pytest ini file"
+)
+
+
+def is_active_session(config: pytest.Config) -> bool:
+    return config.stash.get(_ACTIVE, False)
+
+
+def harness_config_of(config: pytest.Config) -> HarnessConfig:
+    """The session's config, built once per process in ``pytest_configure``."""
+    harness = config.stash.get(_CONFIG, None)
+    if harness is None:
+        raise pytest.UsageError(INACTIVE)
+    return harness
 
 
 def _handle_sigterm(config: pytest.Config) -> None:
@@ -112,6 +156,7 @@ def _pass_on_to_workers(sig: signal.Signals) -> None:
             continue
 
 
+_ACTIVE = pytest.StashKey[bool]()
 _CONFIG = pytest.StashKey[HarnessConfig]()
 _FINDINGS = pytest.StashKey[list]()
 _PREREAD = pytest.StashKey["ExtensionImage | None"]()
@@ -145,6 +190,8 @@ def _check_image_up_front(harness: HarnessConfig) -> ExtensionImage | None:
 
 @pytest.fixture(scope="session")
 def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
+    if _CONFIG not in pytestconfig.stash:
+        pytest.fail(INACTIVE, pytrace=False)
     return pytestconfig.stash[_CONFIG]
 
 
@@ -314,6 +361,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not is_active_session(config):
+        return
     from extharness.postgres import backend_summary  # sql tier: which backends ran, or why not
 
     backend_summary.write(terminalreporter)
@@ -343,11 +392,16 @@ def iter_findings() -> Iterator[dict]:
 TIER_FOLDERS = ("layout", "sql", "cnpg", "unit")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests under tests/<tier>/ carry the <tier> marker, so ``-m layout`` selects the tier."""
+def mark_tier_folders(items: list[pytest.Item], tests_root: Path) -> None:
+    """Tests under ``tests_root/<tier>/`` carry the <tier> marker, so ``-m layout`` selects the tier.
+
+    Called by this repository's root conftest.py only: a foreign project's tests/unit is its own.
+    """
+    root = tests_root.resolve()
     for item in items:
-        parts = Path(str(item.path)).parts
-        if "tests" in parts:
-            index = len(parts) - 1 - parts[::-1].index("tests")
-            if index + 1 < len(parts) and parts[index + 1] in TIER_FOLDERS:
-                item.add_marker(getattr(pytest.mark, parts[index + 1]))
+        try:
+            relative = Path(str(item.path)).resolve().relative_to(root)
+        except ValueError:
+            continue
+        if len(relative.parts) > 1 and relative.parts[0] in TIER_FOLDERS:
+            item.add_marker(getattr(pytest.mark, relative.parts[0]))

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from extharness.config import OPTIONS, HarnessConfig
+from extharness.config import HarnessConfig
 from extharness.errors import HarnessError
 from extharness.inspect.extension import ExtensionLayout, choose_extension, describe
 from extharness.inspect.model import ExtensionImage, PlatformImage
@@ -27,13 +27,9 @@ from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
 from extharness.postgres.server import RunningServer
 from extharness.postgres.sqlchecks import install_extension
-from extharness.pytest_plugin import ImageUnderTest, harness_step
+from extharness.pytest_plugin import ImageUnderTest, harness_config_of, harness_step
 
 SELECTIONS = {"auto": BACKENDS, "all": BACKENDS, "native": ("native",), "container": ("composite", "imagevolume")}
-
-
-def _harness(config: pytest.Config) -> HarnessConfig:
-    return HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
 
 
 # -- what is checked ---------------------------------------------------------------------------------------
@@ -108,7 +104,7 @@ def extension_mount(target: SqlTarget) -> Iterator[ImageVolumeMount]:
 # -- backends ----------------------------------------------------------------------------------------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        choice = _harness(metafunc.config).pg_backend
+        choice = harness_config_of(metafunc.config).pg_backend
         names = SELECTIONS[choice]
         marker = metafunc.definition.get_closest_marker("mounted_backends_only")
         if marker is not None:  # the check is about a mounted folder: composite has none
@@ -135,7 +131,7 @@ def _update_pairs(config: pytest.Config) -> list:
             from extharness.source.acquire import READER_SCHEMES, acquire
             from extharness.source.registry import read_registry_image
 
-            harness = _harness(config)
+            harness = harness_config_of(config)
             acquired = acquire(harness.request, harness.cache_dir)
             image = (
                 read_image(acquired.reader_ref)
