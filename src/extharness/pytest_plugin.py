@@ -89,10 +89,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         harness = HarnessConfig.from_sources(cli, os.environ, ini)
         harness.request.validate()
-        config.stash[_PREREAD] = _check_image_up_front(harness)
+        config.stash[_CONFIG] = harness
+        _check_image_up_front(config, harness)
     except HarnessError as exc:
         raise pytest.UsageError(f"extharness: {exc}") from None
-    config.stash[_CONFIG] = harness
     config.stash[_FINDINGS] = []
 
 
@@ -159,17 +159,17 @@ def _pass_on_to_workers(sig: signal.Signals) -> None:
 _ACTIVE = pytest.StashKey[bool]()
 _CONFIG = pytest.StashKey[HarnessConfig]()
 _FINDINGS = pytest.StashKey[list]()
-_PREREAD = pytest.StashKey["ExtensionImage | None"]()
+_IMAGE = pytest.StashKey["ImageUnderTest | HarnessError"]()
 
 
-def _check_image_up_front(harness: HarnessConfig) -> ExtensionImage | None:
+def _check_image_up_front(config: pytest.Config, harness: HarnessConfig) -> None:
     """Check --ext-image now: read an oci:/oci-archive:/docker-archive: image (digests verified),
     or ask the engine for an image name.
 
     A corrupt, truncated or mislabelled archive, or an unknown image, is then one usage
-    error, not the same failure repeated by every test of the session.
+    error, not the same failure repeated by every test of the session. An image read here is
+    the session's image: it is not read again (``image_under_test_of``).
     """
-    from extharness.inspect.oci_reader import read_image
     from extharness.source.acquire import READER_SCHEMES, looks_like_registry_reference
 
     image = harness.request.image
@@ -181,11 +181,40 @@ def _check_image_up_front(harness: HarnessConfig) -> ExtensionImage | None:
                 f"--ext-image {image}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
                 "or a registry reference like ghcr.io/owner/name:tag"
             )
-    if not image or not image.startswith(READER_SCHEMES):
-        return None
-    read = read_image(image)
-    choose_extension(read, harness.request.ext_name or _profile_extension(harness))
-    return read
+    if image and image.startswith(READER_SCHEMES):
+        image_under_test_of(config)  # raises the reader's HarnessError as a usage error
+
+
+def image_under_test_of(config: pytest.Config) -> ImageUnderTest:
+    """The session's image, acquired (built, saved, pulled), read and chosen once per process.
+
+    Collection (the sql tier's update pairs), the fixtures and the up-front check all come here,
+    so an image is read once; a failure is kept too and raised again to every later caller.
+    """
+    memo = config.stash.get(_IMAGE, None)
+    if memo is None:
+        try:
+            memo = _get_image_under_test(harness_config_of(config))
+        except HarnessError as exc:  # EnvironmentMissing included: the fixtures turn it into a skip
+            memo = exc
+        config.stash[_IMAGE] = memo
+    if isinstance(memo, HarnessError):
+        raise memo
+    return memo
+
+
+def _get_image_under_test(harness: HarnessConfig) -> ImageUnderTest:
+    from extharness.inspect.oci_reader import read_image
+    from extharness.source.acquire import READER_SCHEMES
+    from extharness.source.registry import read_registry_image
+
+    acquired = acquire(harness.request, harness.cache_dir)
+    if acquired.reader_ref.startswith(READER_SCHEMES):
+        image = read_image(acquired.reader_ref)
+    else:
+        image = read_registry_image(acquired.reader_ref, harness.cache_dir)
+    wanted = harness.request.ext_name or _profile_extension(harness)
+    return ImageUnderTest(acquired, image, choose_extension(image, wanted))
 
 
 @pytest.fixture(scope="session")
@@ -219,23 +248,8 @@ class ImageUnderTest:
 
 @pytest.fixture(scope="session")
 def image_under_test(harness_config: HarnessConfig, pytestconfig: pytest.Config) -> ImageUnderTest:
-    """The image the tiers test, acquired (built, saved, pulled) once per session."""
-    from extharness.inspect.oci_reader import read_image
-    from extharness.source.registry import read_registry_image
-
-    def get() -> ImageUnderTest:
-        acquired = acquire(harness_config.request, harness_config.cache_dir)
-        preread = pytestconfig.stash.get(_PREREAD, None)
-        if preread is not None and acquired.reader_ref == harness_config.request.image:
-            image = preread
-        elif acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
-            image = read_image(acquired.reader_ref)
-        else:
-            image = read_registry_image(acquired.reader_ref, harness_config.cache_dir)
-        wanted = harness_config.request.ext_name or _profile_extension(harness_config)
-        return ImageUnderTest(acquired, image, choose_extension(image, wanted))
-
-    return harness_step("getting the image under test", get)  # type: ignore[return-value]
+    """The image the tiers test, acquired (built, saved, pulled) and read once per process."""
+    return harness_step("getting the image under test", lambda: image_under_test_of(pytestconfig))  # type: ignore[return-value]
 
 
 def _profile_extension(harness_config: HarnessConfig) -> str | None:

@@ -315,6 +315,8 @@ def acquire(
     request.validate()
     cache_dir = cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    if request.image and request.image.startswith(READER_SCHEMES):
+        return AcquiredImage(request.image, request.image)  # read as it is: no engine to ask
     eng: Engine | None = detect_engine() if engine == "detect" else engine  # type: ignore[assignment]
     if request.image:
         return from_reference(request, cache_dir, eng)
