@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.cache import default_cache_dir
+from extharness.runtime.locks import held_lock
 from extharness.source.engine import Engine, require_engine
 
 RECIPE_LABEL = "io.extharness.base.recipe"
@@ -196,18 +198,6 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
 
 
 # -- public API ---------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    """``EXTHARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/extharness`` (``~/.cache/extharness``).
-
-    The same folder as ``extharness.source.acquire.default_cache_dir`` (not imported: that
-    module pulls in the whole image-acquisition side).
-    """
-    explicit = os.environ.get("EXTHARNESS_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "extharness"
-
-
 def ensure_base_image(kind: str, engine: Engine, cache_dir: Path, *, rebuild: bool = False) -> BaseImage:
     """The stand-in of ``kind`` ("postgres", "operand", "builder"), built first if needed.
 
@@ -233,8 +223,6 @@ def _ensure(kind: str, engine: Engine, cache_dir: Path, force: set[str]) -> Base
     image = STANDINS[kind]
     if not force.intersection(_chain(kind)) and _is_current(engine, kind):
         return image
-    from extharness.source.acquire import held_lock  # only when a build may be needed
-
     cache_dir.mkdir(parents=True, exist_ok=True)
     with held_lock(
         cache_dir / "base-images.lock",

@@ -17,7 +17,6 @@ itself is killed, the kernel kills the server too (parent-death signal).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import platform
 import pwd
@@ -48,7 +47,8 @@ from extharness.postgres.server import (
     settings_args,
     unique_name,
 )
-from extharness.source.acquire import held_lock
+from extharness.runtime.cache import cache_key
+from extharness.runtime.locks import held_lock
 from extharness.source.sample import default_pg_config
 
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_PG_START_TIMEOUT", "60"))
@@ -226,10 +226,7 @@ def load_problem(layout: ExtensionLayout, host_arch: str, glibc: Version | None)
 
 # -- reachable binaries and the cached template ------------------------------------------------
 def _key(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()[:16]
+    return cache_key(*parts, length=16)
 
 
 def reachable_bindir(install: PgInstall, user: RunUser, root: Path) -> Path:
