@@ -20,6 +20,8 @@ def _check(args: list[str]) -> int:
     import pytest
 
     tests = REPO_ROOT / "tests"
+    if "-h" in args or "--help" in args:  # the plugin prints the harness's options, then pytest's
+        print("usage: extharness check [extharness options] [pytest options]: the layout, sql and cnpg tiers\n")
     if not tests.is_dir():
         print(f"extharness: {tests} not found; run from a checkout (pip install -e .)", file=sys.stderr)
         return 2

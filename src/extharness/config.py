@@ -10,6 +10,7 @@ single ``HarnessError`` line that names the source it came from.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,27 @@ def is_active(cli: Mapping[str, Any], ini: Mapping[str, Any], switched_on: bool)
     if any(given_on_command_line(cli.get(o.dest)) for o in OPTIONS):
         return True
     return any(ini.get(o.dest) not in (None, "", [], ()) for o in OPTIONS)
+
+
+def options_help(width: int = 100) -> str:
+    """The harness's own options, for the top of ``--help`` (pytest's 600 lines follow)."""
+    lines = [
+        "extharness options (each also EXTHARNESS_<NAME> in the environment and extharness_<name> in the",
+        "pytest ini file; command line > environment > ini > default):",
+    ]
+    for option in OPTIONS:
+        value = {"switch": "", "list": " KEY=VALUE", "number": " N"}.get(option.kind, " VALUE")
+        if option.choices:
+            value = " {" + ",".join(option.choices) + "}"
+        default = f" [default {option.default}]" if option.default not in (None, (), False) else ""
+        flag = f"  {option.flag}{value}"
+        text = textwrap.wrap(option.help + default, width - 30, break_on_hyphens=False)
+        if len(flag) > 27:
+            lines.append(flag)
+            flag = ""
+        lines.append(f"{flag:<28}  {text[0]}")
+        lines.extend(f"{'':<28}  {more}" for more in text[1:])
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pytest
 from extharness.checks.findings import Finding, Severity
 from extharness.checks.run import layouts_of, run_rule
 from extharness.checks.target import LayoutTarget
-from extharness.config import ACTIVATE_INI, OPTIONS, HarnessConfig, is_active
+from extharness.config import ACTIVATE_INI, OPTIONS, HarnessConfig, is_active, options_help
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout, choose_extension
 from extharness.inspect.model import ExtensionImage
@@ -62,15 +62,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(ACTIVATE_INI, "switch the extension image harness on in this project", type="bool", default=False)
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _sources_if_active(config: pytest.Config) -> tuple[dict, dict] | None:
+    """(command-line values, ini values) when the harness is switched on in this session, else None."""
     cli = {o.dest: config.getoption(o.dest) for o in OPTIONS}
     ini = {o.dest: config.getini(o.ini) for o in OPTIONS}
     try:
         switched_on = bool(config.getini(ACTIVATE_INI))
     except ValueError:
         raise pytest.UsageError(f"extharness: ini {ACTIVATE_INI}: expected true or false") from None
-    if not is_active(cli, ini, switched_on):
+    return (cli, ini) if is_active(cli, ini, switched_on) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``--help`` where the harness is on (``./harness check --help``): its own options first."""
+    if config.option.help and _sources_if_active(config) is not None:
+        sys.stdout.write(options_help() + "\npytest's options follow.\n\n")
+        sys.stdout.flush()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sources = _sources_if_active(config)
+    if sources is None:
         return  # not asked for here: no markers, no signal handlers, no environment read
+    cli, ini = sources
     config.stash[_ACTIVE] = True
     for marker, text in (
         ("layout", "image contents, metadata, binaries and control files (no engine needed)"),

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from extharness.config import OPTIONS, HarnessConfig, is_active, resolve
@@ -63,6 +66,29 @@ def test_help_works_with_bogus_settings_active_or_not(
     result = pytester.runpytest_subprocess("--help")  # active, every source bogus
     assert result.ret == 0, result.stderr.str()
     assert "--ext-image" in result.stdout.str()
+
+
+def test_help_lists_the_harness_options_first_where_it_is_on(pytester: pytest.Pytester) -> None:
+    inactive = pytester.runpytest_subprocess("--help").stdout.lines
+    assert inactive[0].startswith("usage:"), inactive[:3]
+    pytester.makeini("[pytest]\nextharness = true\n")
+    active = pytester.runpytest_subprocess("--help").stdout.lines
+    assert active[0].startswith("extharness options"), active[:3]
+    assert _first(active, "  --ext-image") < _first(active, "usage:")
+
+
+def test_extharness_check_help_starts_with_its_own_usage_and_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "extharness.cli", "check", "--help"], capture_output=True, text=True, timeout=120
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert lines[0].startswith("usage: extharness check [extharness options]"), lines[:3]
+    assert _first(lines, "  --pg-backend {auto,native,container,all}") < _first(lines, "usage: ")
+
+
+def _first(lines: list[str], prefix: str) -> int:
+    return next((i for i, line in enumerate(lines) if line.startswith(prefix) and i > 0), len(lines))
 
 
 def test_requesting_a_harness_fixture_when_inactive_says_how_to_switch_it_on(pytester: pytest.Pytester) -> None:
