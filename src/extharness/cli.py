@@ -52,7 +52,7 @@ def _inspect(argv: list[str]) -> int:
     parser.add_argument("--ext-name")
     ns = parser.parse_args(argv)
     from extharness.inspect.oci_reader import read_image
-    from extharness.source.acquire import default_cache_dir
+    from extharness.runtime.cache import default_cache_dir
     from extharness.source.registry import read_registry_image
 
     acquired = acquire(ImageRequest(image=ns.image))

@@ -19,7 +19,8 @@ from typing import Any
 from extharness.errors import HarnessError
 from extharness.inspect.model import Platform
 from extharness.inspect.operand import DEFAULT_OPERAND_IMAGE
-from extharness.source.acquire import ImageRequest, default_cache_dir
+from extharness.runtime.cache import default_cache_dir
+from extharness.source.acquire import ImageRequest
 
 DEFAULT_PG_IMAGE = "postgres:18.1"
 DEFAULT_KIND_NODE_IMAGE = "kindest/node:v1.36.1"

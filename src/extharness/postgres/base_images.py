@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.inspect.operand import CNPG_POSTGRES_UID
 from extharness.runtime.cache import default_cache_dir
 from extharness.runtime.locks import held_lock
+from extharness.runtime.processes import stop_groups
 from extharness.source.engine import Engine, require_engine
 
 RECIPE_LABEL = "io.extharness.base.recipe"
@@ -71,7 +73,7 @@ class BaseImage:
 
 
 POSTGRES_STANDIN = BaseImage("localhost/extharness/postgres", "18", postgres_uid=999)
-OPERAND_STANDIN = BaseImage("localhost/extharness/cnpg-operand", "18-minimal", postgres_uid=26)
+OPERAND_STANDIN = BaseImage("localhost/extharness/cnpg-operand", "18-minimal", postgres_uid=CNPG_POSTGRES_UID)
 BUILDER_STANDIN = BaseImage("localhost/extharness/pg18-builder", "18", postgres_uid=999)
 ROOTFS_IMAGE = "localhost/extharness/pg18-rootfs:forky"
 
@@ -516,18 +518,7 @@ def _step(name: str, what: str, pipeline: list[list[str]], log: Path) -> None:
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        alive = [proc for proc in procs if proc.poll() is None]
-        for proc in alive:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        for proc in alive:
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
+    stop_groups(procs, signal.SIGTERM, 10.0, reap=5.0)
 
 
 # -- temporary root filesystems -------------------------------------------------------------

@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.inspect.operand import CNPG_POSTGRES_UID
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.native import _die_with_parent, stop_process_group
 from extharness.postgres.server import (
@@ -51,7 +52,8 @@ from extharness.postgres.server import (
     settings_args,
     unique_name,
 )
-from extharness.source.acquire import default_cache_dir, held_lock
+from extharness.runtime.cache import default_cache_dir
+from extharness.runtime.locks import held_lock
 from extharness.source.engine import Engine, detect_engine
 
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_CONTAINER_START_TIMEOUT", "120"))
@@ -61,7 +63,7 @@ PG_LIBDIR = "/usr/lib/postgresql/18/lib"
 PG_SHAREDIR = "/usr/share/postgresql/18"
 PG_BINDIR = "/usr/lib/postgresql/18/bin"
 SUPERUSER = "postgres"
-CNPG_UID = 26
+CNPG_UID = CNPG_POSTGRES_UID
 NO_ENGINE_REASON = "no container engine: install podman or docker (or set DOCKER_HOST)"
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 from packaging.version import InvalidVersion, Version
 
-from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
 from extharness.inspect.extension import ExtensionLayout
 from extharness.postgres.server import (
     RunningServer,
@@ -49,6 +49,7 @@ from extharness.postgres.server import (
 )
 from extharness.runtime.cache import cache_key
 from extharness.runtime.locks import held_lock
+from extharness.runtime.processes import stop_group
 from extharness.source.sample import default_pg_config
 
 START_TIMEOUT = float(os.environ.get("EXTHARNESS_PG_START_TIMEOUT", "60"))
@@ -342,7 +343,7 @@ def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Pa
             except subprocess.TimeoutExpired as exc:
                 raise HarnessError(
                     f"initdb of the native template did not finish within {INITDB_TIMEOUT:g}s "
-                    f"(last output: {_last_line(exc.stdout, exc.stderr)}; raise "
+                    f"(last output: {last_output_line(exc.stdout, exc.stderr)}; raise "
                     "EXTHARNESS_INITDB_TIMEOUT)"
                 ) from None
             if out.returncode != 0:
@@ -378,23 +379,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
-    """Fast shutdown (SIGINT), then SIGKILL the whole group; never raises, always reaps."""
-    try:
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGINT)
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
+    """Fast shutdown (SIGINT to the postmaster), then SIGKILL the whole group; never raises, always reaps."""
+    stop_group(proc, signal.SIGINT, timeout, leader_only=True, reap=timeout)
 
 
 def _postmaster_ready(data: Path) -> bool:
@@ -409,15 +395,6 @@ def _chown_tree(path: Path, user: RunUser) -> None:
     if user.is_current:
         return
     os.chown(path, user.uid, user.gid)
-
-
-def _last_line(*outputs: str | bytes | None) -> str:
-    for output in outputs:
-        text = output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if lines:
-            return lines[-1]
-    return "none"
 
 
 class PortInUse(HarnessError):

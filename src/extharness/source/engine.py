@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.runtime.processes import stop_group
 
 #: How long a single engine call may take before we give up (seconds); builds get more.
 ENGINE_TIMEOUT = float(os.environ.get("EXTHARNESS_ENGINE_TIMEOUT", "120"))
@@ -240,13 +240,10 @@ def _private_tmpdir() -> Iterator[Path]:
 
 
 def _end_process_group(proc: subprocess.Popen[str], timed_out: threading.Event | None = None) -> None:
-    """Kill an engine call and every process it started (its process group)."""
+    """Kill an engine call and every process it started (its process group), at once."""
     if timed_out is not None:
         timed_out.set()
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    stop_group(proc, first=None, reap=None)  # the caller reaps it
 
 
 def _works(cli: str) -> bool:

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m extharness.source.local_registry``: serve the multi-arch sample to try the gate."""
     import argparse
 
-    from extharness.source.acquire import default_cache_dir
+    from extharness.runtime.cache import default_cache_dir
     from extharness.source.multiarch import build_multiarch_sample
 
     parser = argparse.ArgumentParser(
