@@ -37,6 +37,7 @@ from extharness.inspect.operand import CNPG_POSTGRES_UID
 from extharness.runtime.cache import default_cache_dir
 from extharness.runtime.locks import held_lock
 from extharness.runtime.processes import stop_groups
+from extharness.runtime.settings import limit_of
 from extharness.source.engine import Engine, require_engine
 
 RECIPE_LABEL = "io.extharness.base.recipe"
@@ -50,10 +51,6 @@ RUNTIME_PACKAGES = ("postgresql-18", "libnss-wrapper")  # nss_wrapper: initdb un
 
 #: Where the Containerfiles, entrypoint and scripts live (repository root ``images/``).
 IMAGES_DIR = Path(os.environ.get("EXTHARNESS_IMAGES_DIR") or Path(__file__).resolve().parents[3] / "images")
-
-STEP_TIMEOUT = float(os.environ.get("EXTHARNESS_BASE_IMAGE_TIMEOUT", "1800"))
-LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT", "3600"))
-PULL_TIMEOUT = float(os.environ.get("EXTHARNESS_PULL_TIMEOUT", "20"))  # 0: never try to pull
 
 
 @dataclass(frozen=True)
@@ -229,7 +226,7 @@ def _ensure(kind: str, engine: Engine, cache_dir: Path, force: set[str]) -> Base
     with held_lock(
         cache_dir / "base-images.lock",
         f"building the offline PostgreSQL 18 stand-in {image.ref}",
-        LOCK_TIMEOUT,
+        limit_of("EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT"),
         setting="EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT",
     ):
         _build_chain(kind, engine, cache_dir, force)  # checks again: another process may have built it
@@ -308,14 +305,14 @@ def _resolve(
 def _pull_once(engine: Engine, ref: str) -> str | None:
     """Pull ``ref`` once per process with a short timeout; None on success, else why not."""
     if ref not in _pull_errors:
-        if PULL_TIMEOUT <= 0:
+        if limit_of("EXTHARNESS_PULL_TIMEOUT") <= 0:
             _pull_errors[ref] = "pulling disabled by EXTHARNESS_PULL_TIMEOUT=0"
         else:
             try:
                 result = engine.run(
                     "pull",
                     _qualified(ref, engine),
-                    timeout=PULL_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_PULL_TIMEOUT"),
                     check=False,
                     setting="EXTHARNESS_PULL_TIMEOUT",
                 )
@@ -492,13 +489,13 @@ def _step(name: str, what: str, pipeline: list[list[str]], log: Path) -> None:
                     previous.stdout.close()  # the next process owns the pipe now
                 procs.append(proc)
                 previous = proc
-            deadline = started + STEP_TIMEOUT
+            deadline = started + limit_of("EXTHARNESS_BASE_IMAGE_TIMEOUT")
             for proc in procs:
                 proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _stop(procs)
             raise HarnessError(
-                f"{name} of the offline PostgreSQL 18 stand-in did not finish within {STEP_TIMEOUT:.0f}s "
+                f"{name} of the offline PostgreSQL 18 stand-in did not finish within {limit_of('EXTHARNESS_BASE_IMAGE_TIMEOUT'):.0f}s "
                 f"(raise EXTHARNESS_BASE_IMAGE_TIMEOUT); log: {log}"
             ) from None
         except BaseException:

@@ -50,10 +50,9 @@ from extharness.postgres.server import (
 from extharness.runtime.cache import cache_key
 from extharness.runtime.locks import held_lock
 from extharness.runtime.processes import stop_group
+from extharness.runtime.settings import limit_of
 from extharness.source.sample import default_pg_config
 
-START_TIMEOUT = float(os.environ.get("EXTHARNESS_PG_START_TIMEOUT", "60"))
-INITDB_TIMEOUT = float(os.environ.get("EXTHARNESS_INITDB_TIMEOUT", "300"))
 STOP_TIMEOUT = 15.0
 #: Bump when the template's initdb options change.
 TEMPLATE_RECIPE = "1 -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --wal-segsize=1"
@@ -335,14 +334,14 @@ def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Pa
                     cmd,
                     capture_output=True,
                     text=True,
-                    timeout=INITDB_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
                     cwd="/",
                     env=_server_env(None),
                     **user.popen_kwargs(),
                 )
             except subprocess.TimeoutExpired as exc:
                 raise HarnessError(
-                    f"initdb of the native template did not finish within {INITDB_TIMEOUT:g}s "
+                    f"initdb of the native template did not finish within {limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s "
                     f"(last output: {last_output_line(exc.stdout, exc.stderr)}; raise "
                     "EXTHARNESS_INITDB_TIMEOUT)"
                 ) from None
@@ -495,13 +494,13 @@ class NativeBackend:
                     ["cp", "-a", str(self._template), str(data)],
                     capture_output=True,
                     text=True,
-                    timeout=INITDB_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
                     **user.popen_kwargs(),
                 )
             except subprocess.TimeoutExpired:
                 raise HarnessError(
                     f"copying the template data directory {self._template} did not finish within "
-                    f"{INITDB_TIMEOUT:g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
+                    f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
                 ) from None
             if copy.returncode != 0:
                 raise HarnessError(f"copying the template data directory failed: {copy.stderr.strip()[:300]}")
@@ -596,7 +595,7 @@ class NativeBackend:
             shutil.rmtree(work, ignore_errors=True)
 
     def _wait_ready(self, proc: subprocess.Popen, data: Path, log: Path) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + limit_of("EXTHARNESS_PG_START_TIMEOUT")
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 text = log.read_text(errors="replace")
@@ -613,6 +612,6 @@ class NativeBackend:
             state = ["no postmaster.pid yet"]
         tail = " | ".join(line.strip() for line in log.read_text(errors="replace").strip().splitlines()[-6:])
         raise HarnessError(
-            f"postgres did not become ready within {START_TIMEOUT:g}s (raise EXTHARNESS_PG_START_TIMEOUT); "
+            f"postgres did not become ready within {limit_of('EXTHARNESS_PG_START_TIMEOUT'):g}s (raise EXTHARNESS_PG_START_TIMEOUT); "
             f"last state: {state[0].strip()}; log: {tail or 'empty'}"
         )
