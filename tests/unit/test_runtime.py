@@ -1,4 +1,4 @@
-"""The runtime floor: process-group stop, cache keys."""
+"""The runtime floor: process-group stop, waits, cache keys."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from extharness.errors import HarnessError
 from extharness.runtime.cache import cache_key
 from extharness.runtime.processes import stop_group, stop_groups
+from extharness.runtime.waits import Gone, wait_until
 
 # A leader that starts a grandchild in its group, prints the grandchild's pid, and ignores SIGTERM.
 STUBBORN = (
@@ -74,3 +78,30 @@ def test_cache_keys_keep_parts_apart() -> None:
     assert cache_key("ab", "c") != cache_key("a", "bc")
     assert len(cache_key("x")) == 20 and len(cache_key("x", length=16)) == 16
     assert cache_key("x", length=16) == cache_key("x")[:16]
+
+
+def test_wait_until_returns_what_the_probe_found() -> None:
+    answers = iter([None, None, "ready"])
+    assert wait_until(lambda: next(answers), 5, "the thing", "EXTHARNESS_X_TIMEOUT", interval=0.01) == "ready"
+
+
+def test_wait_until_names_what_how_long_the_state_and_the_setting() -> None:
+    started = time.monotonic()
+    with pytest.raises(HarnessError) as raised:
+        wait_until(
+            lambda: None, 0.2, "the server accepting logins", "EXTHARNESS_X_TIMEOUT", last_state=lambda: "starting"
+        )
+    assert time.monotonic() - started >= 0.2
+    assert str(raised.value) == (
+        "the server accepting logins did not happen within 0.2s (raise EXTHARNESS_X_TIMEOUT); last state: starting"
+    )
+
+
+def test_a_probe_that_says_gone_ends_the_wait_at_once() -> None:
+    def probe():
+        raise Gone
+
+    started = time.monotonic()
+    with pytest.raises(Gone):
+        wait_until(probe, 30, "x", "EXTHARNESS_X_TIMEOUT")
+    assert time.monotonic() - started < 5

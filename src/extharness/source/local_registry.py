@@ -21,6 +21,7 @@ from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
 from extharness.runtime.settings import limit_of
+from extharness.runtime.waits import Gone, wait_until
 from extharness.source.oci_writer import OCIImageBlobs, write_oci_layout
 
 _CONFIG = """\
@@ -120,19 +121,27 @@ class LocalRegistry:
         )
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + limit_of("EXTHARNESS_REGISTRY_START_TIMEOUT")
-        while time.monotonic() < deadline:
+        """Whether the registry answers within EXTHARNESS_REGISTRY_START_TIMEOUT (False: it ended or not)."""
+
+        def answers() -> bool | None:
             assert self._process is not None
             if self._process.poll() is not None:
-                return False
+                raise Gone
             try:
                 with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as response:
-                    if response.status == 200:
-                        return True
+                    return True if response.status == 200 else None
             except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        return False
+                return None
+
+        try:
+            return wait_until(
+                answers,
+                limit_of("EXTHARNESS_REGISTRY_START_TIMEOUT"),
+                "docker-registry answering",
+                "EXTHARNESS_REGISTRY_START_TIMEOUT",
+            )
+        except (Gone, HarnessError):  # the caller tries another port, then reports with the log
+            return False
 
     def _tail(self) -> str:
         try:
