@@ -20,6 +20,8 @@ def _check(args: list[str]) -> int:
     import pytest
 
     tests = REPO_ROOT / "tests"
+    if "-h" in args or "--help" in args:  # the plugin prints the harness's options, then pytest's
+        print("usage: extharness check [extharness options] [pytest options]: the layout, sql and cnpg tiers\n")
     if not tests.is_dir():
         print(f"extharness: {tests} not found; run from a checkout (pip install -e .)", file=sys.stderr)
         return 2
@@ -50,7 +52,7 @@ def _inspect(argv: list[str]) -> int:
     parser.add_argument("--ext-name")
     ns = parser.parse_args(argv)
     from extharness.inspect.oci_reader import read_image
-    from extharness.source.acquire import default_cache_dir
+    from extharness.runtime.cache import default_cache_dir
     from extharness.source.registry import read_registry_image
 
     acquired = acquire(ImageRequest(image=ns.image))

@@ -20,7 +20,7 @@ import pytest
 from extharness.checks.findings import Finding, Severity
 from extharness.checks.run import layouts_of, run_rule
 from extharness.checks.target import LayoutTarget
-from extharness.config import OPTIONS, HarnessConfig, env_name
+from extharness.config import ACTIVATE_INI, OPTIONS, HarnessConfig, is_active, options_help
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout, choose_extension
 from extharness.inspect.model import ExtensionImage
@@ -36,18 +36,57 @@ class HarnessFindingWarning(UserWarning):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("extharness", "extension image harness")
-    for option, dest, help_text, default, extra in OPTIONS:
+    group = parser.getgroup("extharness", "extension image harness (env EXTHARNESS_<NAME>, ini extharness_<name>)")
+    for option in OPTIONS:
+        extra: dict = {}
+        if option.kind == "switch":
+            extra["action"] = "store_true"
+        elif option.kind == "list":
+            extra["action"] = "append"
+        elif option.kind == "number":
+            extra["type"] = float
+        if option.choices:
+            extra["choices"] = list(option.choices)
+        default = f" (default {option.default})" if option.default not in (None, (), False) else ""
+        # default=None: whether an option was given is then plain to see, also when the value
+        # given equals the default (an explicit --builder auto beats EXTHARNESS_BUILDER)
         group.addoption(
-            option,
-            dest=dest,
-            default=default if extra.get("action") != "append" else None,
-            help=f"{help_text} [env {env_name(dest)}]",
-            **extra,
+            option.flag, dest=option.dest, default=None, help=f"{option.help}{default} [env {option.env}]", **extra
         )
+        parser.addini(
+            option.ini,
+            f"extharness: {option.help} (as {option.flag})",
+            type="linelist" if option.kind == "list" else "string",
+            default=[] if option.kind == "list" else "",
+        )
+    parser.addini(ACTIVATE_INI, "switch the extension image harness on in this project", type="bool", default=False)
+
+
+def _sources_if_active(config: pytest.Config) -> tuple[dict, dict] | None:
+    """(command-line values, ini values) when the harness is switched on in this session, else None."""
+    cli = {o.dest: config.getoption(o.dest) for o in OPTIONS}
+    ini = {o.dest: config.getini(o.ini) for o in OPTIONS}
+    try:
+        switched_on = bool(config.getini(ACTIVATE_INI))
+    except ValueError:
+        raise pytest.UsageError(f"extharness: ini {ACTIVATE_INI}: expected true or false") from None
+    return (cli, ini) if is_active(cli, ini, switched_on) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``--help`` where the harness is on (``./harness check --help``): its own options first."""
+    if config.option.help and _sources_if_active(config) is not None:
+        sys.stdout.write(options_help() + "\npytest's options follow.\n\n")
+        sys.stdout.flush()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    sources = _sources_if_active(config)
+    if sources is None:
+        return  # not asked for here: no markers, no signal handlers, no environment read
+    cli, ini = sources
+    config.stash[_ACTIVE] = True
     for marker, text in (
         ("layout", "image contents, metadata, binaries and control files (no engine needed)"),
         ("sql", "the extension in real PostgreSQL 18 (native, composite and ImageVolume backends)"),
@@ -60,15 +99,35 @@ def pytest_configure(config: pytest.Config) -> None:
     # The plugin, not pyproject.toml, is the one source of markers: with `--ext-artifacts DIR`
     # outside the repository pytest takes DIR for a path when it looks for its ini file, finds
     # none there, and would otherwise not know them.
+    if config.option.help or getattr(config.option, "markers", False):
+        return  # help works whatever the settings say
     _handle_sigterm(config)
     try:
-        harness = HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
+        harness = HarnessConfig.from_sources(cli, os.environ, ini)
         harness.request.validate()
-        config.stash[_PREREAD] = _check_image_up_front(harness)
+        config.stash[_CONFIG] = harness
+        _check_image_up_front(config, harness)
     except HarnessError as exc:
         raise pytest.UsageError(f"extharness: {exc}") from None
-    config.stash[_CONFIG] = harness
     config.stash[_FINDINGS] = []
+
+
+INACTIVE = (
+    "extharness is not switched on in this session: give an extharness option (e.g. --ext-image REF) "
+    f"or set `{ACTIVATE_INI} = true` in the pytest ini file"
+)
+
+
+def is_active_session(config: pytest.Config) -> bool:
+    return config.stash.get(_ACTIVE, False)
+
+
+def harness_config_of(config: pytest.Config) -> HarnessConfig:
+    """The session's config, built once per process in ``pytest_configure``."""
+    harness = config.stash.get(_CONFIG, None)
+    if harness is None:
+        raise pytest.UsageError(INACTIVE)
+    return harness
 
 
 def _handle_sigterm(config: pytest.Config) -> None:
@@ -113,19 +172,20 @@ def _pass_on_to_workers(sig: signal.Signals) -> None:
             continue
 
 
+_ACTIVE = pytest.StashKey[bool]()
 _CONFIG = pytest.StashKey[HarnessConfig]()
 _FINDINGS = pytest.StashKey[list]()
-_PREREAD = pytest.StashKey["ExtensionImage | None"]()
+_IMAGE = pytest.StashKey["ImageUnderTest | HarnessError"]()
 
 
-def _check_image_up_front(harness: HarnessConfig) -> ExtensionImage | None:
+def _check_image_up_front(config: pytest.Config, harness: HarnessConfig) -> None:
     """Check --ext-image now: read an oci:/oci-archive:/docker-archive: image (digests verified),
     or ask the engine for an image name.
 
     A corrupt, truncated or mislabelled archive, or an unknown image, is then one usage
-    error, not the same failure repeated by every test of the session.
+    error, not the same failure repeated by every test of the session. An image read here is
+    the session's image: it is not read again (``image_under_test_of``).
     """
-    from extharness.inspect.oci_reader import read_image
     from extharness.source.acquire import READER_SCHEMES, looks_like_registry_reference
 
     image = harness.request.image
@@ -137,15 +197,46 @@ def _check_image_up_front(harness: HarnessConfig) -> ExtensionImage | None:
                 f"--ext-image {image}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
                 "or a registry reference like ghcr.io/owner/name:tag"
             )
-    if not image or not image.startswith(READER_SCHEMES):
-        return None
-    read = read_image(image)
-    choose_extension(read, harness.request.ext_name or _profile_extension(harness))
-    return read
+    if image and image.startswith(READER_SCHEMES):
+        image_under_test_of(config)  # raises the reader's HarnessError as a usage error
+
+
+def image_under_test_of(config: pytest.Config) -> ImageUnderTest:
+    """The session's image, acquired (built, saved, pulled), read and chosen once per process.
+
+    Collection (the sql tier's update pairs), the fixtures and the up-front check all come here,
+    so an image is read once; a failure is kept too and raised again to every later caller.
+    """
+    memo = config.stash.get(_IMAGE, None)
+    if memo is None:
+        try:
+            memo = _get_image_under_test(harness_config_of(config))
+        except HarnessError as exc:  # EnvironmentMissing included: the fixtures turn it into a skip
+            memo = exc
+        config.stash[_IMAGE] = memo
+    if isinstance(memo, HarnessError):
+        raise memo
+    return memo
+
+
+def _get_image_under_test(harness: HarnessConfig) -> ImageUnderTest:
+    from extharness.inspect.oci_reader import read_image
+    from extharness.source.acquire import READER_SCHEMES
+    from extharness.source.registry import read_registry_image
+
+    acquired = acquire(harness.request, harness.cache_dir)
+    if acquired.reader_ref.startswith(READER_SCHEMES):
+        image = read_image(acquired.reader_ref)
+    else:
+        image = read_registry_image(acquired.reader_ref, harness.cache_dir)
+    wanted = harness.request.ext_name or _profile_extension(harness)
+    return ImageUnderTest(acquired, image, choose_extension(image, wanted))
 
 
 @pytest.fixture(scope="session")
 def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
+    if _CONFIG not in pytestconfig.stash:
+        pytest.fail(INACTIVE, pytrace=False)
     return pytestconfig.stash[_CONFIG]
 
 
@@ -173,23 +264,8 @@ class ImageUnderTest:
 
 @pytest.fixture(scope="session")
 def image_under_test(harness_config: HarnessConfig, pytestconfig: pytest.Config) -> ImageUnderTest:
-    """The image the tiers test, acquired (built, saved, pulled) once per session."""
-    from extharness.inspect.oci_reader import read_image
-    from extharness.source.registry import read_registry_image
-
-    def get() -> ImageUnderTest:
-        acquired = acquire(harness_config.request, harness_config.cache_dir)
-        preread = pytestconfig.stash.get(_PREREAD, None)
-        if preread is not None and acquired.reader_ref == harness_config.request.image:
-            image = preread
-        elif acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
-            image = read_image(acquired.reader_ref)
-        else:
-            image = read_registry_image(acquired.reader_ref, harness_config.cache_dir)
-        wanted = harness_config.request.ext_name or _profile_extension(harness_config)
-        return ImageUnderTest(acquired, image, choose_extension(image, wanted))
-
-    return harness_step("getting the image under test", get)  # type: ignore[return-value]
+    """The image the tiers test, acquired (built, saved, pulled) and read once per process."""
+    return harness_step("getting the image under test", lambda: image_under_test_of(pytestconfig))  # type: ignore[return-value]
 
 
 def _profile_extension(harness_config: HarnessConfig) -> str | None:
@@ -315,6 +391,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not is_active_session(config):
+        return
     from extharness.postgres import backend_summary  # sql tier: which backends ran, or why not
 
     backend_summary.write(terminalreporter)
@@ -344,11 +422,16 @@ def iter_findings() -> Iterator[dict]:
 TIER_FOLDERS = ("layout", "sql", "cnpg", "unit", "kit")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests under tests/<tier>/ carry the <tier> marker, so ``-m layout`` selects the tier."""
+def mark_tier_folders(items: list[pytest.Item], tests_root: Path) -> None:
+    """Tests under ``tests_root/<tier>/`` carry the <tier> marker, so ``-m layout`` selects the tier.
+
+    Called by this repository's root conftest.py only: a foreign project's tests/unit is its own.
+    """
+    root = tests_root.resolve()
     for item in items:
-        parts = Path(str(item.path)).parts
-        if "tests" in parts:
-            index = len(parts) - 1 - parts[::-1].index("tests")
-            if index + 1 < len(parts) and parts[index + 1] in TIER_FOLDERS:
-                item.add_marker(getattr(pytest.mark, parts[index + 1]))
+        try:
+            relative = Path(str(item.path)).resolve().relative_to(root)
+        except ValueError:
+            continue
+        if len(relative.parts) > 1 and relative.parts[0] in TIER_FOLDERS:
+            item.add_marker(getattr(pytest.mark, relative.parts[0]))

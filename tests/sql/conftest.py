@@ -18,22 +18,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from extharness.config import OPTIONS, HarnessConfig
+from extharness.config import HarnessConfig
 from extharness.errors import HarnessError
-from extharness.inspect.extension import ExtensionLayout, choose_extension, describe
+from extharness.inspect.extension import ExtensionLayout, describe
 from extharness.inspect.model import ExtensionImage, PlatformImage
 from extharness.postgres.backend_summary import BACKENDS
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
 from extharness.postgres.server import RunningServer
 from extharness.postgres.sqlchecks import install_extension
-from extharness.pytest_plugin import ImageUnderTest, harness_step
+from extharness.pytest_plugin import ImageUnderTest, harness_config_of, harness_step, image_under_test_of
 
 SELECTIONS = {"auto": BACKENDS, "all": BACKENDS, "native": ("native",), "container": ("composite", "imagevolume")}
-
-
-def _harness(config: pytest.Config) -> HarnessConfig:
-    return HarnessConfig.from_values({dest: config.getoption(dest) for _, dest, *_ in OPTIONS})
 
 
 # -- what is checked ---------------------------------------------------------------------------------------
@@ -108,7 +104,7 @@ def extension_mount(target: SqlTarget) -> Iterator[ImageVolumeMount]:
 # -- backends ----------------------------------------------------------------------------------------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        choice = _harness(metafunc.config).pg_backend
+        choice = harness_config_of(metafunc.config).pg_backend
         names = SELECTIONS[choice]
         marker = metafunc.definition.get_closest_marker("mounted_backends_only")
         if marker is not None:  # the check is about a mounted folder: composite has none
@@ -119,36 +115,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("update_pair", pairs, ids=[p if isinstance(p, str) else f"{p[0]}-{p[1]}" for p in pairs])
 
 
-_pairs_cache: list | None = None
-
-
 def _update_pairs(config: pytest.Config) -> list:
     """(from, to) pairs of the image's update scripts, read at collection time.
 
-    Reading needs the image (built and cached once); if that fails here, one placeholder
-    test runs and fails through the fixtures with the real error.
+    The image is the session's one (``image_under_test_of``: read once per process); if getting
+    it fails here, one placeholder test runs and fails through the fixtures with the real error.
     """
-    global _pairs_cache
-    if _pairs_cache is None:
-        try:
-            from extharness.inspect.oci_reader import read_image
-            from extharness.source.acquire import READER_SCHEMES, acquire
-            from extharness.source.registry import read_registry_image
-
-            harness = _harness(config)
-            acquired = acquire(harness.request, harness.cache_dir)
-            image = (
-                read_image(acquired.reader_ref)
-                if acquired.reader_ref.startswith(READER_SCHEMES)
-                else read_registry_image(acquired.reader_ref, harness.cache_dir)
-            )
-            wanted = harness.request.ext_name or (load_profile(harness.profile).extension if harness.profile else None)
-            layout = describe(platform_image(image, harness.request.platform), choose_extension(image, wanted))
-            pairs: list = [(a, b) for a, b, _path in layout.scripts.update_pairs()]
-            _pairs_cache = pairs or ["no-update-scripts"]
-        except Exception:  # reported by the fixtures, with the harness's own message
-            _pairs_cache = ["image-unreadable"]
-    return _pairs_cache
+    try:
+        iut = image_under_test_of(config)
+        harness = harness_config_of(config)
+        layout = describe(platform_image(iut.image, harness.request.platform), iut.name)
+    except HarnessError:  # reported by the fixtures, with the harness's own message
+        return ["image-unreadable"]
+    return [(a, b) for a, b, _path in layout.scripts.update_pairs()] or ["no-update-scripts"]
 
 
 @pytest.fixture(scope="session")

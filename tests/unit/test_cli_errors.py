@@ -55,6 +55,22 @@ def _text_file(tmp: Path, sample: CraftedImage):
     return ["--ext-image", f"oci-archive:{tmp / 'notes.txt'}"], str(tmp / "notes.txt")
 
 
+def _etc_passwd(tmp: Path, sample: CraftedImage):
+    return ["--ext-image", "oci-archive:/etc/passwd"], "/etc/passwd"
+
+
+def _gzip_not_tar(tmp: Path, sample: CraftedImage):
+    import gzip
+
+    (tmp / "notes.tar.gz").write_bytes(gzip.compress(b"plain text, no tar inside\n" * 40))
+    return ["--ext-image", f"docker-archive:{tmp / 'notes.tar.gz'}"], str(tmp / "notes.tar.gz")
+
+
+def _empty_file(tmp: Path, sample: CraftedImage):
+    (tmp / "empty.tar").write_bytes(b"")
+    return ["--ext-image", f"oci-archive:{tmp / 'empty.tar'}"], str(tmp / "empty.tar")
+
+
 def _truncated(tmp: Path, sample: CraftedImage):
     sample.write_archive(tmp / "image.tar")
     data = (tmp / "image.tar").read_bytes()
@@ -108,6 +124,9 @@ CASES = [
     BadInput("folder-without-artifact-lib", _no_lib),
     BadInput("fifo-in-release-folder", _fifo_in_release),
     BadInput("text-file-as-oci-archive", _text_file),
+    BadInput("etc-passwd-as-oci-archive", _etc_passwd),
+    BadInput("gzip-text-as-docker-archive", _gzip_not_tar),
+    BadInput("empty-file-as-oci-archive", _empty_file),
     BadInput("truncated-oci-archive", _truncated),
     BadInput("wrong-blob-digest", _wrong_digest),
     BadInput("oci-archive-as-docker-archive", _docker_archive_of_oci),
@@ -130,4 +149,27 @@ def test_bad_input_is_one_clear_line(case: BadInput, tmp_path: Path, sample: Cra
     assert path in errors[0], f"the error should name {path}: {errors[0]}"
     assert "Traceback" not in output
     assert not re.search(r"src/extharness/\S+\.py", output), "internal frames leaked into the output"
+    assert not re.search(r"ReadError|method (gz|bz2|xz|tar)\b|tarfile|zlib", errors[0]), (
+        f"library internals: {errors[0]}"
+    )
     assert "passed" not in output and "failed" not in output  # no test ran on bad input
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"root:x:0:0:root:/root:/bin/bash\n", "a text file, not a tar archive"),
+        (b"", "an empty file"),
+        (b"\x1f\x8b\x08\x00" + bytes(64), "gzip-compressed data that is not a tar archive or ends early"),
+        (bytes(range(256)) * 4, "no tar archive header"),
+    ],
+    ids=["text", "empty", "gzip", "binary"],
+)
+def test_a_file_that_is_no_archive_is_described_in_plain_words(tmp_path: Path, content: bytes, what: str) -> None:
+    from extharness.errors import HarnessError
+    from extharness.inspect.oci_reader import read_image
+
+    (tmp_path / "image.tar").write_bytes(content)
+    with pytest.raises(HarnessError) as raised:
+        read_image(f"oci-archive:{tmp_path / 'image.tar'}")
+    assert str(raised.value).startswith(f"{tmp_path / 'image.tar'}: not an image archive ({what}); "), raised.value

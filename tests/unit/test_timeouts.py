@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from extharness.errors import HarnessError
-from extharness.source import engine as engine_module
 from extharness.source.engine import Engine
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,7 +65,7 @@ def run_timed(call) -> tuple[HarnessError, float]:
 
 
 def test_engine_call_times_out_naming_what_and_how_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "ENGINE_TIMEOUT", 1.0)
+    monkeypatch.setenv("EXTHARNESS_ENGINE_TIMEOUT", "1.0")
     engine, pids = fake_engine(tmp_path, f'echo $$ >> "$PIDS"\nexec sleep {SLEEP_S}')
     error, elapsed = run_timed(lambda: engine.run("image", "exists", "localhost/x:1"))
     message = str(error)
@@ -78,7 +77,7 @@ def test_engine_call_times_out_naming_what_and_how_long(tmp_path: Path, monkeypa
 
 
 def test_sub_second_timeouts_are_reported_as_they_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "ENGINE_TIMEOUT", 0.5)
+    monkeypatch.setenv("EXTHARNESS_ENGINE_TIMEOUT", "0.5")
     engine, _pids = fake_engine(tmp_path, f'echo $$ >> "$PIDS"\nexec sleep {SLEEP_S}')
     error, _elapsed = run_timed(lambda: engine.run("image", "inspect", "x"))
     assert "0.5s" in str(error), f"{error} (a 0.5 s timeout must not read as 0s)"
@@ -86,7 +85,7 @@ def test_sub_second_timeouts_are_reported_as_they_are(tmp_path: Path, monkeypatc
 
 def test_processes_the_engine_started_are_gone_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine CLI that forks helpers (as podman does) leaves none of them behind."""
-    monkeypatch.setattr(engine_module, "ENGINE_TIMEOUT", 1.0)
+    monkeypatch.setenv("EXTHARNESS_ENGINE_TIMEOUT", "1.0")
     engine, pids = fake_engine(tmp_path, f'echo $$ >> "$PIDS"\nsleep {SLEEP_S} &\necho $! >> "$PIDS"\nwait')
     error, elapsed = run_timed(lambda: engine.run("save", "-o", "/dev/null", "x", timeout=1.0))
     assert "podman save" in str(error) and elapsed < SLEEP_S / 2
@@ -95,7 +94,7 @@ def test_processes_the_engine_started_are_gone_too(tmp_path: Path, monkeypatch: 
 
 def test_a_silent_build_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Builds stream their output; a build that hangs without printing must still time out."""
-    monkeypatch.setattr(engine_module, "BUILD_TIMEOUT", 1.0)
+    monkeypatch.setenv("EXTHARNESS_BUILD_TIMEOUT", "1.0")
     engine, pids = fake_engine(tmp_path, f'echo $$ >> "$PIDS"\necho "STEP 1/2: FROM scratch"\nexec sleep {SLEEP_S}')
     error, elapsed = run_timed(lambda: engine.build(tmp_path, tmp_path / "Dockerfile", "localhost/x:1"))
     message = str(error)
@@ -105,7 +104,7 @@ def test_a_silent_build_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_calls_that_finish_in_time_are_unaffected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "ENGINE_TIMEOUT", 5.0)
+    monkeypatch.setenv("EXTHARNESS_ENGINE_TIMEOUT", "5.0")
     engine, _pids = fake_engine(tmp_path / "ok", 'echo "$@"')
     assert engine.run("image", "exists", "x").stdout.strip() == "image exists x"
     assert engine.image_exists("x")
@@ -142,7 +141,7 @@ def test_the_timeout_comes_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_a_build_timeout_names_the_last_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "BUILD_TIMEOUT", 1.0)
+    monkeypatch.setenv("EXTHARNESS_BUILD_TIMEOUT", "1.0")
     engine, _pids = fake_engine(tmp_path, f'echo "STEP 2/9: COPY artifact/lib/*.so /lib/"\nexec sleep {SLEEP_S}')
     error, _elapsed = run_timed(lambda: engine.build(tmp_path, tmp_path / "Dockerfile", "localhost/x:1"))
     assert "last output: STEP 2/9: COPY artifact/lib/*.so /lib/" in str(error), error
@@ -238,10 +237,9 @@ def test_native_start_that_cannot_succeed_fails_fast_with_the_log(native_backend
 
 
 def test_native_start_timeout_names_the_state_and_the_log(native_backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    from extharness.postgres import native
 
     before = _postgres_pids()
-    monkeypatch.setattr(native, "START_TIMEOUT", 0.0)  # no time at all: the first look is the last
+    monkeypatch.setenv("EXTHARNESS_PG_START_TIMEOUT", "0")  # no time at all: the first look is the last
     with pytest.raises(HarnessError) as caught, native_backend.start():
         pass
     message = str(caught.value)
@@ -270,7 +268,7 @@ def test_container_start_timeout_names_the_last_error_and_the_log(monkeypatch: p
     pytest.importorskip("psycopg")
     from extharness.postgres import containers
 
-    monkeypatch.setattr(containers, "START_TIMEOUT", 0.3)
+    monkeypatch.setenv("EXTHARNESS_CONTAINER_START_TIMEOUT", "0.3")
     error, elapsed = run_timed(lambda: containers._wait_accepting(_SilentContainer(), "x"))  # type: ignore[arg-type]
     message = str(error)
     assert "did not accept connections within 0.3s" in message and "EXTHARNESS_CONTAINER_START_TIMEOUT" in message

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from extharness.inspect.model import Platform
-from extharness.inspect.operand import OperandProfile
+from extharness.inspect.operand import CNPG_POSTGRES_GID, CNPG_POSTGRES_UID, OperandProfile
 
 #: CNPG's operand images run postgres as this user and group.
-POSTGRES_UID = 26
-POSTGRES_GID = 26
+POSTGRES_UID = CNPG_POSTGRES_UID
+POSTGRES_GID = CNPG_POSTGRES_GID
 
 
 @dataclass(frozen=True)

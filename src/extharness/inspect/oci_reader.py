@@ -62,8 +62,30 @@ class BlobStore(Protocol):
 
 
 def _one_line(exc: BaseException) -> str:
-    """An exception's text as one line (tarfile's ``r:*`` lists each method it tried on its own line)."""
+    """An exception's text as one line."""
     return " ".join(str(exc).split())
+
+
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def _what_file_is(path: Path) -> str:
+    """What a file that tarfile cannot open is, in a user's words (not tarfile's attempts)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    if not head:
+        return "an empty file"
+    if head[257:262] == b"ustar":
+        return "a tar archive that ends early or is damaged"
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            return f"{kind}-compressed data that is not a tar archive or ends early"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file, not a tar archive"
+    return "no tar archive header"
 
 
 def _printable(text: str) -> str:
@@ -134,8 +156,11 @@ class ArchiveStore:
             ValueError,
             OverflowError,
             MemoryError,
-        ) as exc:
-            raise HarnessError(f"{self.path}: not a readable image archive ({_one_line(exc)})") from None
+        ):
+            raise HarnessError(
+                f"{self.path}: not an image archive ({_what_file_is(self.path)}); oci-archive: and docker-archive: "
+                "want a tar file as written by podman save, docker save or skopeo copy"
+            ) from None
 
     def names(self) -> set[str]:
         return set(self._members)
@@ -150,9 +175,9 @@ class ArchiveStore:
         try:
             handle = self._tar.extractfile(member)
             data = handle.read() if handle else b""
-        except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError, OverflowError) as exc:
+        except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError, OverflowError):
             raise HarnessError(
-                f"{self.path}: cannot read {_printable(path)} ({_one_line(exc)}); the archive is corrupt"
+                f"{self.path}: cannot read {_printable(path)}: the archive ends early or is damaged"
             ) from None
         if len(data) != member.size:
             raise HarnessError(f"{self.path}: {_printable(path)} is truncated ({len(data)} of {member.size} bytes)")
@@ -184,8 +209,8 @@ def _decompress(data: bytes, where: str) -> bytes:
             out = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(MAX_LAYER_BYTES + 1)
         else:
             out = data
-    except (OSError, EOFError, zlib.error) as exc:
-        raise HarnessError(f"{where}: layer cannot be decompressed ({_one_line(exc)})") from None
+    except (OSError, EOFError, zlib.error):
+        raise HarnessError(f"{where}: layer cannot be decompressed (its data ends early or is damaged)") from None
     if len(out) > MAX_LAYER_BYTES:
         raise HarnessError(f"{where}: layer decompresses to more than {MAX_LAYER_BYTES} bytes")
     return out
@@ -218,8 +243,8 @@ def apply_layer(tree: FileTree, layer: bytes, where: str, anomalies: list[str]) 
     try:
         archive = tarfile.open(fileobj=io.BytesIO(layer), mode="r:")
         members = archive.getmembers()
-    except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as exc:  # sizes past 2**63
-        raise HarnessError(f"{where}: layer is not a valid tar archive ({_one_line(exc)})") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError):  # sizes past 2**63
+        raise HarnessError(f"{where}: layer is not a valid tar archive (it ends early or is damaged)") from None
     seen: set[str] = set()
     for member in members:
         raw = member.name
@@ -254,8 +279,10 @@ def apply_layer(tree: FileTree, layer: bytes, where: str, anomalies: list[str]) 
             try:
                 handle = archive.extractfile(member)
                 content = handle.read() if handle else b""
-            except (tarfile.TarError, EOFError, OSError) as exc:
-                raise HarnessError(f"{where}: cannot read {_printable(path)} from layer ({_one_line(exc)})") from None
+            except (tarfile.TarError, EOFError, OSError):
+                raise HarnessError(
+                    f"{where}: cannot read {_printable(path)} from layer (the layer ends early or is damaged)"
+                ) from None
             if len(content) != member.size:
                 raise HarnessError(f"{where}: {_printable(path)} is truncated in its layer")
         existing = tree.entries.get(path)

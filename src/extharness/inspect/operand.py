@@ -17,6 +17,10 @@ from packaging.version import InvalidVersion, Version
 from extharness.errors import HarnessError
 
 DEFAULT_OPERAND_IMAGE = "ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie"
+#: CloudNativePG runs postgres as UID 26, group 26 (the operand image's postgres user): the one
+#: place this number lives outside kube/ (the layout rules, the container backends, the stand-in).
+CNPG_POSTGRES_UID = 26
+CNPG_POSTGRES_GID = 26
 
 #: glibc of each Debian release (the version of its libc6 package).
 DEBIAN_GLIBC = {"bookworm": "2.36", "trixie": "2.41", "forky": "2.43", "sid": "2.43"}

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.runtime.settings import limit_of
 from extharness.source.acquire import default_cache_dir, held_lock
 
 # -- pins ------------------------------------------------------------------------------------
@@ -124,8 +125,8 @@ VARIANTS = {
 }
 DEFAULT_VARIANT = "1.36"
 
-GO_TIMEOUT = float(os.environ.get("EXTHARNESS_KIT_BUILD_TIMEOUT", "3600"))
-STEP_TIMEOUT = float(os.environ.get("EXTHARNESS_KIT_STEP_TIMEOUT", "1200"))
+GO_TIMEOUT = limit_of("EXTHARNESS_KIT_BUILD_TIMEOUT")
+STEP_TIMEOUT = limit_of("EXTHARNESS_KIT_STEP_TIMEOUT")
 
 #: Bump when something the recipes do changes in a way their inputs do not show.
 RECIPE_VERSION = "1"

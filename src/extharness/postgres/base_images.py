@@ -33,6 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.inspect.operand import CNPG_POSTGRES_UID
+from extharness.runtime.cache import default_cache_dir
+from extharness.runtime.locks import held_lock
+from extharness.runtime.processes import stop_groups
+from extharness.runtime.settings import limit_of
 from extharness.source.engine import Engine, require_engine
 
 RECIPE_LABEL = "io.extharness.base.recipe"
@@ -46,10 +51,6 @@ RUNTIME_PACKAGES = ("postgresql-18", "libnss-wrapper")  # nss_wrapper: initdb un
 
 #: Where the Containerfiles, entrypoint and scripts live (repository root ``images/``).
 IMAGES_DIR = Path(os.environ.get("EXTHARNESS_IMAGES_DIR") or Path(__file__).resolve().parents[3] / "images")
-
-STEP_TIMEOUT = float(os.environ.get("EXTHARNESS_BASE_IMAGE_TIMEOUT", "1800"))
-LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT", "3600"))
-PULL_TIMEOUT = float(os.environ.get("EXTHARNESS_PULL_TIMEOUT", "20"))  # 0: never try to pull
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class BaseImage:
 
 
 POSTGRES_STANDIN = BaseImage("localhost/extharness/postgres", "18", postgres_uid=999)
-OPERAND_STANDIN = BaseImage("localhost/extharness/cnpg-operand", "18-minimal", postgres_uid=26)
+OPERAND_STANDIN = BaseImage("localhost/extharness/cnpg-operand", "18-minimal", postgres_uid=CNPG_POSTGRES_UID)
 BUILDER_STANDIN = BaseImage("localhost/extharness/pg18-builder", "18", postgres_uid=999)
 ROOTFS_IMAGE = "localhost/extharness/pg18-rootfs:forky"
 
@@ -196,18 +197,6 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
 
 
 # -- public API ---------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    """``EXTHARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/extharness`` (``~/.cache/extharness``).
-
-    The same folder as ``extharness.source.acquire.default_cache_dir`` (not imported: that
-    module pulls in the whole image-acquisition side).
-    """
-    explicit = os.environ.get("EXTHARNESS_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "extharness"
-
-
 def ensure_base_image(kind: str, engine: Engine, cache_dir: Path, *, rebuild: bool = False) -> BaseImage:
     """The stand-in of ``kind`` ("postgres", "operand", "builder"), built first if needed.
 
@@ -233,13 +222,11 @@ def _ensure(kind: str, engine: Engine, cache_dir: Path, force: set[str]) -> Base
     image = STANDINS[kind]
     if not force.intersection(_chain(kind)) and _is_current(engine, kind):
         return image
-    from extharness.source.acquire import held_lock  # only when a build may be needed
-
     cache_dir.mkdir(parents=True, exist_ok=True)
     with held_lock(
         cache_dir / "base-images.lock",
         f"building the offline PostgreSQL 18 stand-in {image.ref}",
-        LOCK_TIMEOUT,
+        limit_of("EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT"),
         setting="EXTHARNESS_BASE_IMAGE_LOCK_TIMEOUT",
     ):
         _build_chain(kind, engine, cache_dir, force)  # checks again: another process may have built it
@@ -318,14 +305,14 @@ def _resolve(
 def _pull_once(engine: Engine, ref: str) -> str | None:
     """Pull ``ref`` once per process with a short timeout; None on success, else why not."""
     if ref not in _pull_errors:
-        if PULL_TIMEOUT <= 0:
+        if limit_of("EXTHARNESS_PULL_TIMEOUT") <= 0:
             _pull_errors[ref] = "pulling disabled by EXTHARNESS_PULL_TIMEOUT=0"
         else:
             try:
                 result = engine.run(
                     "pull",
                     _qualified(ref, engine),
-                    timeout=PULL_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_PULL_TIMEOUT"),
                     check=False,
                     setting="EXTHARNESS_PULL_TIMEOUT",
                 )
@@ -502,13 +489,13 @@ def _step(name: str, what: str, pipeline: list[list[str]], log: Path) -> None:
                     previous.stdout.close()  # the next process owns the pipe now
                 procs.append(proc)
                 previous = proc
-            deadline = started + STEP_TIMEOUT
+            deadline = started + limit_of("EXTHARNESS_BASE_IMAGE_TIMEOUT")
             for proc in procs:
                 proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _stop(procs)
             raise HarnessError(
-                f"{name} of the offline PostgreSQL 18 stand-in did not finish within {STEP_TIMEOUT:.0f}s "
+                f"{name} of the offline PostgreSQL 18 stand-in did not finish within {limit_of('EXTHARNESS_BASE_IMAGE_TIMEOUT'):.0f}s "
                 f"(raise EXTHARNESS_BASE_IMAGE_TIMEOUT); log: {log}"
             ) from None
         except BaseException:
@@ -528,18 +515,7 @@ def _step(name: str, what: str, pipeline: list[list[str]], log: Path) -> None:
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        alive = [proc for proc in procs if proc.poll() is None]
-        for proc in alive:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        for proc in alive:
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
+    stop_groups(procs, signal.SIGTERM, 10.0, reap=5.0)
 
 
 # -- temporary root filesystems -------------------------------------------------------------

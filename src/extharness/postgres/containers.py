@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.inspect.operand import CNPG_POSTGRES_UID
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.native import _die_with_parent, stop_process_group
 from extharness.postgres.server import (
@@ -51,17 +52,16 @@ from extharness.postgres.server import (
     settings_args,
     unique_name,
 )
-from extharness.source.acquire import default_cache_dir, held_lock
+from extharness.runtime.cache import default_cache_dir
+from extharness.runtime.locks import held_lock
+from extharness.runtime.settings import limit_of
 from extharness.source.engine import Engine, detect_engine
 
-START_TIMEOUT = float(os.environ.get("EXTHARNESS_CONTAINER_START_TIMEOUT", "120"))
-INITDB_TIMEOUT = float(os.environ.get("EXTHARNESS_INITDB_TIMEOUT", "300"))
-API_START_TIMEOUT = float(os.environ.get("EXTHARNESS_API_START_TIMEOUT", "30"))
 PG_LIBDIR = "/usr/lib/postgresql/18/lib"
 PG_SHAREDIR = "/usr/share/postgresql/18"
 PG_BINDIR = "/usr/lib/postgresql/18/bin"
 SUPERUSER = "postgres"
-CNPG_UID = 26
+CNPG_UID = CNPG_POSTGRES_UID
 NO_ENGINE_REASON = "no container engine: install podman or docker (or set DOCKER_HOST)"
 
 
@@ -146,14 +146,14 @@ def docker_api(engine: Engine) -> Iterator[str]:
         preexec_fn=_die_with_parent,
     )
     try:
-        deadline = time.monotonic() + API_START_TIMEOUT
+        deadline = time.monotonic() + limit_of("EXTHARNESS_API_START_TIMEOUT")
         while not _accepts(sock):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = (work / "service.log").read_text(errors="replace").strip().splitlines()[-3:]
                 how = (
                     f"exited with code {proc.returncode}"
                     if proc.poll() is not None
-                    else f"did not answer on {sock} within {API_START_TIMEOUT:g}s (EXTHARNESS_API_START_TIMEOUT)"
+                    else f"did not answer on {sock} within {limit_of('EXTHARNESS_API_START_TIMEOUT'):g}s (EXTHARNESS_API_START_TIMEOUT)"
                 )
                 raise EnvironmentMissing(f"podman system service {how}: {' | '.join(tail) or 'no output'}")
             time.sleep(0.05)
@@ -323,7 +323,7 @@ def _as_root(engine: Engine, image: str, volumes: Sequence[str], script: str) ->
         image,
         "-c",
         script,
-        timeout=INITDB_TIMEOUT,
+        timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
         setting="EXTHARNESS_INITDB_TIMEOUT",
     )
 
@@ -373,7 +373,7 @@ def data_template(engine: Engine, image: str, uid: int, cache_dir: Path) -> tupl
                     image,
                     "-c",
                     TEMPLATE_SCRIPT,
-                    timeout=INITDB_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
                     env={"EXTHARNESS_PASSWORD": password},
                     setting="EXTHARNESS_INITDB_TIMEOUT",
                 )
@@ -396,12 +396,12 @@ def fresh_data_dir(template: Path, engine: Engine, image: str) -> Path:
                     ["cp", "-a", str(template), str(work / "data")],
                     capture_output=True,
                     text=True,
-                    timeout=INITDB_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
                 )
             except subprocess.TimeoutExpired:
                 raise HarnessError(
                     f"copying the data directory template {template} did not finish within "
-                    f"{INITDB_TIMEOUT:g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
+                    f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
                 ) from None
             if out.returncode != 0:
                 raise HarnessError(f"copying the data directory template failed: {out.stderr.strip()[:300]}")
@@ -462,7 +462,7 @@ class _Container:
 
 def _wait_accepting(container: _Container, template_password: str) -> int:
     """The published port, once postgres accepts a login on it; then the server's own password."""
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT")
     last = ""
     port: int | None = None
     while time.monotonic() < deadline:
@@ -491,7 +491,7 @@ def _wait_accepting(container: _Container, template_password: str) -> int:
         time.sleep(0.1)
     tail = " | ".join(container.logs().strip().splitlines()[-5:])
     raise HarnessError(
-        f"PostgreSQL in {container.name} did not accept connections within {START_TIMEOUT:g}s "
+        f"PostgreSQL in {container.name} did not accept connections within {limit_of('EXTHARNESS_CONTAINER_START_TIMEOUT'):g}s "
         f"(EXTHARNESS_CONTAINER_START_TIMEOUT): {last or 'no attempt finished'}; "
         f"container {container.status()}; log: {tail or 'empty'}"
     )

@@ -17,7 +17,6 @@ itself is killed, the kernel kills the server too (parent-death signal).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import platform
 import pwd
@@ -36,7 +35,7 @@ from pathlib import Path
 import psycopg
 from packaging.version import InvalidVersion, Version
 
-from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
 from extharness.inspect.extension import ExtensionLayout
 from extharness.postgres.server import (
     RunningServer,
@@ -48,11 +47,12 @@ from extharness.postgres.server import (
     settings_args,
     unique_name,
 )
-from extharness.source.acquire import held_lock
+from extharness.runtime.cache import cache_key
+from extharness.runtime.locks import held_lock
+from extharness.runtime.processes import stop_group
+from extharness.runtime.settings import limit_of
 from extharness.source.sample import default_pg_config
 
-START_TIMEOUT = float(os.environ.get("EXTHARNESS_PG_START_TIMEOUT", "60"))
-INITDB_TIMEOUT = float(os.environ.get("EXTHARNESS_INITDB_TIMEOUT", "300"))
 STOP_TIMEOUT = 15.0
 #: Bump when the template's initdb options change.
 TEMPLATE_RECIPE = "1 -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --wal-segsize=1"
@@ -226,10 +226,7 @@ def load_problem(layout: ExtensionLayout, host_arch: str, glibc: Version | None)
 
 # -- reachable binaries and the cached template ------------------------------------------------
 def _key(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()[:16]
+    return cache_key(*parts, length=16)
 
 
 def reachable_bindir(install: PgInstall, user: RunUser, root: Path) -> Path:
@@ -337,15 +334,15 @@ def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Pa
                     cmd,
                     capture_output=True,
                     text=True,
-                    timeout=INITDB_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
                     cwd="/",
                     env=_server_env(None),
                     **user.popen_kwargs(),
                 )
             except subprocess.TimeoutExpired as exc:
                 raise HarnessError(
-                    f"initdb of the native template did not finish within {INITDB_TIMEOUT:g}s "
-                    f"(last output: {_last_line(exc.stdout, exc.stderr)}; raise "
+                    f"initdb of the native template did not finish within {limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s "
+                    f"(last output: {last_output_line(exc.stdout, exc.stderr)}; raise "
                     "EXTHARNESS_INITDB_TIMEOUT)"
                 ) from None
             if out.returncode != 0:
@@ -381,23 +378,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
-    """Fast shutdown (SIGINT), then SIGKILL the whole group; never raises, always reaps."""
-    try:
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGINT)
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
+    """Fast shutdown (SIGINT to the postmaster), then SIGKILL the whole group; never raises, always reaps."""
+    stop_group(proc, signal.SIGINT, timeout, leader_only=True, reap=timeout)
 
 
 def _postmaster_ready(data: Path) -> bool:
@@ -412,15 +394,6 @@ def _chown_tree(path: Path, user: RunUser) -> None:
     if user.is_current:
         return
     os.chown(path, user.uid, user.gid)
-
-
-def _last_line(*outputs: str | bytes | None) -> str:
-    for output in outputs:
-        text = output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if lines:
-            return lines[-1]
-    return "none"
 
 
 class PortInUse(HarnessError):
@@ -521,13 +494,13 @@ class NativeBackend:
                     ["cp", "-a", str(self._template), str(data)],
                     capture_output=True,
                     text=True,
-                    timeout=INITDB_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
                     **user.popen_kwargs(),
                 )
             except subprocess.TimeoutExpired:
                 raise HarnessError(
                     f"copying the template data directory {self._template} did not finish within "
-                    f"{INITDB_TIMEOUT:g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
+                    f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
                 ) from None
             if copy.returncode != 0:
                 raise HarnessError(f"copying the template data directory failed: {copy.stderr.strip()[:300]}")
@@ -622,7 +595,7 @@ class NativeBackend:
             shutil.rmtree(work, ignore_errors=True)
 
     def _wait_ready(self, proc: subprocess.Popen, data: Path, log: Path) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + limit_of("EXTHARNESS_PG_START_TIMEOUT")
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 text = log.read_text(errors="replace")
@@ -639,6 +612,6 @@ class NativeBackend:
             state = ["no postmaster.pid yet"]
         tail = " | ".join(line.strip() for line in log.read_text(errors="replace").strip().splitlines()[-6:])
         raise HarnessError(
-            f"postgres did not become ready within {START_TIMEOUT:g}s (raise EXTHARNESS_PG_START_TIMEOUT); "
+            f"postgres did not become ready within {limit_of('EXTHARNESS_PG_START_TIMEOUT'):g}s (raise EXTHARNESS_PG_START_TIMEOUT); "
             f"last state: {state[0].strip()}; log: {tail or 'empty'}"
         )

@@ -9,20 +9,15 @@ their inputs and made once across pytest-xdist workers and concurrent sessions (
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import socket
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.model import Platform
+from extharness.runtime.cache import cache_key, default_cache_dir
+from extharness.runtime.locks import held_lock  # also imported from here by kube/ and tests/cnpg
+from extharness.runtime.progress import progress
 from extharness.source import sample
 from extharness.source.engine import Engine, detect_engine
 from extharness.source.oci_writer import PlatformContent, build_blobs, write_oci_archive
@@ -32,69 +27,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE_EXT = REPO_ROOT / "cnpg" / "Dockerfile.ext"
 DOCKERFILE_EXT_BUILD = REPO_ROOT / "cnpg" / "Dockerfile.ext-build"
 READER_SCHEMES = ("oci:", "oci-archive:", "docker-archive:")
-LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
-
-
-def default_cache_dir() -> Path:
-    configured = os.environ.get("EXTHARNESS_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "extharness"
-
-
-@contextmanager
-def held_lock(
-    path: Path | str, what: str, timeout: float | None = None, setting: str = "EXTHARNESS_LOCK_TIMEOUT"
-) -> Iterator[None]:
-    """Hold the file lock ``path`` (shared by xdist workers and concurrent sessions) while doing ``what``.
-
-    The holder writes who it is into the lock file; a waiter that gives up raises one
-    HarnessError naming the lock, what it guards, how long it waited and who holds it.
-    """
-    limit = LOCK_TIMEOUT if timeout is None else timeout
-    lock = FileLock(str(path), on_acquired=holder_recorder(what))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        # Someone else is doing it (another xdist worker or session): say so, then wait.
-        progress(f"waiting for {lock_holder(path)} ({path}) before {what}")
-        try:
-            lock.acquire(timeout=limit)
-        except Timeout:
-            raise HarnessError(
-                f"gave up after {limit:g}s waiting for the lock {path} ({what}); it is held by {lock_holder(path)}. "
-                f"Raise {setting}, or end that process if it is stuck"
-            ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def holder_recorder(what: str):
-    """``FileLock(on_acquired=...)``: the new holder writes who it is and why into the lock file."""
-
-    def record(fd: int) -> None:
-        text = f"pid {os.getpid()} on {socket.gethostname()} ({what}) since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, text.encode(), 0)
-
-    return record
-
-
-def lock_holder(path: Path | str) -> str:
-    """Who holds the lock ``path``, as its holder recorded it."""
-    try:
-        return Path(path).read_text(errors="replace").strip() or "a process that recorded nothing"
-    except OSError:
-        return "nobody any more (the lock file is gone)"
-
-
-def progress(message: str) -> None:
-    """Long steps say what they do, on stderr (pytest shows it with -s; CI logs keep it)."""
-    sys.stderr.write(f"[extharness] {message}\n")
-    sys.stderr.flush()
 
 
 @dataclass(frozen=True)
@@ -157,13 +89,6 @@ class AcquiredImage:
     notes: list[str] = field(default_factory=list)
 
 
-def _key(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()[:20]
-
-
 def _safe_tag(name: str) -> str:
     return re.sub(r"[^a-z0-9_.-]", "-", name.lower()) or "extension"
 
@@ -187,7 +112,7 @@ def build_from_release_folder(
     platform: str = "linux/amd64",
 ) -> AcquiredImage:
     """The image ``cnpg/Dockerfile.ext`` makes of ``folder``: by the engine, or embedded."""
-    key = _key(
+    key = cache_key(
         "release",
         folder.fingerprint(),
         repr(sorted(labels.as_oci().items())),
@@ -261,7 +186,7 @@ def build_from_source(request: ImageRequest, cache_dir: Path, engine: Engine | N
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(request.source)).encode() + b"\0" + path.read_bytes())
-    key = _key("source", digest.hexdigest(), recipe.read_text(), repr(sorted(args.items())), request.platform)
+    key = cache_key("source", digest.hexdigest(), recipe.read_text(), repr(sorted(args.items())), request.platform)
     out = cache_dir / "images" / key
     out.mkdir(parents=True, exist_ok=True)
     tag = f"localhost/extharness/{_safe_tag(request.source.resolve().name)}-ext:{key[:12]}"
@@ -282,7 +207,7 @@ def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None
     if ref.startswith(READER_SCHEMES):
         return AcquiredImage(ref, ref)
     if engine is not None and engine.image_exists(ref):
-        key = _key("engine", engine.run("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip())
+        key = cache_key("engine", engine.run("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip())
         out = cache_dir / "images" / key
         out.mkdir(parents=True, exist_ok=True)
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
@@ -293,9 +218,10 @@ def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None
         scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
         return AcquiredImage(f"{scheme}:{archive}", f"{engine.kind} image {ref}", engine_ref=ref)
     if looks_like_registry_reference(ref):
-        from extharness.source.registry import pull_to_layout
+        from extharness.source.registry import RegistryReference
 
-        return pull_to_layout(ref, cache_dir)
+        # no local copy: the reader fetches it over the registry API by reference
+        return AcquiredImage(ref, f"registry image {RegistryReference.parse(ref)} (read over the registry API)")
     where = f"{engine.kind} has no image {ref!r}" if engine else "no container engine to look it up"
     raise HarnessError(
         f"--ext-image {ref}: {where}; give oci:DIR, oci-archive:FILE, docker-archive:FILE "
@@ -315,6 +241,8 @@ def acquire(
     request.validate()
     cache_dir = cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    if request.image and request.image.startswith(READER_SCHEMES):
+        return AcquiredImage(request.image, request.image)  # read as it is: no engine to ask
     eng: Engine | None = detect_engine() if engine == "detect" else engine  # type: ignore[assignment]
     if request.image:
         return from_reference(request, cache_dir, eng)

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,10 +21,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.runtime.processes import stop_group
+from extharness.runtime.settings import limit_of
 
 #: How long a single engine call may take before we give up (seconds); builds get more.
-ENGINE_TIMEOUT = float(os.environ.get("EXTHARNESS_ENGINE_TIMEOUT", "120"))
-BUILD_TIMEOUT = float(os.environ.get("EXTHARNESS_BUILD_TIMEOUT", "3600"))
 CLEANUP_TIMEOUT = 10.0  # removing what a killed build left: best effort, never a long wait
 
 NO_ENGINE = "no container engine: install podman (or docker with a running daemon) or set DOCKER_HOST"
@@ -63,7 +62,7 @@ class Engine:
             run_env.setdefault("DOCKER_BUILDKIT", "0")
         if env:
             run_env.update(env)
-        limit = timeout or (BUILD_TIMEOUT if progress else ENGINE_TIMEOUT)
+        limit = timeout or (limit_of("EXTHARNESS_BUILD_TIMEOUT") if progress else limit_of("EXTHARNESS_ENGINE_TIMEOUT"))
         piped = subprocess.PIPE if capture or progress else None
         # A session of its own, so that ending the call also ends the helpers the CLI started.
         proc = subprocess.Popen(
@@ -151,7 +150,7 @@ class Engine:
         args.append(str(context))
         with _private_tmpdir() as tmp:
             try:
-                self.run(*args, timeout=BUILD_TIMEOUT, progress=True, env={"TMPDIR": str(tmp)})
+                self.run(*args, timeout=limit_of("EXTHARNESS_BUILD_TIMEOUT"), progress=True, env={"TMPDIR": str(tmp)})
             except BaseException:
                 if self.kind == "podman":
                     self._remove_build_containers(build_id)
@@ -203,7 +202,7 @@ class Engine:
                     "-o",
                     str(partial),
                     ref,
-                    timeout=BUILD_TIMEOUT,
+                    timeout=limit_of("EXTHARNESS_BUILD_TIMEOUT"),
                     env={"TMPDIR": str(tmp)},
                     setting="EXTHARNESS_BUILD_TIMEOUT",
                 )
@@ -217,7 +216,9 @@ class Engine:
 
     def load_archive(self, archive: Path) -> str:
         """Load an archive (oci-archive for podman, docker-archive for both); returns the image id."""
-        out = self.run("load", "-i", str(archive), timeout=BUILD_TIMEOUT, setting="EXTHARNESS_BUILD_TIMEOUT").stdout
+        out = self.run(
+            "load", "-i", str(archive), timeout=limit_of("EXTHARNESS_BUILD_TIMEOUT"), setting="EXTHARNESS_BUILD_TIMEOUT"
+        ).stdout
         return out.strip().splitlines()[-1].split()[-1] if out.strip() else ""
 
 
@@ -240,13 +241,10 @@ def _private_tmpdir() -> Iterator[Path]:
 
 
 def _end_process_group(proc: subprocess.Popen[str], timed_out: threading.Event | None = None) -> None:
-    """Kill an engine call and every process it started (its process group)."""
+    """Kill an engine call and every process it started (its process group), at once."""
     if timed_out is not None:
         timed_out.set()
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    stop_group(proc, first=None, reap=None)  # the caller reaps it
 
 
 def _works(cli: str) -> bool:

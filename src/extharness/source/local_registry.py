@@ -10,7 +10,6 @@ would from ghcr.io, but the registry lives in a temporary folder and listens on 
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -21,10 +20,9 @@ import urllib.request
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.runtime.settings import limit_of
+from extharness.runtime.waits import Gone, wait_until
 from extharness.source.oci_writer import OCIImageBlobs, write_oci_layout
-
-START_TIMEOUT = float(os.environ.get("EXTHARNESS_REGISTRY_START_TIMEOUT", "30"))
-PUSH_TIMEOUT = float(os.environ.get("EXTHARNESS_REGISTRY_PUSH_TIMEOUT", "300"))
 
 _CONFIG = """\
 version: 0.1
@@ -118,24 +116,32 @@ class LocalRegistry:
             self._terminate()
         self.stop()
         raise HarnessError(
-            f"docker-registry did not start on 127.0.0.1 within {START_TIMEOUT:g}s "
+            f"docker-registry did not start on 127.0.0.1 within {limit_of('EXTHARNESS_REGISTRY_START_TIMEOUT'):g}s "
             f"(EXTHARNESS_REGISTRY_START_TIMEOUT): {last or 'no output'}"
         )
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        """Whether the registry answers within EXTHARNESS_REGISTRY_START_TIMEOUT (False: it ended or not)."""
+
+        def answers() -> bool | None:
             assert self._process is not None
             if self._process.poll() is not None:
-                return False
+                raise Gone
             try:
                 with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as response:
-                    if response.status == 200:
-                        return True
+                    return True if response.status == 200 else None
             except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        return False
+                return None
+
+        try:
+            return wait_until(
+                answers,
+                limit_of("EXTHARNESS_REGISTRY_START_TIMEOUT"),
+                "docker-registry answering",
+                "EXTHARNESS_REGISTRY_START_TIMEOUT",
+            )
+        except (Gone, HarnessError):  # the caller tries another port, then reports with the log
+            return False
 
     def _tail(self) -> str:
         try:
@@ -177,11 +183,17 @@ class LocalRegistry:
         dest = f"docker://{self.reference(name, tag)}"
         cmd = [self.skopeo, "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "--quiet", source, dest]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PUSH_TIMEOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=limit_of("EXTHARNESS_REGISTRY_PUSH_TIMEOUT"),
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as exc:
             last = last_output_line(exc.stderr)
             raise HarnessError(
-                f"skopeo copy to {dest} took longer than {PUSH_TIMEOUT:g}s (last output: {last}; "
+                f"skopeo copy to {dest} took longer than {limit_of('EXTHARNESS_REGISTRY_PUSH_TIMEOUT'):g}s (last output: {last}; "
                 "raise EXTHARNESS_REGISTRY_PUSH_TIMEOUT)"
             ) from None
         if proc.returncode != 0:
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m extharness.source.local_registry``: serve the multi-arch sample to try the gate."""
     import argparse
 
-    from extharness.source.acquire import default_cache_dir
+    from extharness.runtime.cache import default_cache_dir
     from extharness.source.multiarch import build_multiarch_sample
 
     parser = argparse.ArgumentParser(

@@ -21,8 +21,10 @@ from elftools.elf.elffile import ELFFile
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.model import Platform
+from extharness.runtime.locks import held_lock
+from extharness.runtime.progress import progress
 from extharness.source import sample
-from extharness.source.acquire import build_sample_release, held_lock, progress
+from extharness.source.acquire import build_sample_release
 from extharness.source.oci_writer import OCIImageBlobs, PlatformContent, build_blobs, write_oci_layout
 from extharness.source.release_folder import ImageLabels, ReleaseFolder
 

