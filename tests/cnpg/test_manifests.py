@@ -121,11 +121,11 @@ def test_cluster_example_is_what_the_packaging_plan_asks_for() -> None:
     assert spec["postgresql"]["shared_preload_libraries"] == ["pg_trickle"]
     (ext,) = spec["postgresql"]["extensions"]
     assert ext["name"] == "pg-trickle"
-    assert ext["image"]["reference"].startswith("ghcr.io/OWNER/pg_trickle-ext:")
+    assert ext["image"]["reference"] == "ghcr.io/trickle-labs/pg_trickle-ext:0.67.0", "pg_trickle's current image"
     assert int(spec["postgresql"]["parameters"]["max_worker_processes"]) > 8, "raise the worker budget above 8"
     assert spec["storage"]["size"]
     header = (EXAMPLES / "cluster-example.yaml").read_text().split("apiVersion")[0]
-    for prerequisite in ("Kubernetes 1.33", "ImageVolume", "CloudNativePG 1.28", "PostgreSQL 18", "OWNER"):
+    for prerequisite in ("Kubernetes 1.33", "ImageVolume", "CloudNativePG 1.28", "PostgreSQL 18", "0.67.0"):
         assert prerequisite in header, f"header must mention {prerequisite}"
 
 

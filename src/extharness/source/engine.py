@@ -129,11 +129,13 @@ class Engine:
         build_args: dict[str, str] | None = None,
         platform: str | None = None,
         no_cache: bool = False,
+        extra_args: tuple[str, ...] = (),
     ) -> str:
         """Build ``dockerfile`` with ``context``; returns the tag.
 
         ``no_cache``: podman 4.3 (buildah 1.28) reuses a cached ``LABEL`` step although the
         ``--build-arg`` it expands changed, giving an image with another build's labels.
+        ``extra_args``: more options for the engine's ``build`` (``--network host``, ``--volume``).
         """
         args = ["build", "-f", str(dockerfile), "-t", tag] + (["--no-cache"] if no_cache else [])
         build_id = secrets.token_hex(8)
@@ -147,6 +149,7 @@ class Engine:
             args += ["--build-arg", f"{key}={value}"]
         if platform:
             args += ["--platform", platform]
+        args += list(extra_args)
         args.append(str(context))
         with _private_tmpdir() as tmp:
             try:
