@@ -87,6 +87,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("EXTHARNESS_KIND_CREATE_TIMEOUT", 600, "kind create cluster", "kube/kind.py"),
     Limit("EXTHARNESS_KIND_LOAD_TIMEOUT", 600, "kind load image-archive, saving the image for it", "kube/kind.py"),
     Limit("EXTHARNESS_KIND_DELETE_TIMEOUT", 180, "kind delete cluster", "kube/kind.py"),
+    Limit("EXTHARNESS_SAMPLE_RS_LOCK_TIMEOUT", 5400, "waiting for another pg_ticker_rs (pgrx) sample build", "source/sample_rs.py"),
     Limit("EXTHARNESS_KIT_BUILD_TIMEOUT", 3600, "one Go build of the cluster kit (Kubernetes, CNPG, kind, etcd)", "kube/kit.py"),
     Limit("EXTHARNESS_KIT_STEP_TIMEOUT", 1200, "any other step of the cluster kit (debootstrap, image builds)", "kube/kit.py"),
     Limit("EXTHARNESS_FETCH_TIMEOUT", 60, "downloading the CNPG operator manifest", "kube/operator.py"),

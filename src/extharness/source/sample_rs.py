@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.settings import limit_of
 from extharness.source.engine import Engine
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -46,7 +47,6 @@ DEBIAN_RUST_VERSION = os.environ.get("EXTHARNESS_DEBIAN_RUST_VERSION", "1.97.1+d
 CA_BUNDLE = Path(os.environ.get("EXTHARNESS_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt")
 CA_IN_BUILD = "/run/extharness/ca-bundle.crt"
 
-LOCK_TIMEOUT = float(os.environ.get("EXTHARNESS_SAMPLE_RS_LOCK_TIMEOUT", "5400"))
 _SKIP_PARTS = {"target", ".git"}
 
 
@@ -140,7 +140,7 @@ def build_sample_rs_image(
     cache_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # One lock for every pg_ticker_rs build: two Rust builds at once would only halve each one's CPU.
-    with held_lock(cache_dir / "sample-rs.lock", f"building {tag} with {RECIPE.name}", LOCK_TIMEOUT,
+    with held_lock(cache_dir / "sample-rs.lock", f"building {tag} with {RECIPE.name}", limit_of("EXTHARNESS_SAMPLE_RS_LOCK_TIMEOUT"),
                    setting="EXTHARNESS_SAMPLE_RS_LOCK_TIMEOUT"):  # fmt: skip
         if engine.image_exists(tag):
             return SampleImage(tag, 0.0, args)
