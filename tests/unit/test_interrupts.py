@@ -481,6 +481,7 @@ def test_interrupted_kind_cluster_creation_deletes_the_cluster(sig: signal.Signa
         run,
         tmpdir,
         EXTHARNESS_ENGINE="none",
+        EXTHARNESS_KIT="0",  # the fake kind, not the cluster kit, even where the kit is built
         FAKE_STATE=str(state),
         FAKE_CREATE_SECONDS=seconds,
         PATH=f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin",

@@ -904,6 +904,8 @@ def built_kind_binary() -> Path | None:
 
 def unavailable(variant: Variant) -> str | None:
     """None when a cluster of ``variant`` can start here from what the kit has built; else why not."""
+    if os.environ.get("EXTHARNESS_KIT", "").strip() == "0":
+        return "EXTHARNESS_KIT=0: the cluster kit is switched off"
     if os.geteuid() != 0:
         return "the cluster kit runs privileged kind nodes with podman: it needs root"
     if shutil.which("podman") is None:
