@@ -8,39 +8,26 @@ has it). Where the kit or that operator build is missing, the test skips with on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from extharness.config import HarnessConfig
 from extharness.kube import kind, kit, operator
-from extharness.kube.session import kit_cluster, sigterm_as_interrupt
 from extharness.pytest_plugin import harness_step
 
 pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, harness_config: HarnessConfig) -> Iterator[kind.KindCluster]:
-    shared = kit_cluster(kit.VARIANTS["1.36"], tmp_path_factory, harness_config.keep_cluster)
-    with sigterm_as_interrupt():
-        try:
-            yield harness_step("starting the kit cluster 1.36", shared.acquire)  # type: ignore[misc]
-        finally:
-            shared.release()
-
-
 @pytest.mark.parametrize("line", kit.CNPG_BUILT)
-def test_locally_built_operator_installs_from_its_release_manifest(cluster: kind.KindCluster, line: str) -> None:
+def test_locally_built_operator_installs_from_its_release_manifest(cluster_136: kind.KindCluster, line: str) -> None:
     pin = kit.CNPG[line]
     built = kit.built_cnpg_operator(pin)
     if built is None:
         pytest.skip(f"CloudNativePG {pin.version} is not built on this machine (./harness cluster build)")
     archive, manifest = built
-    api = cluster.api_client()
+    api = cluster_136.api_client()
     assert operator.find_installed(api) is None, "an operator is already installed on this fresh cluster"
-    cluster.load_archive(archive)
+    cluster_136.load_archive(archive)
     objects = operator.load_manifest(Path(manifest).read_text())
     try:
         info = harness_step(

@@ -11,29 +11,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from extharness.config import HarnessConfig
 from extharness.kube import kind, kit
-from extharness.kube.session import kit_cluster, sigterm_as_interrupt
-from extharness.pytest_plugin import harness_step
 
 pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def users_cluster(tmp_path_factory: pytest.TempPathFactory, harness_config: HarnessConfig) -> Iterator[kind.KindCluster]:
-    shared = kit_cluster(kit.VARIANTS["1.36"], tmp_path_factory, harness_config.keep_cluster)
-    with sigterm_as_interrupt():
-        try:
-            yield harness_step("starting the kit cluster 1.36", shared.acquire)  # type: ignore[misc]
-        finally:
-            shared.release()
 
 
 def _state(cluster: kind.KindCluster) -> tuple[set[str], set[str]]:
@@ -45,15 +31,15 @@ def _state(cluster: kind.KindCluster) -> tuple[set[str], set[str]]:
     return namespaces, nodes
 
 
-def test_kubeconfig_cluster_is_used_and_left_as_it_was(users_cluster: kind.KindCluster, tmp_path: Path) -> None:
-    before = _state(users_cluster)
+def test_kubeconfig_cluster_is_used_and_left_as_it_was(cluster_136: kind.KindCluster, tmp_path: Path) -> None:
+    before = _state(cluster_136)
     env = dict(os.environ, PATH=f"{kit.built_kind_binary().parent}{os.pathsep}{os.environ['PATH']}")  # type: ignore[union-attr]
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_XDIST_TESTRUNUID", None)
     cmd = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "-x",
         str(REPO / "tests" / "cnpg" / "test_cluster.py"), "-k", "imagevolume_support",
-        "--kubeconfig", str(users_cluster.kubeconfig), "--image-loader", f"kind:{users_cluster.name}",
+        "--kubeconfig", str(cluster_136.kubeconfig), "--image-loader", f"kind:{cluster_136.name}",
         "--artifacts-dir", str(tmp_path / "artifacts"), "--basetemp", str(tmp_path / "nested"),
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -61,5 +47,5 @@ def test_kubeconfig_cluster_is_used_and_left_as_it_was(users_cluster: kind.KindC
     assert result.returncode == 0, output
     assert "1 passed" in result.stdout, output
     assert any((tmp_path / "artifacts").glob("cnpg-detection-*.json")), output
-    assert users_cluster.exists(), "the cluster behind --kubeconfig is gone"
-    assert _state(users_cluster) == before, "the nested run left namespaces or nodes behind, or removed some"
+    assert cluster_136.exists(), "the cluster behind --kubeconfig is gone"
+    assert _state(cluster_136) == before, "the nested run left namespaces or nodes behind, or removed some"

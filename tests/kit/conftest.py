@@ -1,0 +1,22 @@
+"""The kit cluster the tests/kit modules share: Kubernetes 1.36 (skips where the kit is not built)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from extharness.config import HarnessConfig
+from extharness.kube import kind, kit
+from extharness.kube.session import kit_cluster, sigterm_as_interrupt
+from extharness.pytest_plugin import harness_step
+
+
+@pytest.fixture(scope="module")
+def cluster_136(tmp_path_factory: pytest.TempPathFactory, harness_config: HarnessConfig) -> Iterator[kind.KindCluster]:
+    shared = kit_cluster(kit.VARIANTS["1.36"], tmp_path_factory, harness_config.keep_cluster)
+    with sigterm_as_interrupt():
+        try:
+            yield harness_step("starting the kit cluster 1.36", shared.acquire)  # type: ignore[misc]
+        finally:
+            shared.release()
