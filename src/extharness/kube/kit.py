@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.runtime.processes import stop_group
 from extharness.runtime.settings import limit_of
 from extharness.source.acquire import default_cache_dir, held_lock
 
@@ -186,7 +187,7 @@ def _run(
         try:
             stdout, _ = proc.communicate(input=input_text, timeout=timeout)
         except BaseException:
-            _kill_group(proc)
+            stop_group(proc, first=None)  # SIGKILL to the whole group, then reap
             raise
     except subprocess.TimeoutExpired:
         raise HarnessError(
@@ -204,16 +205,6 @@ def _run(
             f"{what} failed (exit {proc.returncode}): {last}" + (f"; log: {log}" if log else "")
         )
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout or "", "")
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
 
 
 def _last_log_line(log: Path | None) -> str:
