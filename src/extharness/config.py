@@ -24,7 +24,7 @@ from extharness.source.acquire import ImageRequest
 
 DEFAULT_PG_IMAGE = "postgres:18.1"
 DEFAULT_KIND_NODE_IMAGE = "kindest/node:v1.36.1"
-DEFAULT_CNPG_VERSION = "1.28.0"
+DEFAULT_CNPG_VERSION = "1.29.1"  # the newest 1.29 patch the cluster kit builds (kit.CNPG)
 
 #: The ini key that switches the harness on in a project without any other extharness setting.
 ACTIVATE_INI = "extharness"
@@ -127,7 +127,13 @@ OPTIONS: tuple[Option, ...] = (
         "1.36",
         ("1.36", "1.34", "1.34-gate-off"),
     ),
-    Option("--cnpg-version", "cnpg_version", "CloudNativePG operator version to install", DEFAULT_CNPG_VERSION),
+    Option(
+        "--cnpg-version",
+        "cnpg_version",
+        "CloudNativePG operator version to install: X.Y.Z, or a line X.Y for the newest patch the harness knows",
+        DEFAULT_CNPG_VERSION,
+    ),
+    Option("--cnpg-manifest", "cnpg_manifest", "install the CloudNativePG operator from this manifest file (air-gapped)"),
     Option(
         "--cnpg-mode",
         "cnpg_mode",
@@ -267,6 +273,7 @@ class HarnessConfig:
     image_loader: str | None
     kit_cluster: str
     cnpg_version: str
+    cnpg_manifest: Path | None
     cnpg_mode: str
     artifacts_dir: Path
     extra: dict[str, Any] = field(default_factory=dict)
@@ -346,6 +353,7 @@ class HarnessConfig:
             image_loader=value("image_loader"),
             kit_cluster=str(value("kit_cluster")),
             cnpg_version=str(value("cnpg_version")),
+            cnpg_manifest=path("cnpg_manifest"),
             cnpg_mode=str(value("cnpg_mode")),
             artifacts_dir=path("artifacts_dir") or Path("extharness-artifacts"),
         )

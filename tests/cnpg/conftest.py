@@ -25,7 +25,7 @@ from extharness.kube.cluster import ExistingCluster, ImageLoader
 from extharness.kube.deploy import CnpgDeployment, DeploymentSpec, build_fallback_operand, spec_for
 from extharness.kube.imagevolume import IMAGEVOLUME, Decision, Signals, decide, gather_signals
 from extharness.kube.operator import OperatorInfo, ensure_operator
-from extharness.kube.session import run_dir, shared_cluster, sigterm_as_interrupt
+from extharness.kube.session import operator_release, run_dir, shared_cluster, sigterm_as_interrupt
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
 from extharness.pytest_plugin import ImageUnderTest, harness_step
 from extharness.source.acquire import held_lock
@@ -101,12 +101,24 @@ def kube_api(kind_cluster: kind.KindCluster):
 
 
 @pytest.fixture(scope="session")
-def cnpg_operator(kube_api, harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory) -> OperatorInfo:
+def cnpg_operator(
+    kube_api, kind_cluster, harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory
+) -> OperatorInfo:
+    """The operator found in the cluster, or the one installed from ``operator_release``."""
+    release = harness_step("choosing the CloudNativePG release", lambda: operator_release(harness_config))
+
+    def load() -> None:
+        if release.archive is not None:  # type: ignore[union-attr]
+            harness_step(f"loading {release} into the cluster", lambda: kind_cluster.load_archive(release.archive))  # type: ignore[union-attr]
+
     def install() -> OperatorInfo:
         with held_lock(run_dir(tmp_path_factory) / "extharness-cnpg-operator.lock", "installing the CNPG operator"):
-            return ensure_operator(kube_api, harness_config.cnpg_version, harness_config.cache_dir)
+            return ensure_operator(
+                kube_api, release.version, harness_config.cache_dir,  # type: ignore[union-attr]
+                manifest_file=release.manifest, before_install=load,  # type: ignore[union-attr]
+            )  # fmt: skip
 
-    return harness_step(f"installing CloudNativePG {harness_config.cnpg_version}", install)  # type: ignore[return-value]
+    return harness_step(f"getting {release} ready", install)  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
@@ -189,17 +201,22 @@ def deployment_spec(
     imagevolume_decision: Decision,
     kind_cluster: kind.KindCluster,
     extension_in_cluster: str,
+    operand_in_cluster: str,
+    cnpg_operator: OperatorInfo,
     harness_config: HarnessConfig,
     image_under_test: ImageUnderTest,
     platform_image: PlatformImage,
     cnpg_profile: Profile | None,
     expected_version: str | None,
 ) -> DeploymentSpec:
-    common = {"extension": image_under_test.name, "profile": cnpg_profile, "expected_version": expected_version}
+    common = {
+        "extension": image_under_test.name,
+        "profile": cnpg_profile,
+        "expected_version": expected_version,
+        "cnpg_version": cnpg_operator.version,
+    }
     if imagevolume_decision.mode == IMAGEVOLUME:
-        return spec_for(
-            IMAGEVOLUME, operand_image=harness_config.operand_image, extension_image=extension_in_cluster, **common
-        )
+        return spec_for(IMAGEVOLUME, operand_image=operand_in_cluster, extension_image=extension_in_cluster, **common)
 
     def composite() -> str:
         from extharness.postgres.mount import ImageVolumeMount

@@ -70,6 +70,7 @@ class DeploymentSpec:
     owner: str = "app"
     storage_size: str = "1Gi"
     ld_library_path: tuple[str, ...] = ()
+    cnpg_version: str | None = None  # the operator's (volume names and name rules depend on it)
 
     @property
     def extension_name(self) -> str:
@@ -86,6 +87,7 @@ def spec_for(
     expected_version: str | None = None,
     instances: int = 1,
     cluster_name: str = "extharness",
+    cnpg_version: str | None = None,
 ) -> DeploymentSpec:
     """The deployment of ``extension`` on ``mode``, with what its profile says to preload and check."""
     return DeploymentSpec(
@@ -102,6 +104,7 @@ def spec_for(
         instances=instances,
         cluster_name=cluster_name,
         ld_library_path=tuple(profile.ld_library_path) if profile else (),
+        cnpg_version=cnpg_version,
     )
 
 
@@ -114,6 +117,9 @@ def render(spec: DeploymentSpec, namespace: str | None = None) -> tuple[dict[str
     if spec.mode == IMAGEVOLUME:
         if not spec.extension_image:
             raise HarnessError("the ImageVolume path needs the extension image reference")
+        problem = manifests.name_problem(spec.extension_name, spec.cnpg_version)
+        if problem:
+            raise HarnessError(f"extension name for CloudNativePG: {problem}")
         extensions.append(
             manifests.ImageVolumeExtension(
                 spec.extension_name, spec.extension_image, ld_library_path=spec.ld_library_path
@@ -188,10 +194,17 @@ def database_state(database: Mapping[str, Any], extensions: Sequence[str]) -> tu
     """(True applied / False failed / None not reconciled yet, why) from a Database object."""
     status = database.get("status") or {}
     generation = (database.get("metadata") or {}).get("generation")
+    # CNPG sets observedGeneration only on success (api/v1/database_funcs.go): a failure is
+    # applied=false with a message and no observedGeneration, and must be seen at once.
+    if status.get("applied") is False:
+        failed = [
+            f"extension {e.get('name')}: {e.get('message')}"
+            for e in status.get("extensions") or []
+            if e.get("applied") is False and e.get("message")
+        ]
+        return False, f"Database not applied: {'; '.join(failed) or status.get('message') or 'no message'}"
     if status.get("applied") is None or (generation and status.get("observedGeneration", 0) < generation):
         return None, status.get("message") or "not reconciled yet"
-    if status.get("applied") is False:
-        return False, f"Database not applied: {status.get('message') or 'no message'}"
     by_name = {e.get("name"): e for e in status.get("extensions") or []}
     problems = []
     for name in extensions:
@@ -205,16 +218,22 @@ def database_state(database: Mapping[str, Any], extensions: Sequence[str]) -> tu
     return True, "applied: " + ", ".join(extensions)
 
 
-def mount_problems(pod: Mapping[str, Any], extension_name: str, reference: str | None = None) -> list[str]:
-    """Does the instance pod carry the image volume and mount it at ``/extensions/<name>``?"""
+def mount_problems(
+    pod: Mapping[str, Any], extension_name: str, reference: str | None = None, cnpg_version: str | None = None
+) -> list[str]:
+    """Does the instance pod carry the image volume and mount it at ``/extensions/<name>``?
+    (The volume's name depends on the CNPG version; unknown, any of its names is accepted.)"""
     spec = pod.get("spec") or {}
     wanted_path = manifests.mount_path(extension_name)
-    names = {manifests.volume_name(extension_name), extension_name}  # ext-<name>; 1.27 used <name>
+    if cnpg_version:
+        names = {manifests.volume_name(extension_name, cnpg_version)}
+    else:
+        names = {manifests.volume_name(extension_name, v) for v in ("1.28.0", "1.28.1", "1.28.2")}
     problems = []
     volume = next((v for v in spec.get("volumes") or [] if v.get("name") in names and v.get("image")), None)
     if volume is None:
         problems.append(
-            f"no image volume {manifests.volume_name(extension_name)} in the pod spec (volumes: "
+            f"no image volume {' or '.join(sorted(names))} in the pod spec (volumes: "
             f"{', '.join(v.get('name', '?') for v in spec.get('volumes') or [])}); with the ImageVolume "
             "gate off the API server drops it silently"
         )
@@ -230,7 +249,7 @@ def mount_problems(pod: Mapping[str, Any], extension_name: str, reference: str |
         elif mount.get("name") not in names:
             problems.append(
                 f"{wanted_path} is mounted from volume {mount.get('name')!r}, expected "
-                f"{manifests.volume_name(extension_name)!r}"
+                f"{' or '.join(sorted(names))}"
             )
     return problems
 
@@ -510,7 +529,9 @@ class CnpgDeployment:
     def verify_mounts(self) -> list[str]:
         problems = []
         for pod in self.pods():
-            for problem in mount_problems(pod, self.spec.extension_name, self.spec.extension_image):
+            for problem in mount_problems(
+                pod, self.spec.extension_name, self.spec.extension_image, self.spec.cnpg_version
+            ):
                 problems.append(f"{pod['metadata']['name']}: {problem}")
         return problems
 
@@ -539,7 +560,9 @@ class CnpgDeployment:
     def check_cnpg_settings(self) -> list[str]:
         """PostgreSQL searches the mount: the paths CNPG sets for the declared extensions."""
         problems = []
-        expected = manifests.cnpg_settings((self.cluster_doc["spec"].get("postgresql") or {}).get("extensions") or [])
+        postgresql = self.cluster_doc["spec"].get("postgresql") or {}
+        # CNPG appends the user's own values after the extension entries (pkg/postgres/configuration.go)
+        expected = manifests.cnpg_settings(postgresql.get("extensions") or [], postgresql.get("parameters") or {})
         for guc, value in expected.items():
             got = self.psql(f"SHOW {guc}")
             if not got or got[0][0] != value:

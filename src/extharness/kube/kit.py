@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,9 @@ KUBERNETES = {
 }
 KIND = GoModule("sigs.k8s.io/kind", "v0.33.0", "h1:AjvDv3vOygb/VKLVQW87lfktIBzkxR8Ump9DjxC8+Lk=")
 ETCD = GoModule("go.etcd.io/etcd/server/v3", "v3.6.8", "h1:U2strdSEy1U8qcSzRIdkYpvOPtBy/9i/IfaaCI9flZ4=")
+LOCAL_PATH = GoModule(  # kind ships v0.0.34; v0.0.30 is the newest the module proxy and sumdb serve here
+    "github.com/rancher/local-path-provisioner", "v0.0.30", "h1:OkiuofkCSscddl7tma/B9Ox1wu+JEVSrP7IcZI65Ggo="
+)
 CRI_TOOLS = GoModule("sigs.k8s.io/cri-tools", "v1.37.0", "h1:BmTImEoTX3KPXCLwmIU9mfCC8umUqF4R8WibY9eVU9Y=")
 
 #: CloudNativePG lines the kit builds, at the newest patch the Go module proxy serves here
@@ -99,6 +103,9 @@ PAUSE_VERSION = "3.10.2"
 IMAGE_REPOSITORY = "localhost/extharness/k8s"  # kubeadm's imageRepository for the built images
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE_BINARIES = ("kubelet", "kubeadm", "kubectl")
+STORAGE_PROVISIONER_IMAGE = f"localhost/extharness/local-path-provisioner:{LOCAL_PATH.version}"
+STORAGE_HELPER_IMAGE = "localhost/extharness/local-path-helper:trixie"
+HELPER_BINARIES = {"/bin/sh": "/usr/bin/bash", "/bin/mkdir": "/usr/bin/mkdir", "/bin/rm": "/usr/bin/rm"}
 KUBE_PROXY = "kube-proxy"  # in nftables mode: its image also holds Debian's nft and the libraries it links
 
 
@@ -614,6 +621,36 @@ def component_images(pin: GoModule, bins: Path) -> list[Path]:
     return archives
 
 
+def _node_root_files(binaries: dict[str, str], log: Path) -> dict[str, Path]:
+    """Files for a small image taken from the node's own root file system: each of ``binaries``
+    (path in image -> path in the node root) and every library ``ldd`` says it links."""
+    base = node_base_image()
+    root = Path(tempfile.mkdtemp(dir=kit_dir(), prefix="node-root-"))
+    name = f"extharness-kit-export-{os.getpid()}"
+    _run([_podman(), "create", "--name", name, base, "true"], "podman create", log=log)
+    try:
+        export = subprocess.Popen([_podman(), "export", name], stdout=subprocess.PIPE)
+        _run(["tar", "-C", str(root), "-xf", "-", "--exclude=./dev/*"], "exporting the node root", log=log,
+             stdin=export.stdout.fileno() if export.stdout else None)  # fmt: skip
+        export.wait()
+    finally:
+        subprocess.run([_podman(), "rm", "-f", name], capture_output=True)
+    files: dict[str, Path] = {}
+    for target, inside in binaries.items():
+        files[target] = (root / inside.lstrip("/")).resolve()
+        result = _run(["chroot", str(root), "ldd", inside], f"ldd {inside}")  # (its output is the answer)
+        found = 0
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else "")
+            if path.startswith("/"):
+                files[path] = (root / path.lstrip("/")).resolve()
+                found += 1
+        if not found:
+            raise HarnessError(f"ldd found no libraries of {inside} in the node root: {result.stdout.strip() or 'no output'}")
+    return files
+
+
 def kube_proxy_image(pin: GoModule, bins: Path, log: Path) -> Path:
     """kube-proxy for nftables mode: the binary, Debian's ``nft`` and the libraries it links,
     taken from the node's own root file system."""
@@ -623,28 +660,97 @@ def kube_proxy_image(pin: GoModule, bins: Path, log: Path) -> Path:
     archive = kit_dir() / "images" / (ref.replace("/", "_").replace(":", "_") + f"-{key}.tar")
     if archive.exists():
         return archive
-    with tempfile.TemporaryDirectory(dir=kit_dir()) as tmp:
-        root = Path(tmp) / "root"
-        root.mkdir()
-        name = f"extharness-kit-export-{os.getpid()}"
-        _run([_podman(), "create", "--name", name, base, "true"], "podman create", log=log)
-        try:
-            export = subprocess.Popen([_podman(), "export", name], stdout=subprocess.PIPE)
-            _run(["tar", "-C", str(root), "-xf", "-", "--exclude=./dev/*"], "exporting the node root", log=log,
-                 stdin=export.stdout.fileno() if export.stdout else None)  # fmt: skip
-            export.wait()
-        finally:
-            subprocess.run([_podman(), "rm", "-f", name], capture_output=True)
-        files = {f"/usr/local/bin/{KUBE_PROXY}": bins / KUBE_PROXY, "/usr/bin/nft": root / "usr" / "sbin" / "nft"}
-        result = _run(["chroot", str(root), "ldd", "/usr/sbin/nft"], "ldd nft")  # (its output is the answer)
-        for line in result.stdout.splitlines():
-            parts = line.split()
-            path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else "")
-            if path.startswith("/"):
-                files[path] = (root / path.lstrip("/")).resolve()
-        if len(files) < 4:
-            raise HarnessError(f"ldd found no libraries of nft in the node root: {result.stdout.strip() or 'no output'}")
+    files = _node_root_files({"/usr/bin/nft": "/usr/sbin/nft"}, log)
+    files[f"/usr/local/bin/{KUBE_PROXY}"] = bins / KUBE_PROXY
+    try:
         return _single_binary_image(ref, key, files, f"/usr/local/bin/{KUBE_PROXY}", log)
+    finally:
+        _drop_node_root(files)
+
+
+def _drop_node_root(files: dict[str, Path]) -> None:
+    for path in files.values():
+        for parent in path.parents:
+            if parent.name.startswith("node-root-") and parent.parent == kit_dir():
+                shutil.rmtree(parent, ignore_errors=True)
+                return
+
+
+# -- default storage: kind's local-path-provisioner, built here -------------------------------
+
+
+def storage_images(log: Path) -> list[Path]:
+    """The two images of kind's default StorageClass: rancher's local-path-provisioner built from
+    its Go module, and the helper pod's image (sh, mkdir, rm and their libraries from the node
+    root, as kind's ``images/local-path-helper`` stages them from Debian trixie)."""
+    provisioner = build_go_tool(LOCAL_PATH, ".", "local-path-provisioner")
+    archives = [_single_binary_image(
+        STORAGE_PROVISIONER_IMAGE, _digest("local-path-provisioner", LOCAL_PATH),
+        {"/usr/local/bin/local-path-provisioner": provisioner}, "/usr/local/bin/local-path-provisioner", log,
+    )]  # fmt: skip
+    base = node_base_image()
+    key = _digest("local-path-helper", base, HELPER_BINARIES)
+    archive = kit_dir() / "images" / (STORAGE_HELPER_IMAGE.replace("/", "_").replace(":", "_") + f"-{key}.tar")
+    if not archive.exists():
+        files = _node_root_files(HELPER_BINARIES, log)
+        try:
+            archive = _single_binary_image(STORAGE_HELPER_IMAGE, key, files, "/bin/sh", log)
+        finally:
+            _drop_node_root(files)
+    archives.append(archive)
+    return archives
+
+
+def storage_manifest() -> str:
+    """kind's own default-storage manifest (``defaultStorageManifest`` in the kind module's
+    ``pkg/build/nodeimage/const_storage.go``), read from the pinned module with its two image
+    constants replaced by the images built here."""
+    source = go_module(KIND, kit_dir() / "logs" / "kind-module.log") / "pkg" / "build" / "nodeimage" / "const_storage.go"
+    return go_string_constant(
+        source.read_text(),
+        "defaultStorageManifest",
+        {"storageProvisionerImage": STORAGE_PROVISIONER_IMAGE, "storageHelperImage": STORAGE_HELPER_IMAGE},
+    )
+
+
+def go_string_constant(text: str, name: str, identifiers: dict[str, str]) -> str:
+    """The value of ``const name = `...` + ident + `...``` in Go source ``text``, with each
+    identifier replaced by ``identifiers[ident]``; an identifier not given is an error."""
+    start = text.find(f"const {name} = ")
+    if start < 0:
+        raise HarnessError(f"Go constant {name} not found")
+    pos = start + len(f"const {name} = ")
+    parts: list[str] = []
+    expect_operand = True
+    while pos < len(text):
+        char = text[pos]
+        if char in " \t":
+            pos += 1
+        elif expect_operand and char == "`":
+            end = text.index("`", pos + 1)
+            parts.append(text[pos + 1 : end])
+            pos, expect_operand = end + 1, False
+        elif expect_operand and (match := re.compile(r"[A-Za-z_]\w*").match(text, pos)):
+            ident = match.group(0)
+            if ident not in identifiers:
+                raise HarnessError(f"Go constant {name} uses {ident}, which the kit does not know how to replace")
+            parts.append(identifiers[ident])
+            pos, expect_operand = match.end(), False
+        elif not expect_operand and char == "+":
+            pos, expect_operand = pos + 1, True
+        elif not expect_operand and char == "\n":
+            # a line break ends the expression unless the next line continues it with '+'
+            rest = text[pos:].lstrip()
+            if not rest.startswith("+"):
+                break
+            pos = len(text) - len(rest)
+        elif expect_operand and char == "\n":
+            pos += 1
+        else:
+            raise HarnessError(f"Go constant {name}: unexpected {char!r} at offset {pos}")
+    if expect_operand or not parts:
+        raise HarnessError(f"Go constant {name}: the expression is cut short")
+    return "".join(parts)
 
 
 def etcd_image(log: Path) -> Path:
@@ -663,7 +769,9 @@ def node_image(pin: GoModule) -> str:
     base = node_base_image()
     bins = build_kubernetes(pin)
     archives = component_images(pin, bins)
-    key = _digest("node", base, pin, [a.name for a in archives], POD_EGRESS_RULES, POD_EGRESS_UNIT)
+    archives += storage_images(kit_dir() / "logs" / f"images-{pin.version}.log")
+    storage = storage_manifest()
+    key = _digest("node", base, pin, [a.name for a in archives], POD_EGRESS_RULES, POD_EGRESS_UNIT, storage)
     ref = f"localhost/extharness/kind-node:{pin.version}"
     if _image_key(ref) == key:
         return ref
@@ -682,8 +790,10 @@ def node_image(pin: GoModule) -> str:
             try:
                 for binary in NODE_BINARIES:
                     _run([_podman(), "cp", str(bins / binary), f"{name}:/usr/bin/{binary}"], f"copying {binary}", log=log)
-                _run([_podman(), "exec", name, "sh", "-c", f"echo {pin.version} > /kind/version"], "kind version", log=log)
+                _run([_podman(), "exec", name, "sh", "-c", f"echo {pin.version} > /kind/version && mkdir -p /kind/manifests"],
+                     "kind version", log=log)  # fmt: skip
                 for path, text in (("/etc/extharness-pod-egress.nft", POD_EGRESS_RULES),
+                                   ("/kind/manifests/default-storage.yaml", storage),
                                    ("/etc/systemd/system/extharness-pod-egress.service", POD_EGRESS_UNIT)):
                     _run([_podman(), "exec", "-i", name, "sh", "-c", f"cat > {path}"], f"writing {path}", log=log,
                          input_text=text)  # fmt: skip

@@ -58,12 +58,38 @@ CNPG_FIXED_PARAMETERS = frozenset(
 
 
 # -- names and paths CNPG derives ----------------------------------------------------------
-def volume_name(extension: str) -> str:
-    """The pod volume CNPG makes for an extension: ``ext-`` + name with ``_`` -> ``-``.
-
-    (CNPG 1.27 and early 1.28 named it without the ``ext-`` prefix; see ``mount_matches``.)
-    """
+def volume_name(extension: str, cnpg_version: str | None = None) -> str:
+    """The pod volume CNPG makes for an extension (``pkg/specs/volumes.go``, by version):
+    1.27.0-1.27.2 and 1.28.0: ``<name>``; 1.27.3 and 1.28.1: ``<name with _ -> ->``;
+    1.27.4, 1.28.2+ and 1.29+ (and an unknown version): ``ext-<name with _ -> ->``."""
+    version = _release(cnpg_version)
+    if version is not None:
+        if version < (1, 27, 3) or version == (1, 28, 0):
+            return extension
+        if version in ((1, 27, 3), (1, 28, 1)):
+            return extension.replace("_", "-")
     return "ext-" + extension.replace("_", "-")
+
+
+def _release(version: str | None) -> tuple[int, int, int] | None:
+    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
+
+
+def name_problem(name: str, cnpg_version: str | None) -> str | None:
+    """Why CNPG ``cnpg_version`` refuses ``.spec.postgresql.extensions[].name``, else None
+    (``_`` is accepted only from 1.27.3 / 1.28.1; 1.29's CRD caps the length at 59)."""
+    if not _EXTENSION_NAME_RE.match(name):
+        return f"{name!r} does not match {EXTENSION_NAME_PATTERN}"
+    if len(name) > EXTENSION_NAME_MAX:
+        return f"{name!r} is longer than {EXTENSION_NAME_MAX} characters"
+    version = _release(cnpg_version)
+    if "_" in name and version is not None and (version < (1, 27, 3) or version == (1, 28, 0)):
+        return (
+            f"{name!r}: CloudNativePG {cnpg_version} accepts no '_' in extension names (from 1.27.3 / 1.28.1); "
+            f"use {name.replace('_', '-')!r} (cnpg_name in the profile)"
+        )
+    return None
 
 
 def mount_path(extension: str) -> str:

@@ -8,8 +8,9 @@ install docs ask for (``kubectl apply --server-side``): its CRDs are larger than
 idempotent, so re-running on a partial or older install converges instead of failing with
 409 like ``utils.create_from_yaml`` would.
 
-An operator that is already installed (the ``clusters.postgresql.cnpg.io`` CRD and the
-``cnpg-controller-manager`` deployment exist) is used as found. Either way the harness waits
+An operator that is already installed (the ``clusters.postgresql.cnpg.io`` CRD exists and a
+Deployment in any namespace runs CNPG's manager: ``cnpg-controller-manager`` from the release
+manifest, ``cnpg-cloudnative-pg`` from Helm) is used as found, never installed over. Either way the harness waits
 for the deployment to be Available *and* for the webhook service to have ready endpoints
 (a Cluster created before that fails with "failed calling webhook").
 """
@@ -21,7 +22,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,19 +116,45 @@ class OperatorInfo:
     version: str | None
     installed_by_harness: bool
     image: str | None
+    namespace: str = NAMESPACE
+    deployment: str = DEPLOYMENT
 
     def __str__(self) -> str:
         how = "installed by the harness" if self.installed_by_harness else "found installed"
-        return f"CloudNativePG {self.version or '?'} ({how}; {self.image or 'image unknown'})"
+        where = f"{self.namespace}/{self.deployment}"
+        return f"CloudNativePG {self.version or '?'} ({how}; {where}; {self.image or 'image unknown'})"
 
 
 # -- the cluster side ----------------------------------------------------------------------
-def _deployment(api_client: Any) -> dict[str, Any] | None:
+def is_operator_deployment(deployment: dict[str, Any]) -> bool:
+    """A Deployment that runs CNPG's manager as the operator, whatever it is called: the
+    release manifest's ``cnpg-controller-manager``, Helm's ``cnpg-cloudnative-pg``, or another
+    name (its container runs ``/manager controller``, or it carries CNPG's name label)."""
+    labels = (deployment.get("metadata") or {}).get("labels") or {}
+    if labels.get("app.kubernetes.io/name") == "cloudnative-pg":
+        return True
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pod.get("containers") or []:
+        command = [*(container.get("command") or []), *(container.get("args") or [])]
+        if len(command) >= 2 and command[0].endswith("/manager") and command[1] == "controller":
+            return True
+    return False
+
+
+def _operator_deployments(api_client: Any) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    listed = client.AppsV1Api(api_client).list_deployment_for_all_namespaces()
+    found = [api_client.sanitize_for_serialization(d) for d in listed.items]
+    return [d for d in found if is_operator_deployment(d)]
+
+
+def _deployment(api_client: Any, namespace: str = NAMESPACE, name: str = DEPLOYMENT) -> dict[str, Any] | None:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     try:
-        dep = client.AppsV1Api(api_client).read_namespaced_deployment(DEPLOYMENT, NAMESPACE)
+        dep = client.AppsV1Api(api_client).read_namespaced_deployment(name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -136,7 +163,8 @@ def _deployment(api_client: Any) -> dict[str, Any] | None:
 
 
 def find_installed(api_client: Any) -> OperatorInfo | None:
-    """The operator already in the cluster, if its CRD and deployment exist."""
+    """The operator already in the cluster (any install method, any namespace): the
+    ``clusters.postgresql.cnpg.io`` CRD and a Deployment running CNPG's manager."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -146,12 +174,28 @@ def find_installed(api_client: Any) -> OperatorInfo | None:
         if exc.status == 404:
             return None
         raise
-    dep = _deployment(api_client)
-    if dep is None:
+    deployments = _operator_deployments(api_client)
+    if not deployments:
         return None
+    dep = deployments[0]
     containers = dep["spec"]["template"]["spec"].get("containers") or []
     image = containers[0].get("image") if containers else None
-    return OperatorInfo(version_from_image(image or ""), False, image)
+    meta = dep["metadata"]
+    return OperatorInfo(version_from_image(image or ""), False, image, meta["namespace"], meta["name"])
+
+
+def webhook_service(api_client: Any) -> tuple[str, str]:
+    """(namespace, name) of the Service CNPG's mutating webhook for ``postgresql.cnpg.io`` calls;
+    the release manifest's ``cnpg-system/cnpg-webhook-service`` when none is registered yet."""
+    from kubernetes import client
+
+    for config in client.AdmissionregistrationV1Api(api_client).list_mutating_webhook_configuration().items:
+        for hook in config.webhooks or []:
+            groups = {g for rule in hook.rules or [] for g in rule.api_groups or []}
+            service = hook.client_config.service if hook.client_config else None
+            if "postgresql.cnpg.io" in groups and service is not None:
+                return service.namespace, service.name
+    return NAMESPACE, WEBHOOK_SERVICE
 
 
 def apply_objects(api_client: Any, objects: Iterable[dict[str, Any]]) -> None:
@@ -202,7 +246,9 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
     return problems
 
 
-def wait_available(api_client: Any, timeout: float = READY_TIMEOUT, poll: float = 3) -> None:
+def wait_available(
+    api_client: Any, timeout: float = READY_TIMEOUT, poll: float = 3, namespace: str = NAMESPACE, name: str = DEPLOYMENT
+) -> None:
     """Wait until the operator deployment is Available and its webhook has ready endpoints."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -211,21 +257,22 @@ def wait_available(api_client: Any, timeout: float = READY_TIMEOUT, poll: float 
     deadline = time.monotonic() + timeout
     problem = "deployment not found"
     while time.monotonic() < deadline:
-        dep = _deployment(api_client)
+        dep = _deployment(api_client, namespace, name)
         problem = "deployment not found" if dep is None else availability_problem(dep)
         if problem is None:
+            hook_ns, hook_name = webhook_service(api_client)
             try:
-                endpoints = core.read_namespaced_endpoints(WEBHOOK_SERVICE, NAMESPACE)
+                endpoints = core.read_namespaced_endpoints(hook_name, hook_ns)
                 ready = any(subset.addresses for subset in endpoints.subsets or [])
             except ApiException:
                 ready = False
             if ready:
                 return
-            problem = f"service {NAMESPACE}/{WEBHOOK_SERVICE} has no ready endpoints yet"
+            problem = f"service {hook_ns}/{hook_name} has no ready endpoints yet"
         time.sleep(poll)
     pods = []
     try:
-        for pod in core.list_namespaced_pod(NAMESPACE).items:
+        for pod in core.list_namespaced_pod(namespace).items:
             states = [
                 f"{c.name}: {next((k for k, v in (c.state.to_dict() or {}).items() if v), '?')}"
                 for c in pod.status.container_statuses or []
@@ -234,21 +281,29 @@ def wait_available(api_client: Any, timeout: float = READY_TIMEOUT, poll: float 
     except ApiException:
         pass
     raise HarnessError(
-        f"CloudNativePG operator ({NAMESPACE}/{DEPLOYMENT}) not available after {timeout:.0f}s: {problem}; "
+        f"CloudNativePG operator ({namespace}/{name}) not available after {timeout:.0f}s: {problem}; "
         f"pods: {'; '.join(pods) or 'none'} (raise EXTHARNESS_CNPG_READY_TIMEOUT, or "
-        f"kubectl -n {NAMESPACE} describe deployment {DEPLOYMENT})"
+        f"kubectl -n {namespace} describe deployment {name})"
     )
 
 
 def ensure_operator(
-    api_client: Any, version: str, cache_dir: Path, timeout: float = READY_TIMEOUT, manifest_file: Path | None = None
+    api_client: Any,
+    version: str,
+    cache_dir: Path,
+    timeout: float = READY_TIMEOUT,
+    manifest_file: Path | None = None,
+    before_install: Callable[[], object] | None = None,
 ) -> OperatorInfo:
     """Use the installed operator, or install ``version`` (from ``manifest_file`` when given:
-    air-gapped clusters, or the cluster kit's local build); then wait until it is available."""
+    air-gapped clusters, or the cluster kit's local build; ``before_install`` runs first, e.g.
+    to load that build's image); then wait until it is available."""
     found = find_installed(api_client)
     if found is not None:
-        wait_available(api_client, timeout)
+        wait_available(api_client, timeout, namespace=found.namespace, name=found.deployment)
         return found
+    if before_install is not None:
+        before_install()
     if manifest_file is not None:
         try:
             objects = load_manifest(Path(manifest_file).read_text())
@@ -259,4 +314,6 @@ def ensure_operator(
     apply_objects(api_client, objects)
     wait_available(api_client, timeout)
     info = find_installed(api_client)
-    return OperatorInfo(info.version if info else version, True, info.image if info else None)
+    if info is None:
+        return OperatorInfo(version, True, None)
+    return OperatorInfo(info.version, True, info.image, info.namespace, info.deployment)

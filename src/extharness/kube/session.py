@@ -12,6 +12,7 @@ import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,50 @@ def shared_cluster(harness_config: HarnessConfig, tmp_path_factory: pytest.TempP
         reuse_name=harness_config.kind_cluster,
         keep=harness_config.keep_cluster,
     )
+
+
+@dataclass(frozen=True)
+class OperatorRelease:
+    """Where the CNPG operator the tier installs comes from (when none is installed yet)."""
+
+    version: str
+    manifest: Path | None = None  # None: the release manifest downloaded for ``version``
+    archive: Path | None = None  # the operator image to load into the cluster first
+
+    def __str__(self) -> str:
+        if self.manifest is None:
+            return f"CloudNativePG {self.version} (release manifest)"
+        built = " built here by the cluster kit" if self.archive else ""
+        return f"CloudNativePG {self.version}{built} ({self.manifest})"
+
+
+def operator_release(harness_config: HarnessConfig) -> OperatorRelease:
+    """--cnpg-manifest, else the cluster kit's own build of --cnpg-version, else its release manifest."""
+    version = resolve_cnpg_version(harness_config.cnpg_version)
+    if harness_config.cnpg_manifest:
+        return OperatorRelease(version, harness_config.cnpg_manifest)
+    pin = kit.CNPG.get(".".join(version.split(".")[:2]))
+    if pin is not None and pin.version.lstrip("v") == version:
+        built = kit.built_cnpg_operator(pin)
+        if built is not None:
+            return OperatorRelease(version, Path(built[1]), built[0])
+    return OperatorRelease(version)
+
+
+def resolve_cnpg_version(text: str) -> str:
+    """``1.29`` -> the newest 1.29 patch the kit pins; ``1.28.2`` as given (checked by the operator code)."""
+    from extharness.errors import HarnessError
+    from extharness.kube.operator import parse_version
+
+    text = text.strip().lstrip("v")
+    if text.count(".") == 1:
+        pin = kit.CNPG.get(text)
+        if pin is None:
+            known = ", ".join(sorted(kit.CNPG))
+            raise HarnessError(f"--cnpg-version {text}: the harness knows the lines {known}; give a full X.Y.Z")
+        return pin.version.lstrip("v")
+    parse_version(text)
+    return text
 
 
 @contextmanager

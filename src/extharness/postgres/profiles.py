@@ -5,7 +5,7 @@ given with ``--ext-profile FILE``)::
 
     name = "pg_ticker"                   # profile name (default: the file name)
     extension = "pg_ticker"              # the extension (control file name)
-    cnpg_name = "pg-ticker"              # .spec.postgresql.extensions[].name (default: extension)
+    cnpg_name = "pg-ticker"              # .spec.postgresql.extensions[].name (default: extension, _ -> -)
     preload = ["pg_ticker"]              # shared_preload_libraries entries (bare names)
     background_workers = ["pg_ticker ticker"]   # backend_type values expected when preloaded
     module_name = "pg_ticker"            # optional: pg_get_loaded_modules() name / version
@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from extharness.errors import HarnessError
+from extharness.kube.manifests import EXTENSION_NAME_MAX, cnpg_name_for, name_problem
 
-_CNPG_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 _KNOWN_KEYS = {
     "name",
     "extension",
@@ -138,11 +138,12 @@ def profile_from_dict(doc: dict[str, Any], source: str = "profile", default_name
     extension = doc.get("extension")
     if not isinstance(extension, str) or not extension:
         raise fail("missing key 'extension' (the extension's name, as in CREATE EXTENSION)")
-    cnpg_name = doc.get("cnpg_name", extension)
-    if not isinstance(cnpg_name, str) or not _CNPG_NAME.match(cnpg_name) or len(cnpg_name) > 59:
+    # Default: the extension's name with '_' -> '-', which every CNPG 1.27+ accepts (1.28.0 refuses '_').
+    cnpg_name = doc.get("cnpg_name", cnpg_name_for(extension))
+    if not isinstance(cnpg_name, str) or name_problem(cnpg_name, None):
         raise fail(
             f"cnpg_name {cnpg_name!r} is not a valid CloudNativePG extension name "
-            "(lower-case letters, digits, '-' and '_', starting and ending alphanumeric, at most 59)"
+            f"(lower-case letters, digits, '-' and '_', starting and ending alphanumeric, at most {EXTENSION_NAME_MAX})"
         )
 
     def strings(key: str) -> list[str]:
