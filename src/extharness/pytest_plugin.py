@@ -81,6 +81,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         sys.stdout.flush()
 
 
+def _group_expensive_tests(config: pytest.Config) -> None:
+    """With ``-n N``, keep each ``xdist_group`` on one worker (a module's CNPG deployment, the
+    kit's clusters): xdist's default ``--dist load`` ignores the marks and would make one
+    deployment per worker. Not in ``addopts``: ``--dist`` is unknown to ``-p no:xdist`` runs."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     sources = _sources_if_active(config)
     if sources is None:
@@ -94,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ("unit", "tests of the harness itself"),
         ("kit", "the harness on real clusters built by the cluster kit (./harness cluster)"),
         ("mounted_backends_only", "sql-tier check about the mounted folder (not generated for the composite backend)"),
+        ("xdist_group(name)", "run these tests on one xdist worker (known here too for runs with -p no:xdist)"),
     ):
         config.addinivalue_line("markers", f"{marker}: {text}")
     # The plugin, not pyproject.toml, is the one source of markers: with `--ext-artifacts DIR`
@@ -102,6 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.help or getattr(config.option, "markers", False):
         return  # help works whatever the settings say
     _handle_sigterm(config)
+    _group_expensive_tests(config)
     try:
         harness = HarnessConfig.from_sources(cli, os.environ, ini)
         harness.request.validate()

@@ -139,6 +139,36 @@ def extension_in_cluster(kind_cluster: kind.KindCluster, image_under_test: Image
     )
 
 
+@pytest.fixture(scope="session")
+def next_extension_in_cluster(
+    kind_cluster: kind.KindCluster, image_under_test: ImageUnderTest, harness_config: HarnessConfig
+) -> str:
+    """A second image of the extension, as a release would ship it: the image under test plus a
+    label, so another image ID under another reference; loaded into the cluster. The rolling
+    update test changes the Cluster to it."""
+    import hashlib
+
+    from extharness.source.engine import detect_engine
+
+    engine = detect_engine()
+    ref = image_under_test.acquired.engine_ref
+    if engine is None or not ref:
+        pytest.skip("the rolling-update test builds a second extension image: needs podman or docker and the image in it")
+
+    def build() -> str:
+        key = hashlib.sha256(f"{ref}|{engine.run('image', 'inspect', '--format', '{{.Id}}', ref).stdout}".encode()).hexdigest()[:12]
+        tag = f"localhost/extharness/rollout-{image_under_test.name.replace('_', '-')}:{key}"
+        folder = harness_config.cache_dir / "rollout" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        with held_lock(folder / "build.lock", f"building {tag}"):
+            if not engine.image_exists(tag):
+                (folder / "Containerfile").write_text(f"FROM {ref}\nLABEL io.extharness.rollout={key}\n")
+                engine.build(folder, folder / "Containerfile", tag, extra_args=("--pull=never",))
+        return kind_cluster.load_image(tag, engine.cli)
+
+    return harness_step("building and loading a second extension image for the rolling update", build)  # type: ignore[return-value]
+
+
 # -- ImageVolume detection -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def operand_in_cluster(kind_cluster, harness_config: HarnessConfig) -> str:

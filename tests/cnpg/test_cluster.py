@@ -20,6 +20,8 @@ from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME, Decision, Signals
 from extharness.kube.operator import OperatorInfo
 from extharness.pytest_plugin import HarnessFindingWarning, harness_step, record_findings
 
+pytestmark = pytest.mark.xdist_group("cnpg-deployment")  # one deployment per module, on one worker
+
 #: CI sets this to the path a node version must take (e.g. fallback-composite on v1.32).
 EXPECT_PATH = os.environ.get("EXTHARNESS_EXPECT_CNPG_PATH", "").strip()
 
@@ -119,4 +121,21 @@ def test_smoke_sql_on_the_primary(cnpg_deployment: CnpgDeployment, deployment_sp
         pytest.skip("no profile with smoke SQL for this extension (--ext-profile)")
     harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
     problems = cnpg_deployment.check_smoke()
+    assert not problems, "\n".join(problems)
+
+
+def test_rolling_update_lands_a_new_extension_image(
+    cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec, request: pytest.FixtureRequest
+) -> None:
+    """Last in the module: it changes the deployment. As a user ships a new image: change the
+    extension's image reference in the Cluster; CNPG rolls every instance onto it."""
+    if deployment_spec.mode == FALLBACK:
+        pytest.skip("fallback-composite path: the extension ships inside the operand image, no image volume to roll")
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    new_ref = request.getfixturevalue("next_extension_in_cluster")
+    assert new_ref != deployment_spec.extension_image
+    harness_step(f"rolling the Cluster onto {new_ref}", lambda: cnpg_deployment.roll_extension_image(new_ref))
+    problems = cnpg_deployment.verify_mounts()
+    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    problems += cnpg_deployment.verify_sql(smoke=False)  # its data is there from the smoke test
     assert not problems, "\n".join(problems)
