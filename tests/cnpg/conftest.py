@@ -239,6 +239,8 @@ def deployment_spec(
     cnpg_profile: Profile | None,
     expected_version: str | None,
 ) -> DeploymentSpec:
+    if imagevolume_decision.image_problem:
+        raise HarnessError(f"no Cluster made: {imagevolume_decision.image_problem}")
     common = {
         "extension": image_under_test.name,
         "profile": cnpg_profile,

@@ -144,6 +144,9 @@ class Signals:
 class Decision:
     mode: str  # IMAGEVOLUME or FALLBACK
     reason: str
+    #: What the probe found wrong with the extension image itself (no control file, cannot be
+    #: pulled): no path can deploy it, so the tier stops before it makes a Cluster.
+    image_problem: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.mode}: {self.reason}"
@@ -246,17 +249,22 @@ def decide(signals: Signals, mode: str = "auto") -> Decision:
             reason = "; ".join(static_reasons)
         else:
             reason = "cannot confirm ImageVolume support without a probe: " + "; ".join(static_reasons)
+    image_problem = None
+    if probe.result is ProbeResult.CONTROL_MISSING:
+        image_problem = f"the probe pod mounted the extension image, but its control file is missing ({probe.detail})"
+    elif probe.result is ProbeResult.PULL_ERROR:
+        image_problem = f"the node cannot get the extension image: {probe.detail or 'pull error'}"
     if mode == "fallback":
-        return Decision(FALLBACK, f"forced by --cnpg-mode fallback (ImageVolume: {reason})")
+        return Decision(FALLBACK, f"forced by --cnpg-mode fallback (ImageVolume: {reason})", image_problem)
     if supported is True:
-        return Decision(IMAGEVOLUME, reason)
+        return Decision(IMAGEVOLUME, reason, image_problem)
     if mode == "imagevolume":
         raise ImageVolumeUnsupported(
             f"--cnpg-mode imagevolume, but this cluster cannot mount extension images: {reason}. "
             f"Signals: {signals.summary()}. Use a kind node v1.33/v1.34 with featureGates ImageVolume: true or "
             "v1.35+, containerd >= 2.1.0 or CRI-O >= 1.31, or --cnpg-mode auto to fall back to a composite image"
         )
-    return Decision(FALLBACK, reason)
+    return Decision(FALLBACK, reason, image_problem)
 
 
 # -- reading signals back (pure) -----------------------------------------------------------
@@ -308,8 +316,11 @@ def classify_probe(pod: Mapping[str, Any], log: str = "") -> ProbeOutcome | None
             if what == "no-mount":
                 return ProbeOutcome(ProbeResult.VOLUME_DROPPED, "the container has no mount at the probe path")
             if what == "control-missing":
-                listing = ", ".join(x.strip() for x in log.splitlines()[1:8] if x.strip())
-                return ProbeOutcome(ProbeResult.CONTROL_MISSING, listing)
+                lines = log.splitlines()
+                after = lines[lines.index(line) + 1 :] if line in lines else []
+                listing = ", ".join(x.strip() for x in after[:7] if x.strip())
+                missing = f"no {rest.strip()}; " if rest.strip() else ""
+                return ProbeOutcome(ProbeResult.CONTROL_MISSING, f"{missing}the mount has: {listing}")
     status = pod.get("status") or {}
     for container in status.get("containerStatuses") or []:
         waiting = (container.get("state") or {}).get("waiting") or {}

@@ -267,7 +267,7 @@ def probe_script(extension: str, mount: str = PROBE_MOUNT) -> str:
         f'if [ ! -d "{mount}" ]; then echo "{PROBE_MARKER}no-mount"; exit 4; fi; '
         f'if [ -f "{control}" ]; then echo "{PROBE_MARKER}found {control}"; exit 0; fi; '
         f'if [ -z "$(ls -A "{mount}" 2>/dev/null)" ]; then echo "{PROBE_MARKER}empty"; exit 3; fi; '
-        f'echo "{PROBE_MARKER}control-missing"; ls -R "{mount}" 2>&1 | head -n 40; exit 5'
+        f'echo "{PROBE_MARKER}control-missing {control}"; ls -R "{mount}" 2>&1 | head -n 40; exit 5'
     )
 
 

@@ -253,12 +253,24 @@ def wait_available(
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    from extharness.kube.deploy import pod_failure
+
     core = client.CoreV1Api(api_client)
     deadline = time.monotonic() + timeout
     problem = "deployment not found"
+    stuck: dict[str, int] = {}
     while time.monotonic() < deadline:
         dep = _deployment(api_client, namespace, name)
         problem = "deployment not found" if dep is None else availability_problem(dep)
+        if problem is not None and dep is not None:
+            # A manager pod that cannot start (image not found, crash loop) will not fix itself.
+            selector = ",".join(f"{k}={v}" for k, v in ((dep["spec"].get("selector") or {}).get("matchLabels") or {}).items())
+            for pod in core.list_namespaced_pod(namespace, label_selector=selector or None).items:
+                failure = pod_failure(api_client.sanitize_for_serialization(pod))
+                if failure:
+                    stuck[failure] = stuck.get(failure, 0) + 1
+                    if stuck[failure] >= 3:
+                        raise HarnessError(f"CloudNativePG operator ({namespace}/{name}) cannot start: {failure}")
         if problem is None:
             hook_ns, hook_name = webhook_service(api_client)
             try:
