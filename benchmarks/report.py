@@ -14,7 +14,10 @@ each command first, so nothing is built during the timed runs):
    upgrade chain): in-process ``read_image`` + ``run_all`` and the ``pytest -m layout`` run, so
    the growth is visible;
 3. the layout tier against container-structure-test doing the same file-existence, permission
-   and label checks on the same docker archives (the config comes from layout_bench.py).
+   and label checks on the same docker archives (the config comes from layout_bench.py);
+4. the cluster kit's recorded step times;
+5. the cnpg tier on a new kit cluster: pytest start to a verified extension on the primary, and
+   the module's wall time (``python benchmarks/report.py --only cnpg`` prints just that).
 
 The header records the date, the machine (CPUs, CPU model, memory, load average at the start
 and the end, Python, container engine) and the exact command.
@@ -307,6 +310,58 @@ def growth_section(sample: CraftedImage, repeat: int) -> list[str]:
     return lines
 
 
+# -- 5. the cnpg tier on a real cluster ------------------------------------------------------------------
+VERIFIED_AFTER = "test_smoke_sql_on_the_primary"  # extension, search paths, preload, workers, smoke SQL done
+
+
+def cnpg_phases(junit: Path, wall: float) -> tuple[float, float, list[tuple[str, float]]]:
+    """(seconds to a verified extension on the primary, whole run, per-test seconds) from a junit
+    file of ``tests/cnpg/test_cluster.py`` run in one process: the time before the first test
+    (start-up, collection) is the wall time minus the tests' own time."""
+    import xml.etree.ElementTree as ET
+
+    cases = [(c.get("name", "?"), float(c.get("time", 0))) for c in ET.parse(junit).getroot().iter("testcase")]
+    before = wall - sum(t for _, t in cases)
+    elapsed, verified = before, None
+    for name, took in cases:
+        elapsed += took
+        if name == VERIFIED_AFTER:
+            verified = elapsed
+    if verified is None:
+        raise SystemExit(f"{VERIFIED_AFTER} did not run: {[n for n, _ in cases]}")
+    return verified, wall, cases
+
+
+def cnpg_section() -> list[str]:
+    """One run of the cnpg tier on the kit's 1.36 cluster with CNPG built here: the time from
+    ``pytest`` start (cluster created, operator installed, images loaded) to a verified extension
+    on the primary, and the whole module's wall time (with the rolling update)."""
+    from extharness.kube import kit
+
+    lines = ["## 5. The cnpg tier on a real cluster", ""]
+    reason = kit.unavailable(kit.VARIANTS[kit.DEFAULT_VARIANT])
+    if reason:
+        return lines + [f"Not measured: {reason}.", ""]
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "cnpg.xml"
+        args = ["tests/cnpg/test_cluster.py", "-p", "no:xdist", f"--junitxml={junit}"]
+        env = clean_env(PATH=f"{kit.built_kind_binary().parent}{os.pathsep}{os.environ['PATH']}")  # type: ignore[union-attr]
+        wall, code, out = pytest_run(args, env)
+        if code != 0:
+            raise SystemExit(f"pytest {shlex.join(args)} failed (exit {code}):\n{out[-3000:]}")
+        verified, whole, cases = cnpg_phases(junit, wall)
+    lines += [
+        f"`pytest tests/cnpg/test_cluster.py -p no:xdist` on a new kit {kit.DEFAULT_VARIANT} cluster (kind with "
+        f"podman) with CloudNativePG built here, nothing cached in the cluster; {outcome(out)}.", "",
+        "| figure | seconds |", "|---|---:|",
+        f"| pytest start to a verified extension on the primary (after `{VERIFIED_AFTER}`) | {verified:.0f} |",
+        f"| the whole module, with the rolling update and the cluster's deletion | {whole:.0f} |",
+        "", "| test (setup + call + teardown, in run order) | seconds |", "|---|---:|",
+        *(f"| {name} | {took:.1f} |" for name, took in cases), "",
+    ]  # fmt: skip
+    return lines
+
+
 # -- the report ----------------------------------------------------------------------------------------------
 def kit_section() -> list[str]:
     """The cluster kit's step times, as its last builds recorded them (``<cache>/kit/timings.json``)."""
@@ -332,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (the best is reported)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmark-report.md"), help="report file")
+    parser.add_argument("--only", choices=("cnpg",), help="measure one section and print it, write nothing")
     args = parser.parse_args(argv)
+    if args.only == "cnpg":
+        print("\n".join(cnpg_section()))
+        return 0
     given = argv if argv is not None else sys.argv[1:]
     command = shlex.join(["python", "benchmarks/report.py", *given])
     out = args.out if args.out.is_absolute() else REPO / args.out
@@ -345,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     print("2./3. layout growth and container-structure-test", flush=True)
     growth = growth_section(sample, args.repeat)
     kit = kit_section()
+    print("5. the cnpg tier on a real cluster", flush=True)
+    cnpg = cnpg_section()
     load_end = load_average()
 
     header = [
@@ -364,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "slows them down. docs/benchmarks.md has the cold-cache figures of the sql tier per backend.", "",
     ]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(header + tiers + growth + kit).rstrip("\n") + "\n")
+    out.write_text("\n".join(header + tiers + growth + kit + cnpg).rstrip("\n") + "\n")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import re
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +25,10 @@ from extharness.kube import kind
 from extharness.kube.cluster import ExistingCluster, ImageLoader
 from extharness.kube.deploy import CnpgDeployment, DeploymentSpec, build_fallback_operand, spec_for
 from extharness.kube.imagevolume import IMAGEVOLUME, Decision, Signals, decide, gather_signals
-from extharness.kube.operator import OperatorInfo, ensure_operator
+from extharness.kube.operator import OperatorInfo, ensure_operator, release_objects, uninstall
 from extharness.kube.session import operator_release, run_dir, shared_cluster, sigterm_as_interrupt
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
-from extharness.pytest_plugin import ImageUnderTest, harness_step
+from extharness.pytest_plugin import HarnessFindingWarning, ImageUnderTest, harness_step
 from extharness.source.acquire import held_lock
 
 DEPLOYMENT = pytest.StashKey[tuple[CnpgDeployment, Path]]()  # the module's deployment, its artifacts dir
@@ -103,8 +104,11 @@ def kube_api(kind_cluster: kind.KindCluster):
 @pytest.fixture(scope="session")
 def cnpg_operator(
     kube_api, kind_cluster, harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory
-) -> OperatorInfo:
-    """The operator found in the cluster, or the one installed from ``operator_release``."""
+) -> Iterator[OperatorInfo]:
+    """The operator found in the cluster, or the one installed from ``operator_release``; on a
+    cluster the harness did not create (--kubeconfig), an operator it installed is removed again
+    at the end unless --keep-cluster (one found installed is never touched). Only the tests of
+    the ``cnpg-deployment`` xdist group use it, so one worker installs and removes it."""
     release = harness_step("choosing the CloudNativePG release", lambda: operator_release(harness_config))
 
     def load() -> None:
@@ -118,7 +122,13 @@ def cnpg_operator(
                 manifest_file=release.manifest, before_install=load,  # type: ignore[union-attr]
             )  # fmt: skip
 
-    return harness_step(f"getting {release} ready", install)  # type: ignore[return-value]
+    info: OperatorInfo = harness_step(f"getting {release} ready", install)  # type: ignore[assignment]
+    yield info
+    if info.installed_by_harness and isinstance(kind_cluster, ExistingCluster) and not harness_config.keep_cluster:
+        objects = release_objects(release.version, harness_config.cache_dir, release.manifest)  # type: ignore[union-attr]
+        problems = harness_step(f"removing the {release} it installed", lambda: uninstall(kube_api, objects))
+        if problems:
+            warnings.warn(HarnessFindingWarning(f"could not remove all of the operator: {'; '.join(problems)}"), stacklevel=1)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

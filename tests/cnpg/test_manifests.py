@@ -364,3 +364,26 @@ def test_image_name_tag_must_carry_the_postgres_version(image: str, message: str
 )
 def test_version_tags_pass(image: str) -> None:
     assert m.check_image_name(image) == []
+
+
+@pytest.mark.parametrize(
+    ("version", "volume"),
+    [
+        ("1.27.2", "pg_trickle"), ("1.28.0", "pg_trickle"),  # pkg/specs/volumes.go by tag
+        ("1.27.3", "pg-trickle"), ("1.28.1", "pg-trickle"),
+        ("1.27.4", "ext-pg-trickle"), ("1.28.2", "ext-pg-trickle"), ("1.29.1", "ext-pg-trickle"),
+        (None, "ext-pg-trickle"),
+    ],
+)  # fmt: skip
+def test_the_volume_name_follows_the_cnpg_version(version: str | None, volume: str) -> None:
+    assert m.volume_name("pg_trickle", version) == volume
+
+
+def test_underscores_are_refused_where_that_cnpg_version_refuses_them() -> None:
+    assert "1.28.0 accepts no '_'" in (m.name_problem("pg_trickle", "1.28.0") or "")
+    assert "'pg-trickle'" in (m.name_problem("pg_trickle", "1.27.2") or "")
+    assert m.name_problem("pg_trickle", "1.28.1") is None
+    assert m.name_problem("pg_trickle", "1.29.1") is None
+    assert m.name_problem("pg-trickle", "1.28.0") is None
+    assert "longer than 59" in (m.name_problem("a" * 60, "1.29.1") or "")
+    assert m.name_problem("Bad", None) is not None

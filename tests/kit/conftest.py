@@ -14,9 +14,10 @@ from extharness.pytest_plugin import harness_step
 
 @pytest.fixture(scope="module")
 def cluster_136(tmp_path_factory: pytest.TempPathFactory, harness_config: HarnessConfig) -> Iterator[kind.KindCluster]:
-    shared = kit_cluster(kit.VARIANTS["1.36"], tmp_path_factory, harness_config.keep_cluster)
+    shared = kit_cluster(kit.VARIANTS["1.36"], tmp_path_factory, harness_config.keep_cluster, purpose="t")
     with sigterm_as_interrupt():
         try:
             yield harness_step("starting the kit cluster 1.36", shared.acquire)  # type: ignore[misc]
         finally:
             shared.release()
+

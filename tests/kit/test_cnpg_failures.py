@@ -21,13 +21,15 @@ import yaml
 from extharness.errors import HarnessError
 from extharness.inspect.operand import DEFAULT_OPERAND_IMAGE
 from extharness.kube import kind, kit, operator
-from extharness.kube.deploy import CnpgDeployment, spec_for
+from extharness.kube.deploy import CnpgDeployment, database_state, pod_failure, spec_for
+from extharness.kube.manifests import DatabaseExtension, render_database
 from extharness.kube.imagevolume import IMAGEVOLUME, decide, gather_signals
 from extharness.pytest_plugin import harness_step
 from extharness.source.acquire import build_sample_release, default_cache_dir
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from crafted import CONTROL, CraftedImage  # noqa: E402
+from recording import record  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
 
@@ -66,6 +68,8 @@ def cnpg(cluster_136: kind.KindCluster, cnpg_build: tuple[Path, str], operand: s
             before_install=lambda: cluster_136.load_archive(archive),
         ),
     )  # fmt: skip
+    dep = next(d for d in operator._operator_deployments(api) if d["metadata"]["name"] == info.deployment)  # type: ignore[union-attr]
+    record("cnpg-operator-deployment", dep)
     yield info  # type: ignore[misc]
     operator.uninstall(api, operator.load_manifest(Path(manifest).read_text()))
 
@@ -85,6 +89,25 @@ def deployment(api, extension_image: str, operand: str) -> CnpgDeployment:
     spec = spec_for(IMAGEVOLUME, extension="pg_ticker", operand_image=operand, extension_image=extension_image,
                     cnpg_version=kit.CNPG[LINE].version.lstrip("v"))  # fmt: skip
     return CnpgDeployment(api, spec)
+
+
+def applied_database(dep: CnpgDeployment, extension: str, timeout: float = FAIL_FAST) -> dict:
+    """A second Database of the deployment's cluster with ``extension``; returned once CNPG applied it."""
+    from kubernetes import client
+
+    name = f"{dep.spec.cluster_name}-good"
+    doc = render_database(name, cluster=dep.spec.cluster_name, database="good", owner="app",
+                          extensions=[DatabaseExtension(extension)], namespace=dep.namespace)  # fmt: skip
+    custom = client.CustomObjectsApi(dep.api_client)
+    custom.create_namespaced_custom_object("postgresql.cnpg.io", "v1", dep.namespace, "databases", doc)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = custom.get_namespaced_custom_object("postgresql.cnpg.io", "v1", dep.namespace, "databases", name)
+        state, why = database_state(found, [extension])
+        if state is not None or time.monotonic() > deadline:
+            assert state is True, f"Database {name}: {why}"
+            return found
+        time.sleep(2)
 
 
 def assert_diagnostics(dep: CnpgDeployment, folder: Path, words: str) -> None:
@@ -117,6 +140,12 @@ def test_database_whose_extension_fails_reports_cnpgs_message(
         assert "not applied" in message, message
         assert_diagnostics(dep, tmp_path / "diagnostics", "extharness_no_such_function")
         database = dep.database()
+        record("cnpg-database-failed", database)
+        record("cnpg-cluster-healthy", dep.cluster())
+        record("cnpg-instance-pod", next(p for p in dep.pods() if "job-name" not in p["metadata"].get("labels", {})))
+        good = applied_database(dep, "hstore")  # the success shape, same cluster, an extension the operand has
+        record("cnpg-database-applied", good)
+        assert database_state(good, ["hstore"])[0] is True, good
     status = database.get("status") or {}
     # The shape CNPG really produces on failure (api/v1/database_funcs.go): no observedGeneration.
     assert status.get("applied") is False and "observedGeneration" not in status, status
@@ -161,6 +190,7 @@ def test_extension_image_that_cannot_be_pulled_fails_fast(
         assert elapsed < FAIL_FAST + 30, f"took {elapsed:.0f}s (pod start + {FAIL_FAST:.0f}s)"
         diagnostics = dep.collect_diagnostics(tmp_path / "diagnostics")
         assert any(p.name == "events.txt" for p in diagnostics.files)
+        record("cnpg-initdb-pod-pull-error", next(p for p in dep.pods() if pod_failure(p)))
 
 
 def test_operator_that_never_becomes_ready_fails_fast(
@@ -170,11 +200,8 @@ def test_operator_that_never_becomes_ready_fails_fast(
     api = cluster_136.api_client()
     _, manifest = cnpg_build
     good = operator.load_manifest(Path(manifest).read_text())
-    if operator.find_installed(api) is not None:
-        operator.uninstall(api, good)
-        deadline = time.monotonic() + 120
-        while operator.find_installed(api) is not None and time.monotonic() < deadline:
-            time.sleep(2)
+    assert not operator.uninstall(api, good)  # the module's operator (or nothing)
+    assert operator.find_installed(api) is None
     absent = f"localhost/extharness/cloudnative-pg:0.0.0-absent-{uuid.uuid4().hex[:6]}"
     text = Path(manifest).read_text().replace(f"localhost/extharness/cloudnative-pg:{kit.CNPG[LINE].version.lstrip('v')}", absent)
     broken_manifest = tmp_path / "cnpg-broken.yaml"

@@ -40,3 +40,40 @@ def test_locally_built_operator_installs_from_its_release_manifest(cluster_136: 
     finally:
         problems = operator.uninstall(api, objects)
         assert not problems, problems
+
+
+def test_an_operator_installed_another_way_is_found_and_left_alone(cluster_136: kind.KindCluster) -> None:
+    """As Helm installs it: Deployment ``cnpg-cloudnative-pg`` in another namespace. The harness
+    must use it (wait for it to serve) and install nothing over it."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    pin = kit.CNPG["1.29"]
+    built = kit.built_cnpg_operator(pin)
+    if built is None:
+        pytest.skip(f"CloudNativePG {pin.version} is not built on this machine (./harness cluster build)")
+    archive, manifest = built
+    api = cluster_136.api_client()
+    assert operator.find_installed(api) is None, "an operator is already installed on this cluster"
+    cluster_136.load_archive(archive)
+    namespace = "helm-style-cnpg"
+    objects = operator.load_manifest(Path(manifest).read_text().replace("cnpg-system", namespace))
+    for obj in objects:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == operator.DEPLOYMENT:
+            obj["metadata"]["name"] = "cnpg-cloudnative-pg"
+    try:
+        operator.apply_objects(api, objects)
+        info = harness_step(
+            "using the operator found",
+            lambda: operator.ensure_operator(api, pin.version.lstrip("v"), Path("/nonexistent"), manifest_file=manifest),
+        )
+        assert not info.installed_by_harness, info
+        assert (info.namespace, info.deployment) == (namespace, "cnpg-cloudnative-pg"), info
+        with pytest.raises(ApiException) as missing:
+            client.CoreV1Api(api).read_namespace(operator.NAMESPACE)
+        assert missing.value.status == 404, f"the harness created {operator.NAMESPACE} beside the found operator"
+        deployments = operator._operator_deployments(api)
+        assert [d["metadata"]["name"] for d in deployments] == ["cnpg-cloudnative-pg"], deployments
+    finally:
+        problems = operator.uninstall(api, objects)
+        assert not problems, problems

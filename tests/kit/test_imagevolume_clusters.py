@@ -35,7 +35,7 @@ def variant_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, harness_config: HarnessConfig
 ) -> Iterator[tuple[kit.Variant, kind.KindCluster]]:
     variant = kit.VARIANTS[request.param]
-    shared = kit_cluster(variant, tmp_path_factory, harness_config.keep_cluster)
+    shared = kit_cluster(variant, tmp_path_factory, harness_config.keep_cluster, purpose="t")
     with sigterm_as_interrupt():
         try:
             cluster = harness_step(f"starting the kit cluster {variant.name}", shared.acquire)

@@ -84,3 +84,54 @@ def test_cluster_cli_rejects_an_unknown_variant(capsys: pytest.CaptureFixture[st
         kit.main(["config", "1.99"])
     assert exit_info.value.code == 2
     assert "unknown variant 1.99" in capsys.readouterr().err
+
+
+def test_a_go_string_constant_is_read_with_its_identifiers_replaced() -> None:
+    source = 'package x\n\nconst other = "o"\n\nconst manifest = `a: 1\nimage: ` + img + `\nb: ` +\n\thelper + `\n`\n\nfunc f() {}\n'
+    assert kit.go_string_constant(source, "manifest", {"img": "I", "helper": "H"}) == "a: 1\nimage: I\nb: H\n"
+
+
+def test_a_go_string_constant_with_an_unknown_identifier_or_missing_is_an_error() -> None:
+    with pytest.raises(HarnessError, match="uses other"):
+        kit.go_string_constant("const m = `a` + other\n", "m", {})
+    with pytest.raises(HarnessError, match="not found"):
+        kit.go_string_constant("const n = `a`\n", "m", {})
+
+
+def test_the_storage_manifest_is_kinds_own_with_the_images_built_here() -> None:
+    source = kit.go_module(kit.KIND, Path("/dev/null")) if kit.built_kind_binary() else None
+    if source is None:
+        pytest.skip("the kind module is not downloaded on this machine (./harness cluster build)")
+    text = kit.storage_manifest()
+    assert "docker.io" not in text
+    assert f"image: {kit.STORAGE_PROVISIONER_IMAGE}" in text and f"image: {kit.STORAGE_HELPER_IMAGE}" in text
+    assert "storageclass.kubernetes.io/is-default-class" in text
+
+
+def test_the_default_cnpg_version_is_the_newest_line_the_kit_builds() -> None:
+    from extharness.config import DEFAULT_CNPG_VERSION
+
+    newest = max(kit.CNPG_BUILT, key=lambda line: tuple(int(x) for x in line.split(".")))
+    assert DEFAULT_CNPG_VERSION == kit.CNPG[newest].version.lstrip("v")
+
+
+def test_a_cnpg_line_means_the_newest_patch_the_kit_pins() -> None:
+    from extharness.kube.session import resolve_cnpg_version
+
+    assert resolve_cnpg_version("1.28") == kit.CNPG["1.28"].version.lstrip("v")
+    assert resolve_cnpg_version("v1.29.1") == "1.29.1"
+    with pytest.raises(HarnessError, match="knows the lines"):
+        resolve_cnpg_version("1.20")
+    with pytest.raises(HarnessError, match="expected a release"):
+        resolve_cnpg_version("latest")
+
+
+def test_the_operator_comes_from_the_manifest_given_first(tmp_path: Path) -> None:
+    from extharness.config import HarnessConfig
+    from extharness.kube.session import operator_release
+
+    manifest = tmp_path / "cnpg.yaml"
+    release = operator_release(HarnessConfig.from_values({"cnpg_manifest": str(manifest), "cnpg_version": "1.28"}))
+    assert (release.manifest, release.archive, release.version) == (manifest, None, kit.CNPG["1.28"].version.lstrip("v"))
+    other = operator_release(HarnessConfig.from_values({"cnpg_version": "1.27.4"}))  # not a kit build
+    assert (other.manifest, other.archive) == (None, None)

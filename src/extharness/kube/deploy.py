@@ -35,6 +35,8 @@ HEALTHY_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_HEALTHY_TIMEOUT", "600")
 DATABASE_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_DATABASE_TIMEOUT", "300"))
 WORKER_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_WORKER_TIMEOUT", "60"))
 WEBHOOK_WARMUP = 90.0
+#: Failed pods of the Cluster's jobs (initdb) after which the harness stops waiting.
+FAILED_JOB_PODS = 2
 #: Where CNPG instances put PostgreSQL's socket (local peer auth as postgres works there).
 CNPG_SOCKET_DIR = "/controller/run"
 #: Waiting reasons that will not fix themselves: fail fast instead of waiting for the timeout.
@@ -279,6 +281,35 @@ def rollout_problems(
     return problems
 
 
+def failed_job_pods(pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of the Cluster's job pods (initdb, join) that failed, oldest first: CNPG retries
+    the job, so the same error repeats until the timeout unless the harness stops at it."""
+    failed = [
+        p for p in pods
+        if (p.get("status") or {}).get("phase") == "Failed" and "job-name" in ((p.get("metadata") or {}).get("labels") or {})
+    ]  # fmt: skip
+    failed.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    return [str((p.get("metadata") or {}).get("name")) for p in failed]
+
+
+def log_errors(log: str, limit: int = 3) -> list[str]:
+    """The error messages of a CNPG instance-manager log (JSON lines; a plain line as it is)."""
+    found = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict):
+            msg = str(entry.get("msg") or "")
+            if entry.get("level") == "error" or re.search(r"(?i)\berror\b|fatal|panic", msg):
+                detail = f": {entry['error']}" if entry.get("error") else ""
+                found.append((msg.strip() + detail)[:400])
+        elif re.search(r"(?i)\berror\b|fatal|panic", line):
+            found.append(line.strip()[:400])
+    return list(dict.fromkeys(found))[-limit:]
+
+
 def pod_failure(pod: Mapping[str, Any]) -> str | None:
     """A container waiting for a reason that will not fix itself, else None."""
     status = pod.get("status") or {}
@@ -344,6 +375,7 @@ class CnpgDeployment:
         self.keep = keep
         self.cluster_doc, self.database_doc = render(spec, self.namespace)
         self._ready: str | HarnessError | None = None
+        self._healthy: str | HarnessError | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> CnpgDeployment:
@@ -444,7 +476,18 @@ class CnpgDeployment:
 
     # -- waiting -----------------------------------------------------------------------
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT, poll: float = 5) -> str:
-        """Until ``status.phase`` is "Cluster in healthy state" with every instance ready."""
+        """Until ``status.phase`` is "Cluster in healthy state" with every instance ready; a
+        failure is remembered (the next caller gets it at once, not another timeout)."""
+        if isinstance(self._healthy, HarnessError):
+            raise self._healthy
+        try:
+            self._healthy = self._wait_healthy(timeout, poll)
+        except HarnessError as exc:
+            self._healthy = exc
+            raise
+        return self._healthy
+
+    def _wait_healthy(self, timeout: float, poll: float) -> str:
         deadline = time.monotonic() + timeout
         stuck: dict[str, int] = {}
         summary = "not read yet"
@@ -452,17 +495,35 @@ class CnpgDeployment:
             healthy, summary = cluster_health(self.cluster())
             if healthy:
                 return summary
-            for pod in self.pods():
+            pods = self.pods()
+            for pod in pods:
                 failure = pod_failure(pod)
                 if failure:
                     stuck[failure] = stuck.get(failure, 0) + 1
                     if stuck[failure] >= 3:
                         raise HarnessError(f"Cluster {self.spec.cluster_name} cannot start: {failure} ({summary})")
+            failed = failed_job_pods(pods)
+            if len(failed) >= FAILED_JOB_PODS:
+                name = failed[-1]
+                raise HarnessError(
+                    f"Cluster {self.spec.cluster_name} cannot start: {len(failed)} pods of its jobs failed, the last "
+                    f"{name}: {self._log_errors(name) or 'no error in its log'} ({summary})"
+                )
             time.sleep(poll)
         raise HarnessError(
             f"Cluster {self.spec.cluster_name} not healthy after {timeout:.0f}s: {summary} "
             "(raise EXTHARNESS_CNPG_HEALTHY_TIMEOUT)"
         )
+
+    def _log_errors(self, pod: str) -> str:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            log = client.CoreV1Api(self.api_client).read_namespaced_pod_log(pod, self.namespace, tail_lines=200)
+        except ApiException as exc:
+            return f"(log unreadable: {exc.status} {exc.reason})"
+        return "; ".join(log_errors(log))
 
     def wait_database(self, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> str:
         deadline = time.monotonic() + timeout
@@ -495,7 +556,7 @@ class CnpgDeployment:
         )  # fmt: skip
         self.cluster_doc["spec"]["postgresql"]["extensions"][0]["image"]["reference"] = reference
         self.spec = replace(self.spec, extension_image=reference)
-        self._ready = None
+        self._ready = self._healthy = None
         deadline = time.monotonic() + timeout
         problems = ["not read yet"]
         while time.monotonic() < deadline:

@@ -176,7 +176,10 @@ def find_installed(api_client: Any) -> OperatorInfo | None:
         raise
     deployments = _operator_deployments(api_client)
     if not deployments:
-        return None
+        raise HarnessError(
+            f"the CloudNativePG CRDs ({CLUSTER_CRD}) are installed but no Deployment runs the operator: "
+            "a broken or half-removed install; the harness will not install over it (remove it, or start the operator)"
+        )
     dep = deployments[0]
     containers = dep["spec"]["template"]["spec"].get("containers") or []
     image = containers[0].get("image") if containers else None
@@ -229,12 +232,13 @@ def apply_objects(api_client: Any, objects: Iterable[dict[str, Any]]) -> None:
 def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float = 120) -> list[str]:
     """Delete what a manifest created (reverse order: CRDs and the namespace last); returns
     what could not be deleted. Only for an operator the harness installed itself."""
-    from kubernetes import dynamic
+    from kubernetes import client, dynamic
     from kubernetes.client.exceptions import ApiException
 
     dyn = dynamic.DynamicClient(api_client)
     problems = []
-    for obj in reversed(list(objects)):
+    objects_list = list(objects)
+    for obj in reversed(objects_list):
         meta = obj.get("metadata") or {}
         try:
             resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
@@ -243,6 +247,22 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
         except ApiException as exc:
             if exc.status != 404:
                 problems.append(f"{obj['kind']}/{meta.get('name')}: {exc.status} {exc.reason}")
+    # Wait for the CRDs to go: until then the cluster is half-removed (CRD without operator).
+    crds = [o["metadata"]["name"] for o in objects_list if o["kind"] == "CustomResourceDefinition"]
+    deadline = time.monotonic() + timeout
+    while crds and time.monotonic() < deadline:
+        remaining = []
+        for name in crds:
+            try:
+                client.ApiextensionsV1Api(api_client).read_custom_resource_definition(name)
+                remaining.append(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    remaining.append(name)
+        crds = remaining
+        if crds:
+            time.sleep(1)
+    problems += [f"CustomResourceDefinition/{name}: still there after {timeout:.0f}s" for name in crds]
     return problems
 
 
@@ -299,6 +319,16 @@ def wait_available(
     )
 
 
+def release_objects(version: str, cache_dir: Path, manifest_file: Path | None = None) -> list[dict[str, Any]]:
+    """The objects of the operator release: ``manifest_file``, else the downloaded manifest."""
+    if manifest_file is None:
+        return fetch_manifest(version, cache_dir)
+    try:
+        return load_manifest(Path(manifest_file).read_text())
+    except OSError as exc:
+        raise HarnessError(f"--cnpg-manifest {manifest_file}: {exc.strerror}") from None
+
+
 def ensure_operator(
     api_client: Any,
     version: str,
@@ -316,14 +346,7 @@ def ensure_operator(
         return found
     if before_install is not None:
         before_install()
-    if manifest_file is not None:
-        try:
-            objects = load_manifest(Path(manifest_file).read_text())
-        except OSError as exc:
-            raise HarnessError(f"--cnpg-manifest {manifest_file}: {exc.strerror}") from None
-    else:
-        objects = fetch_manifest(version, cache_dir)
-    apply_objects(api_client, objects)
+    apply_objects(api_client, release_objects(version, cache_dir, manifest_file))
     wait_available(api_client, timeout)
     info = find_installed(api_client)
     if info is None:

@@ -37,9 +37,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def kit_cluster(
-    variant: kit.Variant, tmp_path_factory: pytest.TempPathFactory, keep: bool = False
+    variant: kit.Variant, tmp_path_factory: pytest.TempPathFactory, keep: bool = False, purpose: str = ""
 ) -> kind.SharedKindCluster:
-    """The session's cluster of one kit variant (skips with the kit's reason where it cannot run)."""
+    """The session's cluster of one kit variant (skips with the kit's reason where it cannot run).
+    ``purpose`` makes it another cluster than the cnpg tier's of the same variant (tests/kit
+    install and remove operators: they must never share the tier's cluster)."""
     reason = kit.unavailable(variant)
     if reason:
         pytest.skip(reason)
@@ -48,7 +50,7 @@ def kit_cluster(
         run_dir(tmp_path_factory),
         session_id=session_id(),
         node_image=kit.built_node_image(variant),  # type: ignore[arg-type]
-        key=f"kit{variant.name}",
+        key=f"kit{variant.name}{purpose}",
         kind_cli=str(kit.built_kind_binary()),
         config_text=kit.kind_config(variant),
         keep=keep,

@@ -26,7 +26,6 @@ Without a profile the generic checks still run.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
