@@ -22,8 +22,8 @@ from extharness.errors import HarnessError
 from extharness.inspect.operand import DEFAULT_OPERAND_IMAGE
 from extharness.kube import kind, kit, operator
 from extharness.kube.deploy import CnpgDeployment, database_state, pod_failure, spec_for
-from extharness.kube.manifests import DatabaseExtension, render_database
 from extharness.kube.imagevolume import IMAGEVOLUME, decide, gather_signals
+from extharness.kube.manifests import DatabaseExtension, render_database
 from extharness.pytest_plugin import harness_step
 from extharness.source.acquire import build_sample_release, default_cache_dir
 

@@ -9,15 +9,18 @@ own cluster and must pass on the path the cluster allows (``EXTHARNESS_EXPECT_CN
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from nested import REPO, nested_pytest
 
 from extharness.kube import kit
-from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME
+from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME, ProbeResult
 
 pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
+
+EXPECTED_PROBE = {IMAGEVOLUME: ProbeResult.MOUNTED_AND_FOUND, FALLBACK: ProbeResult.VOLUME_DROPPED}
 
 CASES = [
     # (kit cluster, CNPG line, path the harness must take, tests that must pass)
@@ -43,3 +46,8 @@ def test_cnpg_tier_passes_on_the_path_the_cluster_allows(
     assert result.returncode == 0, output
     assert f"{passed} passed" in result.stdout, output
     assert "failed" not in result.stdout.splitlines()[-1], output
+    # What the nested tier detected, against what this cluster really is (the probe has the final word).
+    detection = json.loads((tmp_path / "artifacts" / "cnpg-detection-main.json").read_text())
+    assert detection["server_version"] == kit.VARIANTS[variant].pin.version, detection
+    assert all(r.startswith("containerd://2.1.") for r in detection["node_runtimes"]), detection
+    assert (detection["mode"], detection["probe"]) == (path, EXPECTED_PROBE[path].value), detection

@@ -1,23 +1,21 @@
 """The ImageVolume detection on real clusters built by the cluster kit (``./harness cluster``).
 
-For each kit cluster (Kubernetes 1.36 with ImageVolume GA, 1.34 with the beta gate on, 1.34
-with the gate off) the harness's own detection runs against the real API server, kubelet and
-containerd 2.1: a probe pod mounts the extension image under test and looks for its control
-file. Where the kit's node image is not built on this machine, each test skips with one line
+On the kit's 1.36 cluster (ImageVolume GA) the harness's own detection runs against the real
+API server, kubelet and containerd 2.1: a probe pod mounts the extension image under test and
+looks for its control file. The 1.34 clusters (gate on, gate off) are checked the same way by
+tests/kit/test_cnpg_tier_paths.py from the detection its nested tier run records. Where the kit's node image is not built on this machine, each test skips with one line
 saying so (``./harness setup --provision`` builds it).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from extharness.config import HarnessConfig
 from extharness.kube import kind, kit
 from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME, ProbeResult, decide, gather_signals
-from extharness.kube.session import kit_cluster, sigterm_as_interrupt
 from extharness.pytest_plugin import ImageUnderTest, harness_step
 
 pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
@@ -30,18 +28,14 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module", params=list(EXPECTED))
-def variant_cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, harness_config: HarnessConfig
-) -> Iterator[tuple[kit.Variant, kind.KindCluster]]:
-    variant = kit.VARIANTS[request.param]
-    shared = kit_cluster(variant, tmp_path_factory, harness_config.keep_cluster, purpose="t")
-    with sigterm_as_interrupt():
-        try:
-            cluster = harness_step(f"starting the kit cluster {variant.name}", shared.acquire)
-            yield variant, cluster  # type: ignore[misc]
-        finally:
-            shared.release()
+#: The 1.34 clusters run in tests/kit/test_cnpg_tier_paths.py, which checks the same figures
+#: from the nested tier's detection record (one cluster each instead of two).
+IN_THIS_MODULE = ("1.36",)
+
+
+@pytest.fixture(scope="module", params=IN_THIS_MODULE)
+def variant_cluster(request: pytest.FixtureRequest, cluster_136: kind.KindCluster) -> tuple[kit.Variant, kind.KindCluster]:
+    return kit.VARIANTS[request.param], cluster_136
 
 
 @pytest.fixture(scope="module")
