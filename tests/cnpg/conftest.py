@@ -78,14 +78,19 @@ def expected_version(
 def kind_cluster(harness_config: HarnessConfig, tmp_path_factory: pytest.TempPathFactory):
     """The cluster the tier deploys to (a ``KindCluster`` or, with --kubeconfig, an ``ExistingCluster``)."""
     if harness_config.kubeconfig:
-        yield harness_step(
+        existing: ExistingCluster = harness_step(
             f"using the cluster of {harness_config.kubeconfig}",
             lambda: ExistingCluster(
                 harness_config.kubeconfig,  # type: ignore[arg-type]
                 harness_config.kube_context,
                 ImageLoader.parse(harness_config.image_loader),
             ),
-        )
+        )  # type: ignore[assignment]
+        yield existing
+        if not harness_config.keep_cluster:
+            problems = existing.remove_added_images()
+            if problems:
+                warnings.warn(HarnessFindingWarning(f"images left on the nodes: {'; '.join(problems)}"), stacklevel=1)  # type: ignore[arg-type]
         return
     shared = shared_cluster(harness_config, tmp_path_factory)
     with sigterm_as_interrupt():

@@ -1,7 +1,7 @@
 """The kit cluster the tests/kit modules share: Kubernetes 1.36 (skips where the kit is not built).
 
-One cluster for the session (all tests/kit modules run on one xdist worker, group ``kit``);
-every module leaves it as it found it: no operator, no namespaces of its own. It is never the
+A new cluster for each module (modules install and remove operators: sharing one cluster
+made a module meet the previous one's operator namespace still terminating). It is never the
 cnpg tier's cluster (``purpose``)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from extharness.kube.session import kit_cluster, sigterm_as_interrupt
 from extharness.pytest_plugin import harness_step
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster_136(tmp_path_factory: pytest.TempPathFactory, harness_config: HarnessConfig) -> Iterator[kind.KindCluster]:
     shared = kit_cluster(kit.VARIANTS["1.36"], tmp_path_factory, harness_config.keep_cluster, purpose="t")
     with sigterm_as_interrupt():

@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,14 @@ def _run(cmd: list[str], what: str, timeout: float = LOAD_TIMEOUT) -> str:
     return result.stdout
 
 
+def _qualified(name: str) -> str:
+    """The name containerd stores for an image name (``localhost/x:1`` as is, ``x:1`` under docker.io/library)."""
+    first = name.split("/", 1)[0]
+    if "/" in name and ("." in first or ":" in first or first == "localhost"):
+        return name
+    return f"docker.io/{name}" if "/" in name else f"docker.io/library/{name}"
+
+
 @dataclass
 class ExistingCluster:
     """A cluster named by a kubeconfig: used as found, never created, changed or deleted."""
@@ -84,6 +92,8 @@ class ExistingCluster:
     loader: ImageLoader = ImageLoader("none")
     engine_cli: str | None = None
     created: bool = False  # never: the harness did not make it
+    #: (node container, image name) the harness put on a node that did not have it before
+    added: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.kubeconfig.is_file():
@@ -111,6 +121,7 @@ class ExistingCluster:
         from extharness.kube.kind import archive_image_names
 
         names = archive_image_names(archive)
+        before = {node: self._node_images(node) for node in self._nodes()}
         if self.loader.kind == "kind":
             _run(["kind", "load", "image-archive", str(archive), "--name", self.loader.target],
                  f"kind load image-archive into {self.loader.target}")  # fmt: skip
@@ -138,7 +149,38 @@ class ExistingCluster:
                 f"the cluster behind {self.kubeconfig} cannot get local images: give --image-loader "
                 "(kind:CLUSTER, ctr:NODE_CONTAINER or registry:127.0.0.1:PORT) or a registry reference"
             )
+        for node, had in before.items():
+            self.added += [(node, n) for n in names if _qualified(n) not in had and (node, n) not in self.added]
         return names
+
+    # -- what the harness added to the nodes ----------------------------------------------
+    def _nodes(self) -> list[str]:
+        """The node containers images are loaded into (kind: and ctr: loaders)."""
+        if self.loader.kind == "ctr":
+            return [self.loader.target]
+        if self.loader.kind == "kind":
+            out = _run(["kind", "get", "nodes", "--name", self.loader.target], f"kind get nodes --name {self.loader.target}")
+            return [line.strip() for line in out.splitlines() if line.strip()]
+        return []
+
+    def _node_images(self, node: str) -> set[str]:
+        out = _run([self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "ls", "-q"],
+                   f"listing the images on node {node}")  # fmt: skip
+        return {line.strip() for line in out.splitlines() if line.strip()}
+
+    def remove_added_images(self) -> list[str]:
+        """Remove from the nodes the images the harness loaded there (not ones they had before);
+        returns what could not be removed. Images pushed to a registry are left there."""
+        problems = []
+        for node, name in self.added:
+            result = subprocess.run(
+                [self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "rm", _qualified(name)],
+                capture_output=True, text=True, timeout=LOAD_TIMEOUT,
+            )  # fmt: skip
+            if result.returncode != 0 and "not found" not in result.stderr:
+                problems.append(f"{node}: {name}: {last_output_line(result.stderr)}")
+        self.added.clear()
+        return problems
 
     def load_image(self, ref: str, cli: str | None = None) -> str:
         cli = cli or self._engine()

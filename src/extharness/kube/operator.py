@@ -263,6 +263,22 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
         if crds:
             time.sleep(1)
     problems += [f"CustomResourceDefinition/{name}: still there after {timeout:.0f}s" for name in crds]
+    # And for its namespaces: objects applied into a namespace still Terminating are deleted with it.
+    namespaces = [o["metadata"]["name"] for o in objects_list if o["kind"] == "Namespace"]
+    core = client.CoreV1Api(api_client)
+    while namespaces and time.monotonic() < deadline:
+        remaining = []
+        for name in namespaces:
+            try:
+                core.read_namespace(name)
+                remaining.append(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    remaining.append(name)
+        namespaces = remaining
+        if namespaces:
+            time.sleep(1)
+    problems += [f"Namespace/{name}: still there after {timeout:.0f}s" for name in namespaces]
     return problems
 
 
