@@ -155,15 +155,16 @@ def build_from_release_folder(
         )
 
 
-def build_sample_release(cache_dir: Path, pg_config: Path | None) -> Path:
-    """The built-in sample's release folder, built once per source/compiler fingerprint."""
-    fingerprint = sample.source_fingerprint(pg_config=pg_config)
-    out = cache_dir / "sample" / fingerprint[:20]
+def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str = sample.CURRENT_RELEASE) -> Path:
+    """The built-in sample's release folder of ``version``, built once per source/compiler fingerprint."""
+    fingerprint = sample.source_fingerprint(pg_config=pg_config, variant_make_args=sample.release_make_args(version))
+    out = cache_dir / "sample" / (fingerprint[:20] if version == sample.CURRENT_RELEASE else f"{version}-{fingerprint[:20]}")
     out.mkdir(parents=True, exist_ok=True)
-    with held_lock(out / ".lock", f"building the sample extension {sample.SAMPLE_NAME}"):
-        if not (out / "artifact" / "lib").is_dir():
-            progress(f"building the sample extension {sample.SAMPLE_NAME} with PGXS")
-            sample.build_release_folder(out, pg_config=pg_config)
+    with held_lock(out / ".lock", f"building the sample extension {sample.SAMPLE_NAME} {version}"):
+        if not (out / ".complete").is_file():
+            progress(f"building the sample extension {sample.SAMPLE_NAME} {version} with PGXS")
+            sample.build_sample_release_folder(out, version, pg_config=pg_config)
+            (out / ".complete").write_text(version + "\n")
     return out
 
 
