@@ -77,6 +77,20 @@ class ImageRequest:
                 raise HarnessError(f"{path}: no such file or folder (--ext-image {self.image})")
 
 
+def request_for_reference(ref: str, like: ImageRequest) -> ImageRequest:
+    """``ref`` as ``--ext-image`` or ``--ext-artifacts`` takes it (a folder is a release folder),
+    built and read like the image under test (``like``: its builder, platform, pg_config)."""
+    common = {"ext_name": like.ext_name, "builder": like.builder, "pg_config": like.pg_config, "platform": like.platform}
+    path = Path(ref).expanduser()
+    if not ref.startswith(READER_SCHEMES) and path.is_dir():
+        return ImageRequest(artifacts=path, **common)
+    return ImageRequest(image=ref, **common)
+
+
+def is_builtin_sample(request: ImageRequest) -> bool:
+    return not (request.artifacts or request.source or request.image)
+
+
 @dataclass
 class AcquiredImage:
     """The image under test, ready to read, plus where it came from."""
