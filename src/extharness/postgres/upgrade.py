@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from extharness.checks.upgrade import UpgradeRecord, failing_statement
-from extharness.errors import HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout
 from extharness.inspect.model import PlatformImage
 from extharness.postgres.mount import ImageVolumeMount
@@ -189,4 +189,45 @@ def stages_for(
     """The three stages of an image-to-image upgrade on ``backend`` (a prepared sql-tier backend)."""
     if backend.name == "native":
         return native_stages(backend, old_image, new_image, mount_name, settings, preload)
+    if backend.name in ("composite", "imagevolume"):
+        return container_stages(backend, old_release, old_image, mount_name, settings, preload)
     raise HarnessError(f"no image-to-image upgrade for the {backend.name} backend")
+
+
+@contextmanager
+def container_stages(
+    backend, old_release, old_image: PlatformImage, mount_name: str, settings: dict[str, str], preload: list[str]
+) -> Iterator[tuple[Start, Callable[[], None], Start]]:
+    """(start on the old image, swap, start on the candidate) for a container backend.
+
+    The old release runs in a backend of the same kind made for its image (composite: built
+    into ``--pg-image``; imagevolume: mounted at the same ``/extensions/<name>`` in the same
+    operand); the candidate runs in ``backend`` itself. Both share one data directory (same base
+    image, same UID, same template), so swapping is only which container starts next.
+    """
+    from extharness.postgres.containers import CompositeBackend, ImageVolumeBackend
+
+    with ImageVolumeMount(old_image, mount_name) as mount:
+        if backend.name == "composite":
+            old = CompositeBackend(backend.requested_image, mount, backend.cache_dir, backend.ld_library_paths)
+        else:
+            old = ImageVolumeBackend(
+                backend.requested_image,
+                mount,
+                backend.cache_dir,
+                old_release.acquired.engine_ref,
+                backend.ld_library_paths,
+            )
+        try:
+            reason = old.available()
+            if reason:
+                raise EnvironmentMissing(reason)
+            old.prepare()
+            with backend.data_directory() as data:
+                yield (
+                    lambda: old.start(settings, preload, data_dir=data),
+                    lambda: None,
+                    lambda: backend.start(settings, preload, data_dir=data),
+                )
+        finally:
+            old.close()
