@@ -426,7 +426,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.section("extharness findings")
     terminalreporter.write_line(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)")
     for finding in grouped_findings(_collected):
-        if finding["severity"] in ("error", "warning") or finding.get("cases"):
+        if finding["severity"] in ("error", "warning"):
             platform = f"[{finding['platform']}] " if finding.get("platform") else ""
             cases = finding.get("cases") or []
             seen = f" [{len(cases)} case(s): {', '.join(cases)}]" if cases else ""
