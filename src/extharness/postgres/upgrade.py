@@ -20,7 +20,7 @@ from psycopg import sql
 
 from extharness.checks.upgrade import UpgradeRecord, failing_statement
 from extharness.errors import EnvironmentMissing, HarnessError
-from extharness.inspect.extension import ExtensionLayout
+from extharness.inspect.extension import ExtensionLayout, describe
 from extharness.inspect.model import PlatformImage
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.native import NativeBackend
@@ -165,6 +165,10 @@ def native_stages(
     """(start on the old image, swap, start on the candidate) for the native backend: one data
     directory, one folder at ``.../extensions/<name>`` whose files are swapped while postgres is down."""
     with ImageVolumeMount(old_image, mount_name) as mount:
+        old_layout = describe(old_image, backend.layout.name) if backend.layout is not None else None
+        reason = NativeBackend(mount.path, backend.cache_dir, old_layout, backend.pg_config).available()
+        if reason:  # e.g. an old release built for another architecture or a newer glibc
+            raise EnvironmentMissing(f"the release to upgrade from cannot run here: {reason}")
         native = NativeBackend(
             mount.path, backend.cache_dir, backend.layout, backend.pg_config, backend.ld_library_paths
         )
