@@ -174,9 +174,10 @@ def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str =
     fingerprint = sample.source_fingerprint(pg_config=pg_config, variant_make_args=sample.release_make_args(version))
     out = cache_dir / "sample" / (fingerprint[:20] if version == sample.CURRENT_RELEASE else f"{version}-{fingerprint[:20]}")
     out.mkdir(parents=True, exist_ok=True)
-    with held_lock(out / ".lock", f"building the sample extension {sample.SAMPLE_NAME} {version}"):
+    what = sample.SAMPLE_NAME + ("" if version == sample.CURRENT_RELEASE else f" {version}")
+    with held_lock(out / ".lock", f"building the sample extension {what}"):
         if not (out / ".complete").is_file():
-            progress(f"building the sample extension {sample.SAMPLE_NAME} {version} with PGXS")
+            progress(f"building the sample extension {what} with PGXS")
             sample.build_sample_release_folder(out, version, pg_config=pg_config)
             (out / ".complete").write_text(version + "\n")
     return out
