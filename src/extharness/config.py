@@ -109,6 +109,14 @@ OPTIONS: tuple[Option, ...] = (
         ("auto", "native", "container", "all"),
     ),
     Option("--pg-image", "pg_image", "PostgreSQL image for the composite backend", DEFAULT_PG_IMAGE),
+    Option(
+        "--upgrade-from",
+        "upgrade_from",
+        "previous release to upgrade from to the image under test, as --ext-image or --ext-artifacts take it "
+        "(repeatable; one per line in the environment or ini; default for the built-in sample: its 1.0 release)",
+        (),
+        kind="list",
+    ),
     # -- the cnpg tier
     Option("--kind-node-image", "kind_node_image", "kind node image for a new cluster", DEFAULT_KIND_NODE_IMAGE),
     Option("--kind-cluster", "kind_cluster", "use this existing kind cluster (never deleted by the harness)"),
@@ -276,6 +284,7 @@ class HarnessConfig:
     cnpg_manifest: Path | None
     cnpg_mode: str
     artifacts_dir: Path
+    upgrade_from: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -356,4 +365,5 @@ class HarnessConfig:
             cnpg_manifest=path("cnpg_manifest"),
             cnpg_mode=str(value("cnpg_mode")),
             artifacts_dir=path("artifacts_dir") or Path("extharness-artifacts"),
+            upgrade_from=tuple(str(ref) for ref in value("upgrade_from") or ()),
         )

@@ -25,7 +25,7 @@ from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout, choose_extension
 from extharness.inspect.model import ExtensionImage
 from extharness.inspect.operand import OperandProfile, baseline_profile, probe_operand
-from extharness.source.acquire import AcquiredImage, acquire
+from extharness.source.acquire import AcquiredImage, ImageRequest, acquire
 from extharness.source.engine import detect_engine
 
 FINDINGS_KEY = "extharness_findings"
@@ -230,16 +230,22 @@ def image_under_test_of(config: pytest.Config) -> ImageUnderTest:
 
 
 def _get_image_under_test(harness: HarnessConfig) -> ImageUnderTest:
+    return read_requested_image(
+        harness.request, harness.cache_dir, harness.request.ext_name or _profile_extension(harness)
+    )
+
+
+def read_requested_image(request: ImageRequest, cache_dir: Path, wanted: str | None) -> ImageUnderTest:
+    """Any image request (the one under test, a release to upgrade from) acquired and read."""
     from extharness.inspect.oci_reader import read_image
     from extharness.source.acquire import READER_SCHEMES
     from extharness.source.registry import read_registry_image
 
-    acquired = acquire(harness.request, harness.cache_dir)
+    acquired = acquire(request, cache_dir)
     if acquired.reader_ref.startswith(READER_SCHEMES):
         image = read_image(acquired.reader_ref)
     else:
-        image = read_registry_image(acquired.reader_ref, harness.cache_dir)
-    wanted = harness.request.ext_name or _profile_extension(harness)
+        image = read_registry_image(acquired.reader_ref, cache_dir)
     return ImageUnderTest(acquired, image, choose_extension(image, wanted))
 
 
@@ -383,14 +389,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     harness = session.config.stash.get(_CONFIG, None)
     if harness is None:
         return
-    findings = sorted(_collected, key=lambda f: (f["rule"], f.get("platform") or "", f["path"], f["message"]))
-    unique = [f for i, f in enumerate(findings) if i == 0 or f != findings[i - 1]]
+    unique = grouped_findings(_collected)
     if harness.findings_json:
         _write_atomic(harness.findings_json, json.dumps({"findings": unique}, indent=2) + "\n")
     if harness.summary_md:
         from extharness.report import markdown_summary
 
         _write_atomic(harness.summary_md, markdown_summary(session, unique, harness))
+
+
+def grouped_findings(findings: list[dict]) -> list[dict]:
+    """Findings as dicts, equal ones (from several tests or workers) merged: their cases joined."""
+    merged: dict[tuple, dict] = {}
+    for finding in findings:
+        key = (finding["rule"], finding.get("platform") or "", finding["path"], finding["message"], finding["severity"])
+        if key in merged:
+            cases = merged[key].setdefault("cases", [])
+            cases.extend(c for c in finding.get("cases", []) if c not in cases)
+        else:
+            merged[key] = {**finding, "cases": list(finding.get("cases", []))}
+    return [merged[key] for key in sorted(merged)]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -417,11 +435,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
     terminalreporter.section("extharness findings")
     terminalreporter.write_line(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)")
-    for finding in _collected:
+    for finding in grouped_findings(_collected):
         if finding["severity"] in ("error", "warning"):
             platform = f"[{finding['platform']}] " if finding.get("platform") else ""
+            cases = finding.get("cases") or []
+            seen = f" [{len(cases)} case(s): {', '.join(cases)}]" if cases else ""
             terminalreporter.write_line(
-                f"  {finding['rule']} {finding['severity']}: {platform}{finding['path']}: {finding['message']}"
+                f"  {finding['rule']} {finding['severity']}: {platform}{finding['path']}: {finding['message']}{seen}"
             )
 
 

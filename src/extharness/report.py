@@ -56,7 +56,9 @@ def markdown_summary(session: pytest.Session, findings: list[dict], harness: Any
     if shown:
         lines += ["### Findings", "", "| rule | severity | platform | path | message |", "|---|---|---|---|---|"]
         for f in shown:
-            message = f["message"].replace("|", "\\|")
+            cases = f.get("cases") or []
+            seen = f" ({len(cases)} case(s): {', '.join(cases)})" if cases else ""
+            message = (f["message"] + seen).replace("|", "\\|")
             lines.append(f"| {f['rule']} | {f['severity']} | {f.get('platform') or ''} | `{f['path']}` | {message} |")
         lines.append("")
     return "\n".join(lines)

@@ -110,6 +110,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if marker is not None:  # the check is about a mounted folder: composite has none
             names = tuple(n for n in names if n != "composite")
         metafunc.parametrize("backend", names, indirect=True, scope="session")
+    if "upgrade_source" in metafunc.fixturenames:
+        sources = _upgrade_sources(metafunc.config)
+        metafunc.parametrize("upgrade_source", sources, ids=[_source_id(s) for s in sources], scope="session")
     if "update_pair" in metafunc.fixturenames:
         pairs = _update_pairs(metafunc.config)
         metafunc.parametrize("update_pair", pairs, ids=[p if isinstance(p, str) else f"{p[0]}-{p[1]}" for p in pairs])
@@ -127,7 +130,99 @@ def _update_pairs(config: pytest.Config) -> list:
         layout = describe(platform_image(iut.image, harness.request.platform), iut.name)
     except HarnessError:  # reported by the fixtures, with the harness's own message
         return ["image-unreadable"]
-    return [(a, b) for a, b, _path in layout.scripts.update_pairs()] or ["no-update-scripts"]
+    pairs = [(a, b) for a, b, _path in layout.scripts.update_pairs()]
+    if not pairs:
+        return ["no-update-scripts"]
+    # Paths from versions this image cannot install are reported once, grouped
+    # (test_upgrades.py::test_unreplayable_update_paths), not as one skip each.
+    return [(a, b) for a, b in pairs if layout.scripts.install_path(a) is not None] or ["none-replayable"]
+
+
+#: The built-in sample's previous release, the old image when no --upgrade-from is given.
+SAMPLE_PREVIOUS = "sample-release:1.0"
+NO_UPGRADE_FROM = "no-upgrade-from"
+
+
+def _upgrade_sources(config: pytest.Config) -> list[str]:
+    harness = harness_config_of(config)
+    if harness.upgrade_from:
+        return list(harness.upgrade_from)
+    from extharness.source.acquire import is_builtin_sample
+
+    return [SAMPLE_PREVIOUS] if is_builtin_sample(harness.request) else [NO_UPGRADE_FROM]
+
+
+def _source_id(source: str) -> str:
+    if source == SAMPLE_PREVIOUS:
+        return "pg_ticker-1.0"
+    tail = source.rstrip("/").rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._:-" else "_" for c in tail)[:40] or "old"
+
+
+@pytest.fixture(scope="session")
+def old_release(upgrade_source: str, harness_config: HarnessConfig, target: SqlTarget) -> ImageUnderTest:
+    """The release users upgrade from (--upgrade-from, or the sample's 1.0), acquired and read."""
+    from extharness.pytest_plugin import read_requested_image
+    from extharness.source.acquire import ImageRequest, build_sample_release, request_for_reference
+
+    if upgrade_source == NO_UPGRADE_FROM:
+        pytest.skip(
+            "no previous release to upgrade from: give --upgrade-from REF (the last released image or release folder)"
+        )
+
+    def get() -> ImageUnderTest:
+        like = harness_config.request
+        if upgrade_source == SAMPLE_PREVIOUS:
+            folder = build_sample_release(harness_config.cache_dir, like.pg_config, "1.0")
+            request = ImageRequest(
+                artifacts=folder, builder=like.builder, pg_config=like.pg_config, platform=like.platform
+            )
+        else:
+            request = request_for_reference(upgrade_source, like)
+        return read_requested_image(request, harness_config.cache_dir, target.name)
+
+    return harness_step(f"getting the release to upgrade from ({upgrade_source})", get)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def image_upgrade(
+    backend, old_release: ImageUnderTest, upgrade_source: str, target: SqlTarget, harness_config: HarnessConfig
+):
+    """The old release installed, its data written, the candidate swapped in and updated to: what was seen."""
+    from extharness.postgres.upgrade import replay_upgrade, stages_for
+
+    old_image = platform_image(old_release.image, harness_config.request.platform)
+    old_layout = describe(old_image, target.name)
+    if old_layout.control is None:
+        pytest.fail(
+            f"{old_release.acquired.description}: no usable {target.name}.control ({old_layout.control_error})",
+            pytrace=False,
+        )
+    label = "pg_ticker 1.0 (built-in sample release)" if upgrade_source == SAMPLE_PREVIOUS else upgrade_source
+
+    def run():
+        with stages_for(
+            backend,
+            old_release,
+            old_image,
+            target.layout.image,
+            target.mount_name,
+            target.settings,
+            target.preload,
+            harness_config,
+        ) as (start_old, swap, start_new):
+            return replay_upgrade(
+                start_old,
+                swap,
+                start_new,
+                old=label,
+                old_layout=old_layout,
+                new_layout=target.layout,
+                profile=target.profile,
+                preload=target.preload,
+            )
+
+    return harness_step(f"upgrading from {label} on the {backend.name} backend", run)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ Both start on an empty ``EXTHARNESS_CACHE_DIR`` (and an empty native runtime fol
 four workers race to build the sample extension, its image and the native template data
 directory, and (with an engine) the container data templates. Both must pass. ``make`` and
 the engine CLI on PATH are wrappers that record their calls, which shows what was built how
-many times: the sample compiled once, its image built once, each data template made once.
+many times: each sample release (1.1, and 1.0 for the upgrade) compiled once, its image built once,
+each data template made once.
 Nothing half-written may stay in the cache, and neither run may leave processes, containers
 or temporary folders behind.
 
@@ -148,10 +149,14 @@ def check(shared: dict[str, Path], results: dict[str, tuple[int, str, str]], lab
         f"stray cache files={len(stray)} leftovers: " + " ".join(f"{k}={len(v)}" for k, v in found.items())
     )
 
-    assert len(builds) == 1, f"the sample was compiled {len(builds)} times, not once: {make_calls}"
+    # Two releases of the sample: 1.1 under test, 1.0 the upgrade's old image (DATA= names its one script).
+    releases = sorted("1.0" if "DATA=pg_ticker--1.0.sql" in call else "1.1" for call in builds)
+    assert releases == ["1.0", "1.1"], f"each sample release must be compiled once, got {releases}: {make_calls}"
     assert len(templates) == 1, f"{len(templates)} native templates, not one: {templates}"
     if engine_calls:
-        assert len(image_builds) == 1, f"the sample image was built {len(image_builds)} times: {image_builds}"
+        assert len(image_builds) == 2 == len(set(image_builds)), (
+            f"each sample release's image must be built once: {image_builds}"
+        )
         assert all(n == 1 for n in initdbs.values()), f"a container data template was made twice: {initdbs}"
     assert not stray, f"half-written files left in the cache: {stray}"
     assert not any(found.values()), f"leftovers: {found}"

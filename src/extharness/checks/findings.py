@@ -21,15 +21,19 @@ class Finding:
     path: str
     message: str
     platform: str | None = None
+    #: The runs that show this finding (e.g. the update paths of one difference), when several can.
+    cases: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, str | None]:
+    def as_dict(self) -> dict:
         data = asdict(self)
         data["severity"] = self.severity.value
+        data["cases"] = list(self.cases)
         return data
 
     def __str__(self) -> str:
         where = f"[{self.platform}] " if self.platform else ""
-        return f"{self.rule} {self.severity.value}: {where}{self.path}: {self.message}"
+        seen = f" [{len(self.cases)} case(s): {', '.join(self.cases)}]" if self.cases else ""
+        return f"{self.rule} {self.severity.value}: {where}{self.path}: {self.message}{seen}"
 
 
 @dataclass(frozen=True)

@@ -537,12 +537,14 @@ def postgres_as_uid(
     mount_path: str = "",
     preload: Sequence[str] = (),
     description: str = "",
+    data_dir: Path | None = None,
 ) -> Iterator[RunningServer]:
     """``image``'s own postgres binary run directly as ``uid`` (no entrypoint: CNPG's instance
-    manager starts postgres itself) on a copy of ``template``, published on 127.0.0.1 only;
-    the container and its data are removed afterwards, also on failure or interrupt."""
-    handle = _Container(engine, name, new_password())
-    work = fresh_data_dir(template[0], engine, image)
+    manager starts postgres itself) on a copy of ``template`` (or on ``data_dir``, which is kept),
+    published on 127.0.0.1 only; the container and its data are removed afterwards, also on
+    failure or interrupt."""
+    handle = _Container(engine, name, new_password() if data_dir is None else template[1])
+    work = fresh_data_dir(template[0], engine, image) if data_dir is None else data_dir.parent
     args = [
         "run",
         "-d",
@@ -568,8 +570,18 @@ def postgres_as_uid(
         port = _wait_accepting(handle, template[1])
         yield _server(backend, handle, port, mount_path, settings, preload, f"{description}, port {port}")
     finally:
-        handle.remove()
-        remove_tree(work, engine, image)
+        if data_dir is None:
+            handle.remove()
+            remove_tree(work, engine, image)
+        else:
+            _stop(handle)
+
+
+def _stop(handle: _Container) -> None:
+    """Shut postgres down cleanly (the engine's stop: SIGTERM, then wait), then remove the container:
+    its data directory is kept for the next server, as a rolling update keeps the volume."""
+    handle.engine.run("stop", "-t", str(int(limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT"))), handle.name, check=False)
+    handle.remove()
 
 
 # -- the backends -------------------------------------------------------------------------------------
@@ -602,6 +614,18 @@ class _ContainerBackend:
 
     def close(self) -> None:
         self._stack.close()
+
+    @contextmanager
+    def data_directory(self) -> Iterator[Path]:
+        """A data directory that outlives one server (an upgrade stops and starts on it); removed at the end."""
+        self.prepare()  # type: ignore[attr-defined]
+        engine = self._require_engine()
+        assert self.template is not None and self.image is not None
+        work = fresh_data_dir(self.template[0], engine, self.image)
+        try:
+            yield work / "data"
+        finally:
+            remove_tree(work, engine, self.image)
 
     def _require_engine(self) -> Engine:
         reason = self.available()
@@ -680,7 +704,10 @@ class CompositeBackend(_ContainerBackend):
         self._stack.enter_context(docker_api(engine))
 
     @contextmanager
-    def start(self, settings: dict[str, str] | None = None, preload: Sequence[str] = ()) -> Iterator[RunningServer]:
+    def start(
+        self, settings: dict[str, str] | None = None, preload: Sequence[str] = (), data_dir: Path | None = None
+    ) -> Iterator[RunningServer]:
+        """A server on a fresh copy of the template, or on ``data_dir`` (kept when the server stops)."""
         self.prepare()
         engine = self._require_engine()
         assert self.composite is not None and self.template is not None
@@ -689,8 +716,9 @@ class CompositeBackend(_ContainerBackend):
         final = self._settings(
             {"extension_control_path": "$system", "dynamic_library_path": "$libdir"}, settings, preload, name
         )
-        handle = _Container(engine, name, new_password())
-        work = fresh_data_dir(self.template[0], engine, self.image)
+        # A kept data directory keeps its password: the next server logs in with it again.
+        handle = _Container(engine, name, new_password() if data_dir is None else self.template[1])
+        work = fresh_data_dir(self.template[0], engine, self.image) if data_dir is None else data_dir.parent
         container = None
         try:
             # The image's own entrypoint, as the release gate ran it; the data directory exists, so
@@ -716,13 +744,16 @@ class CompositeBackend(_ContainerBackend):
                 f"{self.composite} (from {self.image}) via testcontainers, port {port}",
             )
         finally:
+            if data_dir is not None:
+                _stop(handle)  # a clean shutdown first: the next server starts on this data directory
             if container is not None:
                 try:
                     container.stop()
                 except Exception:
                     pass
             handle.remove()  # also when testcontainers never got to know the container
-            remove_tree(work, engine, self.image)
+            if data_dir is None:
+                remove_tree(work, engine, self.image)
 
 
 class ImageVolumeBackend(_ContainerBackend):
@@ -765,7 +796,10 @@ class ImageVolumeBackend(_ContainerBackend):
             self._stack.enter_context(docker_api(engine))
 
     @contextmanager
-    def start(self, settings: dict[str, str] | None = None, preload: Sequence[str] = ()) -> Iterator[RunningServer]:
+    def start(
+        self, settings: dict[str, str] | None = None, preload: Sequence[str] = (), data_dir: Path | None = None
+    ) -> Iterator[RunningServer]:
+        """A server on a fresh copy of the template, or on ``data_dir`` (kept when the server stops)."""
         self.prepare()
         engine = self._require_engine()
         assert self.image is not None and self.template is not None
@@ -789,12 +823,13 @@ class ImageVolumeBackend(_ContainerBackend):
                 mount_path=self.mount_path,
                 preload=preload,
                 description=description,
+                data_dir=data_dir,
             ) as server:
                 yield server
             return
         # Bind mount of the extracted folder, through testcontainers' Docker API.
-        handle = _Container(engine, name, new_password())
-        work = fresh_data_dir(self.template[0], engine, self.image)
+        handle = _Container(engine, name, new_password() if data_dir is None else self.template[1])
+        work = fresh_data_dir(self.template[0], engine, self.image) if data_dir is None else data_dir.parent
         tc_container = None
         try:
             DockerContainer = _testcontainers()
@@ -818,10 +853,13 @@ class ImageVolumeBackend(_ContainerBackend):
             port = _wait_accepting(handle, self.template[1])
             yield _server(self.name, handle, port, self.mount_path, final, preload, f"{description}, port {port}")
         finally:
+            if data_dir is not None:
+                _stop(handle)  # a clean shutdown first: the next server starts on this data directory
             if tc_container is not None:
                 try:
                     tc_container.stop()
                 except Exception:
                     pass
             handle.remove()
-            remove_tree(work, engine, self.image)
+            if data_dir is None:
+                remove_tree(work, engine, self.image)

@@ -177,6 +177,18 @@ class ImageVolumeMount:
             os.chmod(dirpath, DIR_MODE)
         self.mount_root.chmod(DIR_MODE)
 
+    def swap(self, image: PlatformImage) -> None:
+        """Put ``image``'s files at the same path in place of the current ones, as a rolling
+        update mounts a changed extension image reference at the same ``/extensions/<name>``."""
+        if self.root is None:
+            raise HarnessError("ImageVolumeMount used outside its with-block")
+        for dirpath, _dirnames, _filenames in os.walk(self.mount_root):
+            os.chmod(dirpath, 0o755)
+        shutil.rmtree(self.path)
+        self.image = image
+        self._extract()
+        self._before = snapshot(self.path)
+
     # -- what tests look at -------------------------------------------------------------------
     @property
     def share(self) -> Path:

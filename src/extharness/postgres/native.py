@@ -466,9 +466,44 @@ class NativeBackend:
         except OSError:
             return set()
 
+    # -- data directories ---------------------------------------------------------------------------
+    def _copy_template(self, data: Path) -> None:
+        assert self._template is not None and self._user is not None
+        try:
+            copy = subprocess.run(
+                ["cp", "-a", str(self._template), str(data)],
+                capture_output=True,
+                text=True,
+                timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
+                **self._user.popen_kwargs(),
+            )
+        except subprocess.TimeoutExpired:
+            raise HarnessError(
+                f"copying the template data directory {self._template} did not finish within "
+                f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
+            ) from None
+        if copy.returncode != 0:
+            raise HarnessError(f"copying the template data directory failed: {copy.stderr.strip()[:300]}")
+
+    @contextmanager
+    def data_directory(self) -> Iterator[Path]:
+        """A data directory that outlives one server (an upgrade stops and starts on it); removed at the end."""
+        self.prepare()
+        assert self._user is not None
+        work = make_temp_dir("pgdata")
+        try:
+            _chown_tree(work, self._user)
+            self._copy_template(work / "data")
+            yield work / "data"
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
     # -- servers ----------------------------------------------------------------------------------
     @contextmanager
-    def start(self, settings: dict[str, str] | None = None, preload: Sequence[str] = ()) -> Iterator[RunningServer]:
+    def start(
+        self, settings: dict[str, str] | None = None, preload: Sequence[str] = (), data_dir: Path | None = None
+    ) -> Iterator[RunningServer]:
+        """A server on a fresh copy of the template, or on ``data_dir`` (kept when the server stops)."""
         self.prepare()
         assert self._bindir is not None and self._template is not None and self._user is not None
         user = self._user
@@ -488,22 +523,12 @@ class NativeBackend:
         proc: subprocess.Popen | None = None
         try:
             _chown_tree(work, user)
-            data, sock, log = work / "data", work / "sock", work / "postgres.log"
-            try:
-                copy = subprocess.run(
-                    ["cp", "-a", str(self._template), str(data)],
-                    capture_output=True,
-                    text=True,
-                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-                    **user.popen_kwargs(),
-                )
-            except subprocess.TimeoutExpired:
-                raise HarnessError(
-                    f"copying the template data directory {self._template} did not finish within "
-                    f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
-                ) from None
-            if copy.returncode != 0:
-                raise HarnessError(f"copying the template data directory failed: {copy.stderr.strip()[:300]}")
+            sock, log = work / "sock", work / "postgres.log"
+            if data_dir is None:
+                data = work / "data"
+                self._copy_template(data)
+            else:
+                data = data_dir
             sock.mkdir(mode=0o700)
             _chown_tree(sock, user)
             password = new_password()

@@ -231,8 +231,9 @@ def member_objects(conn: psycopg.Connection, ext: str) -> dict[str, str]:
     return members
 
 
-def compare_members(after_update: dict[str, str], fresh: dict[str, str], limit: int = 20) -> list[str]:
-    """How the objects after an update differ from a fresh install (empty: identical)."""
+def compare_members(after_update: dict[str, str], fresh: dict[str, str]) -> list[str]:
+    """How the objects after an update differ from a fresh install (empty: identical), every
+    difference in full: a cut-off definition hides the attribute that differs."""
     problems: list[str] = []
     for identity in sorted(set(fresh) - set(after_update)):
         problems.append(f"{identity}: missing after the update (a fresh install creates it)")
@@ -241,16 +242,9 @@ def compare_members(after_update: dict[str, str], fresh: dict[str, str], limit: 
     for identity in sorted(set(fresh) & set(after_update)):
         if fresh[identity] != after_update[identity]:
             problems.append(
-                f"{identity}: differs — after update: {_short(after_update[identity])}; "
-                f"fresh install: {_short(fresh[identity])}"
+                f"{identity}: differs — after update: {after_update[identity]}; fresh install: {fresh[identity]}"
             )
-    if len(problems) > limit:
-        problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
     return problems
-
-
-def _short(text: str, width: int = 240) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 # -- smoke SQL ---------------------------------------------------------------------------------------

@@ -77,6 +77,20 @@ class ImageRequest:
                 raise HarnessError(f"{path}: no such file or folder (--ext-image {self.image})")
 
 
+def request_for_reference(ref: str, like: ImageRequest) -> ImageRequest:
+    """``ref`` as ``--ext-image`` or ``--ext-artifacts`` takes it (a folder is a release folder),
+    built and read like the image under test (``like``: its builder, platform, pg_config)."""
+    common = {"ext_name": like.ext_name, "builder": like.builder, "pg_config": like.pg_config, "platform": like.platform}
+    path = Path(ref).expanduser()
+    if not ref.startswith(READER_SCHEMES) and path.is_dir():
+        return ImageRequest(artifacts=path, **common)
+    return ImageRequest(image=ref, **common)
+
+
+def is_builtin_sample(request: ImageRequest) -> bool:
+    return not (request.artifacts or request.source or request.image)
+
+
 @dataclass
 class AcquiredImage:
     """The image under test, ready to read, plus where it came from."""
@@ -155,15 +169,17 @@ def build_from_release_folder(
         )
 
 
-def build_sample_release(cache_dir: Path, pg_config: Path | None) -> Path:
-    """The built-in sample's release folder, built once per source/compiler fingerprint."""
-    fingerprint = sample.source_fingerprint(pg_config=pg_config)
-    out = cache_dir / "sample" / fingerprint[:20]
+def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str = sample.CURRENT_RELEASE) -> Path:
+    """The built-in sample's release folder of ``version``, built once per source/compiler fingerprint."""
+    fingerprint = sample.source_fingerprint(pg_config=pg_config, variant_make_args=sample.release_make_args(version))
+    out = cache_dir / "sample" / (fingerprint[:20] if version == sample.CURRENT_RELEASE else f"{version}-{fingerprint[:20]}")
     out.mkdir(parents=True, exist_ok=True)
-    with held_lock(out / ".lock", f"building the sample extension {sample.SAMPLE_NAME}"):
-        if not (out / "artifact" / "lib").is_dir():
-            progress(f"building the sample extension {sample.SAMPLE_NAME} with PGXS")
-            sample.build_release_folder(out, pg_config=pg_config)
+    what = sample.SAMPLE_NAME + ("" if version == sample.CURRENT_RELEASE else f" {version}")
+    with held_lock(out / ".lock", f"building the sample extension {what}"):
+        if not (out / ".complete").is_file():
+            progress(f"building the sample extension {what} with PGXS")
+            sample.build_sample_release_folder(out, version, pg_config=pg_config)
+            (out / ".complete").write_text(version + "\n")
     return out
 
 

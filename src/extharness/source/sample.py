@@ -46,6 +46,17 @@ DROPPED_CFLAGS = frozenset({"-Wmissing-variable-declarations"})
 #: directory; ``-ffile-prefix-map`` maps it to ``.`` so the .so does not depend on it.
 BUILD_SUBDIR = "build"
 
+#: The sample's published releases, as its earlier release folders were built: the scripts a
+#: release ships (real extension images carry the newest install script plus update scripts)
+#: and the module version its library reports. The repository holds 1.1 (the default); an
+#: older release is the same sources built with fewer scripts, its own default_version and
+#: module version, so the harness can test the image-to-image upgrade CNPG users make.
+RELEASES: dict[str, tuple[tuple[str, ...], str]] = {
+    "1.0": (("pg_ticker--1.0.sql",), "1.0.0"),
+    "1.1": (("pg_ticker--1.0.sql", "pg_ticker--1.0--1.1.sql", "pg_ticker--1.1.sql"), "1.1.0"),
+}
+CURRENT_RELEASE = "1.1"
+
 _DIR_MODE = 0o755
 _SO_MODE = 0o755
 _DATA_MODE = 0o644
@@ -179,6 +190,40 @@ def elf_search_paths(so_file: Path) -> list[str]:
                     elif tag.entry.d_tag == "DT_RUNPATH":
                         entries.append(f"RUNPATH={tag.runpath}")
     return entries
+
+
+def release_make_args(version: str) -> list[str]:
+    """``make`` arguments that build the sample's published ``version`` from today's sources.
+
+    >>> release_make_args("1.0")
+    ['DATA=pg_ticker--1.0.sql', 'PG_CPPFLAGS=-DPG_TICKER_MODULE_VERSION=\'"1.0.0"\'']
+    """
+    if version not in RELEASES:
+        raise HarnessError(f"the sample has no release {version!r} (releases: {', '.join(RELEASES)})")
+    if version == CURRENT_RELEASE:
+        return []
+    scripts, module_version = RELEASES[version]
+    return [f"DATA={' '.join(scripts)}", f"PG_CPPFLAGS=-DPG_TICKER_MODULE_VERSION='\"{module_version}\"'"]
+
+
+def set_default_version(control: Path, version: str) -> None:
+    """Rewrite ``default_version`` of a staged control file (a release's own)."""
+    lines = control.read_text().splitlines()
+    changed = [f"default_version = '{version}'" if line.startswith("default_version") else line for line in lines]
+    if changed == lines and f"default_version = '{version}'" not in lines:
+        raise HarnessError(f"{control.name} has no default_version line to set to {version}")
+    control.write_text("\n".join(changed) + "\n")
+
+
+def build_sample_release_folder(
+    out_dir: Path, version: str = CURRENT_RELEASE, pg_config: Path | None = None, source_dir: Path = SAMPLE_DIR
+) -> Path:
+    """The sample's release folder of ``version`` (``extharness sample --version 1.0 --out DIR``)."""
+    args = release_make_args(version)
+    build_release_folder(out_dir, pg_config=pg_config, source_dir=source_dir, variant_make_args=args)
+    if version != CURRENT_RELEASE:
+        set_default_version(out_dir / "artifact" / "extension" / f"{SAMPLE_NAME}.control", version)
+    return out_dir
 
 
 def build_release_folder(
