@@ -71,7 +71,7 @@ def cnpg(cluster_136: kind.KindCluster, cnpg_build: tuple[Path, str], operand: s
     dep = next(d for d in operator._operator_deployments(api) if d["metadata"]["name"] == info.deployment)  # type: ignore[union-attr]
     record("cnpg-operator-deployment", dep)
     yield info  # type: ignore[misc]
-    operator.uninstall(api, operator.load_manifest(Path(manifest).read_text()))
+    operator.uninstall(api, operator.load_manifest(Path(manifest).read_text()), timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_operator_that_never_becomes_ready_fails_fast(
     api = cluster_136.api_client()
     _, manifest = cnpg_build
     good = operator.load_manifest(Path(manifest).read_text())
-    assert not operator.uninstall(api, good)  # the module's operator (or nothing)
+    assert not operator.uninstall(api, good, timeout=300)  # the module's operator (or nothing)
     assert operator.find_installed(api) is None
     absent = f"localhost/extharness/cloudnative-pg:0.0.0-absent-{uuid.uuid4().hex[:6]}"
     text = Path(manifest).read_text().replace(f"localhost/extharness/cloudnative-pg:{kit.CNPG[LINE].version.lstrip('v')}", absent)
@@ -214,7 +214,7 @@ def test_operator_that_never_becomes_ready_fails_fast(
             operator.ensure_operator(api, "0.0.0", Path("/nonexistent"), manifest_file=broken_manifest)
         elapsed = time.monotonic() - started
     finally:
-        problems = operator.uninstall(api, objects)
+        problems = operator.uninstall(api, objects, timeout=300)
     message = str(failed.value)
     assert "cannot start" in message and ("ErrImagePull" in message or "ImagePullBackOff" in message), message
     assert elapsed < FAIL_FAST + 30, f"took {elapsed:.0f}s"

@@ -38,7 +38,7 @@ def test_locally_built_operator_installs_from_its_release_manifest(cluster_136: 
         assert info.version == pin.version.lstrip("v"), info
         assert info.image == f"localhost/extharness/cloudnative-pg:{pin.version.lstrip('v')}", info
     finally:
-        problems = operator.uninstall(api, objects)
+        problems = operator.uninstall(api, objects, timeout=300)  # namespaces terminate slowly under load
         assert not problems, problems
 
 
@@ -75,5 +75,5 @@ def test_an_operator_installed_another_way_is_found_and_left_alone(cluster_136: 
         deployments = operator._operator_deployments(api)
         assert [d["metadata"]["name"] for d in deployments] == ["cnpg-cloudnative-pg"], deployments
     finally:
-        problems = operator.uninstall(api, objects)
+        problems = operator.uninstall(api, objects, timeout=300)  # namespaces terminate slowly under load
         assert not problems, problems

@@ -75,14 +75,6 @@ def _run(cmd: list[str], what: str, timeout: float = LOAD_TIMEOUT) -> str:
     return result.stdout
 
 
-def _qualified(name: str) -> str:
-    """The name containerd stores for an image name (``localhost/x:1`` as is, ``x:1`` under docker.io/library)."""
-    first = name.split("/", 1)[0]
-    if "/" in name and ("." in first or ":" in first or first == "localhost"):
-        return name
-    return f"docker.io/{name}" if "/" in name else f"docker.io/library/{name}"
-
-
 @dataclass
 class ExistingCluster:
     """A cluster named by a kubeconfig: used as found, never created, changed or deleted."""
@@ -150,7 +142,9 @@ class ExistingCluster:
                 "(kind:CLUSTER, ctr:NODE_CONTAINER or registry:127.0.0.1:PORT) or a registry reference"
             )
         for node, had in before.items():
-            self.added += [(node, n) for n in names if _qualified(n) not in had and (node, n) not in self.added]
+            # every reference the load added: the names and the sha256:<id> entries kind/ctr import make
+            new = sorted(self._node_images(node) - had)
+            self.added += [(node, ref) for ref in new if (node, ref) not in self.added]
         return names
 
     # -- what the harness added to the nodes ----------------------------------------------
@@ -174,7 +168,7 @@ class ExistingCluster:
         problems = []
         for node, name in self.added:
             result = subprocess.run(
-                [self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "rm", _qualified(name)],
+                [self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "rm", name],
                 capture_output=True, text=True, timeout=LOAD_TIMEOUT,
             )  # fmt: skip
             if result.returncode != 0 and "not found" not in result.stderr:
