@@ -247,39 +247,36 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
         except ApiException as exc:
             if exc.status != 404:
                 problems.append(f"{obj['kind']}/{meta.get('name')}: {exc.status} {exc.reason}")
-    # Wait for the CRDs to go: until then the cluster is half-removed (CRD without operator).
-    crds = [o["metadata"]["name"] for o in objects_list if o["kind"] == "CustomResourceDefinition"]
+    # Wait for the CRDs to go (until then the cluster is half-removed: CRD without operator) and
+    # for the namespaces (objects applied into a Terminating namespace are deleted with it).
     deadline = time.monotonic() + timeout
-    while crds and time.monotonic() < deadline:
-        remaining = []
-        for name in crds:
-            try:
-                client.ApiextensionsV1Api(api_client).read_custom_resource_definition(name)
-                remaining.append(name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    remaining.append(name)
-        crds = remaining
-        if crds:
-            time.sleep(1)
-    problems += [f"CustomResourceDefinition/{name}: still there after {timeout:.0f}s" for name in crds]
-    # And for its namespaces: objects applied into a namespace still Terminating are deleted with it.
-    namespaces = [o["metadata"]["name"] for o in objects_list if o["kind"] == "Namespace"]
-    core = client.CoreV1Api(api_client)
-    while namespaces and time.monotonic() < deadline:
-        remaining = []
-        for name in namespaces:
-            try:
-                core.read_namespace(name)
-                remaining.append(name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    remaining.append(name)
-        namespaces = remaining
-        if namespaces:
-            time.sleep(1)
-    problems += [f"Namespace/{name}: still there after {timeout:.0f}s" for name in namespaces]
+    readers = {
+        "CustomResourceDefinition": client.ApiextensionsV1Api(api_client).read_custom_resource_definition,
+        "Namespace": client.CoreV1Api(api_client).read_namespace,
+    }
+    for kind, read in readers.items():
+        names = [o["metadata"]["name"] for o in objects_list if o["kind"] == kind]
+        problems += [f"{kind}/{name}: still there after {timeout:.0f}s" for name in _wait_gone(names, read, deadline)]
     return problems
+
+
+def _wait_gone(names: list[str], read: Callable[[str], object], deadline: float) -> list[str]:
+    """Poll ``read(name)`` until each answers 404 or ``deadline``; returns the names still there."""
+    from kubernetes.client.exceptions import ApiException
+
+    while names and time.monotonic() < deadline:
+        remaining = []
+        for name in names:
+            try:
+                read(name)
+                remaining.append(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    remaining.append(name)
+        names = remaining
+        if names:
+            time.sleep(1)
+    return names
 
 
 def wait_available(
