@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,12 +82,49 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         sys.stdout.flush()
 
 
+_LOADGROUP = "extharness_loadgroup"
+
+
 def _group_expensive_tests(config: pytest.Config) -> None:
     """With ``-n N``, keep each ``xdist_group`` on one worker (a module's CNPG deployment, the
     kit's clusters): xdist's default ``--dist load`` ignores the marks and would make one
-    deployment per worker. Not in ``addopts``: ``--dist`` is unknown to ``-p no:xdist`` runs."""
+    deployment per worker. Not in ``addopts``: ``--dist`` is unknown to ``-p no:xdist`` runs.
+
+    Both sides must agree: the controller schedules by group, and each worker (which re-reads
+    the command line, so sees ``load``) must tag its test ids with the group, told through
+    ``workerinput`` (``pytest_configure_node``)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        if workerinput.get(_LOADGROUP):
+            config.option.loadgroup = True
+        return
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", None) == "load":
         config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a worker, after xdist tagged the ids: say so when grouping did not take (pytest 9.2
+    with pytest-xdist 3.8, pytest-xdist#1386); the tests still run, shared things once per worker."""
+    if not (getattr(config, "workerinput", None) and getattr(config.option, "loadgroup", False)):
+        return
+    grouped = [item for item in items if item.get_closest_marker("xdist_group") is not None]
+    if grouped and "@" not in grouped[0].nodeid.split("::")[-1]:
+        warnings.warn(
+            pytest.PytestWarning(
+                f"extharness: xdist_group marks are ignored by this pytest {pytest.__version__} and pytest-xdist "
+                "(pytest-xdist#1386): grouped tests spread over workers, and what a group shares is made once "
+                "per worker (use pytest<9.2, or -p no:xdist)"
+            ),
+            stacklevel=1,
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, on the controller, before a worker starts: pass the grouping on."""
+    if node.config.getvalue("dist") == "loadgroup":
+        node.workerinput[_LOADGROUP] = True
 
 
 def pytest_configure(config: pytest.Config) -> None:

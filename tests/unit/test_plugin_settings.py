@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,30 @@ def test_what_switches_it_on() -> None:
     assert is_active(_cli(), {"ext_image": "oci:x"}, False)
     assert is_active(_cli(), {}, True)
     assert not is_active(_cli(ext_build_arg=[]), {"ext_build_arg": []}, False)
+
+
+# -- xdist groups -----------------------------------------------------------------------------------
+GROUPED = """
+import os, pathlib, pytest
+
+pytestmark = pytest.mark.xdist_group("one")
+
+@pytest.mark.parametrize("n", range(6))
+def test_where(n):
+    (pathlib.Path(os.environ["RAN_DIR"]) / f"ran-{n}").write_text(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_xdist_group_keeps_its_tests_on_one_worker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``-n 2`` alone (as ``.ci/run``): every test of a group lands on the same worker. The
+    controller's switch to ``loadgroup`` is not enough; the workers must tag their test ids too
+    (a CI run put one group's cluster tests on both workers)."""
+    monkeypatch.setenv("RAN_DIR", str(tmp_path))
+    pytester.makepyfile(test_grouped=GROUPED)
+    pytester.makeini("[pytest]\nextharness = true\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=6)
+    workers = {p.read_text() for p in tmp_path.glob("ran-*")}
+    assert len(list(tmp_path.glob("ran-*"))) == 6 and len(workers) == 1, workers
