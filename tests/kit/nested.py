@@ -17,6 +17,12 @@ def nested_pytest(
 ) -> subprocess.CompletedProcess[str]:
     """``pytest ARGS`` in a new session of its own (its own cluster, its own session id), with
     the kit's kind on PATH, artifacts and basetemp under ``tmp_path``."""
+    proc = start_nested_pytest(args, tmp_path, env)
+    return finish_nested_pytest(proc, timeout)
+
+
+def start_nested_pytest(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The nested session started, not waited for (a test that interrupts it)."""
     environment = dict(os.environ, **(env or {}))
     kind_binary = kit.built_kind_binary()
     if kind_binary is not None:
@@ -27,16 +33,27 @@ def nested_pytest(
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "-rs", *args,
         "--artifacts-dir", str(tmp_path / "artifacts"), "--basetemp", str(tmp_path / "nested"),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    # Files, not pipes: nobody reads a pipe while a test waits to interrupt the session.
+    with open(tmp_path / "nested.out", "w") as out, open(tmp_path / "nested.err", "w") as err:
+        return subprocess.Popen(cmd, cwd=REPO, env=environment, stdout=out, stderr=err, text=True)
+
+
+def finish_nested_pytest(proc: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Its output once it ends; stopped (SIGTERM, then SIGKILL) after ``timeout``."""
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
+        stopped = ""
     except subprocess.TimeoutExpired:
         # SIGTERM first: the nested session turns it into an interrupt and deletes its cluster.
         proc.terminate()
         try:
-            out, err = proc.communicate(timeout=180)
+            proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate()
-        err += f"\n[nested pytest stopped after {timeout:.0f}s]"
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            proc.wait()
+        stopped = f"\n[nested pytest stopped after {timeout:.0f}s]"
+    folder = Path(proc.args[proc.args.index("--basetemp") + 1]).parent
+    out = (folder / "nested.out").read_text(errors="replace")
+    err = (folder / "nested.err").read_text(errors="replace") + stopped
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
