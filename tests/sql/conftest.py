@@ -234,9 +234,16 @@ def backend(
     extension_mount: ImageVolumeMount,
 ):
     """One PostgreSQL backend, checked for availability and prepared (template, images) once."""
-    from extharness.postgres.janitor import sweep_stale
+    from extharness.postgres.janitor import remove_own_stopped, sweep_stale
 
     sweep_stale()  # what killed runs left behind
+    try:
+        yield from _backend(request, harness_config, image_under_test, target, extension_mount)
+    finally:
+        remove_own_stopped()  # throw-away containers an interrupt caught between create and remove
+
+
+def _backend(request, harness_config, image_under_test, target, extension_mount):
     name = request.param
     if name == "native":
         from extharness.postgres.native import NativeBackend

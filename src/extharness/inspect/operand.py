@@ -15,6 +15,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from extharness.errors import HarnessError
+from extharness.postgres.server import label_flags
 
 DEFAULT_OPERAND_IMAGE = "ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie"
 #: CloudNativePG runs postgres as UID 26, group 26 (the operand image's postgres user): the one
@@ -154,7 +155,18 @@ def probe_operand(reference: str, engine, cache_dir: Path, target_glibc: str | N
         output = json.loads(cache.read_text())["output"]
     else:
         output = engine.run(
-            "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "/bin/sh", reference, "-c", _PROBE
+            "run",
+            "--rm",
+            *label_flags(),
+            "--network",
+            "none",
+            "--user",
+            "0",
+            "--entrypoint",
+            "/bin/sh",
+            reference,
+            "-c",
+            _PROBE,
         ).stdout
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"reference": reference, "output": output}))

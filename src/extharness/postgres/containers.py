@@ -40,15 +40,13 @@ from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.native import _die_with_parent, stop_process_group
 from extharness.postgres.server import (
     CNPG_MOUNT_ROOT,
-    HOST_LABEL,
-    PID_LABEL,
-    RUN_LABEL,
     RunningServer,
     cnpg_settings,
+    container_labels,
+    label_flags,
     make_temp_dir,
     merged_settings,
     new_password,
-    run_id,
     settings_args,
     unique_name,
 )
@@ -92,7 +90,16 @@ def ulimits(engine: Engine, image: str) -> dict[str, int]:
         last = ""
         for limits in candidates:
             out = engine.run(
-                "run", "--rm", "--network", "none", *_ulimit_flags(limits), "--entrypoint", "true", image, check=False
+                "run",
+                "--rm",
+                *label_flags(),
+                "--network",
+                "none",
+                *_ulimit_flags(limits),
+                "--entrypoint",
+                "true",
+                image,
+                check=False,
             )
             if out.returncode == 0:
                 _working_ulimits[engine.cli] = limits
@@ -117,10 +124,6 @@ def _ulimit_flags(limits: dict[str, int]) -> list[str]:
 
 def ulimit_args(engine: Engine, image: str) -> list[str]:
     return _ulimit_flags(ulimits(engine, image))
-
-
-def container_labels() -> dict[str, str]:
-    return {RUN_LABEL: run_id(), PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()}
 
 
 # -- the Docker API testcontainers talks to ------------------------------------------------------
@@ -246,6 +249,7 @@ def postgres_uid_of(engine: Engine, image: str) -> int:
     out = engine.run(
         "run",
         "--rm",
+        *label_flags(),
         "--network",
         "none",
         *ulimit_args(engine, image),
@@ -279,6 +283,7 @@ def image_mount_supported(engine: Engine, image: str | None = None, operand: str
         out = engine.run(
             "run",
             "--rm",
+            *label_flags(),
             "--network",
             "none",
             *ulimit_args(engine, operand),
@@ -313,7 +318,7 @@ echo 'host all all all scram-sha-256' >> /out/data/pg_hba.conf
 def _as_root(engine: Engine, image: str, volumes: Sequence[str], script: str) -> None:
     """Run ``script`` as root in a throw-away container of ``image`` (for files owned by UID 26/999
     when the harness itself is not root, with a rootful engine)."""
-    args = ["run", "--rm", "--network", "none", "--user", "0", *ulimit_args(engine, image)]
+    args = ["run", "--rm", *label_flags(), "--network", "none", "--user", "0", *ulimit_args(engine, image)]
     for volume in volumes:
         args += ["-v", volume]
     engine.run(
@@ -359,6 +364,7 @@ def data_template(engine: Engine, image: str, uid: int, cache_dir: Path) -> tupl
                 engine.run(
                     "run",
                     "--rm",
+                    *label_flags(),
                     "--network",
                     "none",
                     "--user",
@@ -661,6 +667,7 @@ def system_extension_files(engine: Engine, image: str) -> set[str]:
         out = engine.run(
             "run",
             "--rm",
+            *label_flags(),
             "--network",
             "none",
             "--user",

@@ -104,6 +104,26 @@ def sweep_stale(where: Path | None = None) -> list[str]:
     return removed
 
 
+def remove_own_stopped() -> list[str]:
+    """Remove this process's containers that are not running: a throw-away ``run --rm`` whose
+    CLI was stopped (interrupt, timeout) between creating and removing it stays ``Created``."""
+    from extharness.source.engine import detect_engine
+
+    engine = detect_engine()
+    if engine is None:
+        return []
+    out = engine.run(
+        "ps", "-a", "--filter", f"label={PID_LABEL}={os.getpid()}", "--format", "{{.Names}} {{.State}}", check=False
+    )
+    removed = []
+    for line in out.stdout.splitlines():
+        name, _, state = line.strip().partition(" ")
+        if name and state.strip().lower() not in ("running", "paused", "stopping"):
+            engine.run("rm", "-f", "-t", "0", name, check=False)
+            removed.append(name)
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     run = args[0] if args else os.environ.get("EXTHARNESS_RUN_ID", "")

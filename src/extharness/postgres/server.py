@@ -68,6 +68,16 @@ def run_id() -> str:
     return value
 
 
+def container_labels() -> dict[str, str]:
+    """The labels of every container the harness starts: the janitor and the leftover checks find
+    them by these, also a throw-away ``run --rm`` whose CLI was killed before it removed it."""
+    return {RUN_LABEL: run_id(), PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()}
+
+
+def label_flags() -> list[str]:
+    return [f"--label={key}={value}" for key, value in container_labels().items()]
+
+
 _counter = 0
 
 
