@@ -127,7 +127,7 @@ def render(spec: DeploymentSpec, namespace: str | None = None) -> tuple[dict[str
                 spec.extension_name, spec.extension_image, ld_library_path=spec.ld_library_path
             )
         )
-    labels = {"app.kubernetes.io/managed-by": "extharness"}
+    labels = dict(manifests.MANAGED_BY)
     cluster = manifests.render_cluster(
         spec.cluster_name, image_name=spec.operand_image, instances=spec.instances, storage_size=spec.storage_size,
         shared_preload_libraries=preload, parameters=parameters, extensions=extensions, database=spec.database,
@@ -397,7 +397,7 @@ class CnpgDeployment:
         body = {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": self.namespace, "labels": {"app.kubernetes.io/managed-by": "extharness"}},
+            "metadata": {"name": self.namespace, "labels": dict(manifests.MANAGED_BY)},
         }
         try:
             client.CoreV1Api(self.api_client).create_namespace(body)

@@ -20,6 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The label on everything the harness creates in a cluster (its test namespaces, Clusters, Databases).
+MANAGED_BY = {"app.kubernetes.io/managed-by": "extharness"}
+MANAGED_BY_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+
 API_VERSION = "postgresql.cnpg.io/v1"
 
 #: CRD pattern of ``.spec.postgresql.extensions[].name`` (underscores since 1.27.3/1.28.1).

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.kube.manifests import MANAGED_BY_SELECTOR
 
 NAMESPACE = "cnpg-system"
 DEPLOYMENT = "cnpg-controller-manager"
@@ -187,6 +188,17 @@ def find_installed(api_client: Any) -> OperatorInfo | None:
     return OperatorInfo(version_from_image(image or ""), False, image, meta["namespace"], meta["name"])
 
 
+def terminating_crds(api_client: Any) -> list[str]:
+    """Names of ``postgresql.cnpg.io`` CRDs being deleted (a deletion timestamp, still there)."""
+    from kubernetes import client
+
+    return sorted(
+        crd.metadata.name
+        for crd in client.ApiextensionsV1Api(api_client).list_custom_resource_definition().items
+        if crd.spec.group == "postgresql.cnpg.io" and crd.metadata.deletion_timestamp is not None
+    )
+
+
 def webhook_service(api_client: Any) -> tuple[str, str]:
     """(namespace, name) of the Service CNPG's mutating webhook for ``postgresql.cnpg.io`` calls;
     the release manifest's ``cnpg-system/cnpg-webhook-service`` when none is registered yet."""
@@ -236,7 +248,19 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
     from kubernetes.client.exceptions import ApiException
 
     dyn = dynamic.DynamicClient(api_client)
-    problems = []
+    deadline = time.monotonic() + timeout
+    # First the harness's namespaces being deleted: the operator removes the finalizers of their
+    # Clusters' Databases; without it they, and so the CRDs, stay forever.
+    core = client.CoreV1Api(api_client)
+    terminating = [
+        n.metadata.name
+        for n in core.list_namespace(label_selector=MANAGED_BY_SELECTOR).items
+        if n.status and n.status.phase == "Terminating"
+    ]
+    problems = [
+        f"Namespace/{name}: still terminating after {timeout:.0f}s"
+        for name in _wait_gone(terminating, core.read_namespace, deadline)
+    ]
     objects_list = list(objects)
     for obj in reversed(objects_list):
         meta = obj.get("metadata") or {}
@@ -249,7 +273,7 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
                 problems.append(f"{obj['kind']}/{meta.get('name')}: {exc.status} {exc.reason}")
     # Wait for the CRDs to go (until then the cluster is half-removed: CRD without operator) and
     # for the namespaces (objects applied into a Terminating namespace are deleted with it).
-    deadline = time.monotonic() + timeout
+    deadline = max(deadline, time.monotonic() + timeout / 2)
     readers = {
         "CustomResourceDefinition": client.ApiextensionsV1Api(api_client).read_custom_resource_definition,
         "Namespace": client.CoreV1Api(api_client).read_namespace,
@@ -297,7 +321,9 @@ def wait_available(
         problem = "deployment not found" if dep is None else availability_problem(dep)
         if problem is not None and dep is not None:
             # A manager pod that cannot start (image not found, crash loop) will not fix itself.
-            selector = ",".join(f"{k}={v}" for k, v in ((dep["spec"].get("selector") or {}).get("matchLabels") or {}).items())
+            selector = ",".join(
+                f"{k}={v}" for k, v in ((dep["spec"].get("selector") or {}).get("matchLabels") or {}).items()
+            )
             for pod in core.list_namespaced_pod(namespace, label_selector=selector or None).items:
                 failure = pod_failure(api_client.sanitize_for_serialization(pod))
                 if failure:
@@ -357,6 +383,13 @@ def ensure_operator(
     if found is not None:
         wait_available(api_client, timeout, namespace=found.namespace, name=found.deployment)
         return found
+    stuck = terminating_crds(api_client)
+    if stuck:
+        raise HarnessError(
+            f"the CloudNativePG CRDs {', '.join(stuck)} are still being deleted (objects of a removed operator keep "
+            "finalizers only the operator clears); the harness will not install over a half-removed operator: "
+            "remove the finalizers of the CNPG objects left (kubectl get databases,clusters -A) or wait"
+        )
     if before_install is not None:
         before_install()
     apply_objects(api_client, release_objects(version, cache_dir, manifest_file))
