@@ -58,6 +58,7 @@ def run(
     merge: bool = False,
     log: Path | None = None,
     hint: str | None = None,
+    tail: int = 3,
     **popen: Any,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in a session of its own and return its result (text; undecodable bytes replaced).
@@ -68,7 +69,7 @@ def run(
     (``CommandTimedOut``, with the ``setting`` that raises ``timeout``), a non-zero exit when
     ``check`` (HarnessError with the exit code), a program that cannot be started
     (EnvironmentMissing, with the ``hint`` on what to install); each with the last lines of
-    output. ``env`` is added to this process's environment. Output is captured (stderr into
+    output (``tail`` of them for a failure: a compiler's error takes more than three). ``env`` is added to this process's environment. Output is captured (stderr into
     stdout with ``merge``), or inherited without ``capture``, or appended to ``log`` (after a
     ``$ cmd`` line; messages name the file). ``stdin`` is DEVNULL unless ``input`` or ``stdin``
     says otherwise; ``popen`` goes to Popen as is (``user``, ``group``, ...).
@@ -118,7 +119,7 @@ def run(
     if check and proc.returncode != 0:
         logged = _file_end(log, start) if log else b""
         raise HarnessError(
-            f"{what}: `{_brief(args)}` failed ({_exit(proc.returncode)}): {last_lines(stderr, stdout, logged)}"
+            f"{what}: `{_brief(args)}` failed ({_exit(proc.returncode)}): {last_lines(stderr, stdout, logged, count=tail)}"
             + (f"; log: {log}" if log else "")
         )
     return subprocess.CompletedProcess(args, proc.returncode, stdout or "", stderr or "")
