@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 from packaging.version import InvalidVersion, Version
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout
 from extharness.postgres.server import (
     RunningServer,
@@ -49,7 +49,7 @@ from extharness.postgres.server import (
 )
 from extharness.runtime.cache import cache_key
 from extharness.runtime.locks import held_lock
-from extharness.runtime.processes import stop_group
+from extharness.runtime.processes import last_lines, stop_group
 from extharness.runtime.settings import limit_of
 from extharness.source.sample import default_pg_config
 
@@ -342,7 +342,7 @@ def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Pa
             except subprocess.TimeoutExpired as exc:
                 raise HarnessError(
                     f"initdb of the native template did not finish within {limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s "
-                    f"(last output: {last_output_line(exc.stdout, exc.stderr)}; raise "
+                    f"(last output: {last_lines(exc.stdout, exc.stderr, count=1, default='none')}; raise "
                     "EXTHARNESS_INITDB_TIMEOUT)"
                 ) from None
             if out.returncode != 0:
