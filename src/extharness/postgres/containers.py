@@ -54,6 +54,7 @@ from extharness.postgres.server import (
 )
 from extharness.runtime.cache import default_cache_dir
 from extharness.runtime.locks import held_lock
+from extharness.runtime.processes import run
 from extharness.runtime.settings import limit_of
 from extharness.source.engine import Engine, detect_engine
 
@@ -391,20 +392,12 @@ def fresh_data_dir(template: Path, engine: Engine, image: str) -> Path:
     work = make_temp_dir("pg")
     try:
         if os.geteuid() == 0:
-            try:
-                out = subprocess.run(
-                    ["cp", "-a", str(template), str(work / "data")],
-                    capture_output=True,
-                    text=True,
-                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-                )
-            except subprocess.TimeoutExpired:
-                raise HarnessError(
-                    f"copying the data directory template {template} did not finish within "
-                    f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
-                ) from None
-            if out.returncode != 0:
-                raise HarnessError(f"copying the data directory template failed: {out.stderr.strip()[:300]}")
+            run(
+                ["cp", "-a", str(template), str(work / "data")],
+                what=f"copying the data directory template {template}",
+                timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
+                setting="EXTHARNESS_INITDB_TIMEOUT",
+            )
         else:  # the template belongs to UID 26/999: copy it as root in a container
             _as_root(engine, image, [f"{template}:/template:ro", f"{work}:/work"], "cp -a /template /work/data")
     except BaseException:

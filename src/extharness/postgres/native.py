@@ -49,7 +49,7 @@ from extharness.postgres.server import (
 )
 from extharness.runtime.cache import cache_key
 from extharness.runtime.locks import held_lock
-from extharness.runtime.processes import last_lines, stop_group
+from extharness.runtime.processes import last_lines, run, stop_group
 from extharness.runtime.settings import limit_of
 from extharness.source.sample import default_pg_config
 
@@ -80,14 +80,9 @@ class PgInstall:
             raise EnvironmentMissing(f"no pg_config at {pg_config} (--pg-config)")
 
         def value(option: str) -> str:
-            try:
-                out = subprocess.run([str(pg_config), option], capture_output=True, text=True, timeout=30)
-            except OSError as exc:
-                raise EnvironmentMissing(f"{pg_config} cannot run here: {exc.strerror}") from None
-            except subprocess.TimeoutExpired:
-                raise HarnessError(f"{pg_config} {option} did not answer within 30s") from None
-            if out.returncode != 0:
-                raise EnvironmentMissing(f"{pg_config} {option} failed: {out.stderr.strip()[:200]}")
+            out = run([str(pg_config), option], what=f"asking {pg_config.name} {option}", timeout=30, check=False)
+            if out.returncode != 0:  # a pg_config that fails here is one this machine cannot use
+                raise EnvironmentMissing(f"{pg_config} {option} failed: {last_lines(out.stderr, out.stdout)}")
             return out.stdout.strip()
 
         install = cls(
@@ -329,25 +324,16 @@ def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Pa
                 "--no-sync",
                 "--no-instructions",
             ]
-            try:
-                out = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-                    cwd="/",
-                    env=_server_env(None),
-                    **user.popen_kwargs(),
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise HarnessError(
-                    f"initdb of the native template did not finish within {limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s "
-                    f"(last output: {last_lines(exc.stdout, exc.stderr, count=1, default='none')}; raise "
-                    "EXTHARNESS_INITDB_TIMEOUT)"
-                ) from None
-            if out.returncode != 0:
-                tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-4:])
-                raise HarnessError(f"initdb of the native template failed (exit {out.returncode}): {tail}")
+            run(
+                cmd,
+                what="initdb of the native template",
+                timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
+                setting="EXTHARNESS_INITDB_TIMEOUT",
+                tail=4,
+                cwd="/",
+                environ=_server_env(None),
+                **user.popen_kwargs(),
+            )
             os.rename(work, template)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -469,21 +455,13 @@ class NativeBackend:
     # -- data directories ---------------------------------------------------------------------------
     def _copy_template(self, data: Path) -> None:
         assert self._template is not None and self._user is not None
-        try:
-            copy = subprocess.run(
-                ["cp", "-a", str(self._template), str(data)],
-                capture_output=True,
-                text=True,
-                timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-                **self._user.popen_kwargs(),
-            )
-        except subprocess.TimeoutExpired:
-            raise HarnessError(
-                f"copying the template data directory {self._template} did not finish within "
-                f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
-            ) from None
-        if copy.returncode != 0:
-            raise HarnessError(f"copying the template data directory failed: {copy.stderr.strip()[:300]}")
+        run(
+            ["cp", "-a", str(self._template), str(data)],
+            what=f"copying the template data directory {self._template}",
+            timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
+            setting="EXTHARNESS_INITDB_TIMEOUT",
+            **self._user.popen_kwargs(),
+        )
 
     @contextmanager
     def data_directory(self) -> Iterator[Path]:

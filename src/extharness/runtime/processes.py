@@ -51,6 +51,7 @@ def run(
     setting: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     input: str | None = None,
     stdin: int | IO[Any] | None = None,
     check: bool = True,
@@ -69,14 +70,13 @@ def run(
     (``CommandTimedOut``, with the ``setting`` that raises ``timeout``), a non-zero exit when
     ``check`` (HarnessError with the exit code), a program that cannot be started
     (EnvironmentMissing, with the ``hint`` on what to install); each with the last lines of
-    output (``tail`` of them for a failure: a compiler's error takes more than three). ``env`` is added to this process's environment. Output is captured (stderr into
+    output (``tail`` of them for a failure: a compiler's error takes more than three). ``env`` is added to ``environ`` (default: this process's environment). Output is captured (stderr into
     stdout with ``merge``), or inherited without ``capture``, or appended to ``log`` (after a
     ``$ cmd`` line; messages name the file). ``stdin`` is DEVNULL unless ``input`` or ``stdin``
     says otherwise; ``popen`` goes to Popen as is (``user``, ``group``, ...).
     """
     args = [os.fspath(part) for part in cmd]
     out: IO[str] | None = log.open("a") if log else None
-    logged = b""  # this command's part of the log, for the messages
     try:
         if out:
             out.write(f"$ {' '.join(args)}\n")
@@ -92,7 +92,7 @@ def run(
                 text=True,
                 errors="replace",
                 cwd=cwd,
-                env={**os.environ, **env} if env is not None else None,
+                env=_environment(env, environ),
                 start_new_session=True,
                 **popen,
             )
@@ -123,6 +123,12 @@ def run(
             + (f"; log: {log}" if log else "")
         )
     return subprocess.CompletedProcess(args, proc.returncode, stdout or "", stderr or "")
+
+
+def _environment(env: Mapping[str, str] | None, environ: Mapping[str, str] | None) -> dict[str, str] | None:
+    if env is None and environ is None:
+        return None
+    return {**(os.environ if environ is None else environ), **(env or {})}
 
 
 def _leftover_output(proc: subprocess.Popen[str]) -> tuple[str | None, str | None]:
