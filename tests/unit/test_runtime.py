@@ -13,7 +13,7 @@ import pytest
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.runtime.cache import cache_key
 from extharness.runtime.processes import CommandTimedOut, last_lines, run, stop_group, stop_groups
-from extharness.runtime.waits import Gone, wait_until
+from extharness.runtime.waits import Gone, poll, wait_until
 
 # A leader that starts a grandchild in its group, prints the grandchild's pid, and ignores SIGTERM.
 STUBBORN = (
@@ -95,6 +95,21 @@ def test_wait_until_names_what_how_long_the_state_and_the_setting() -> None:
     assert str(raised.value) == (
         "the server accepting logins did not happen within 0.2s (raise EXTHARNESS_X_TIMEOUT); last state: starting"
     )
+
+
+def test_poll_gives_none_when_the_time_runs_out_after_a_last_look() -> None:
+    looks = []
+    assert poll(lambda: looks.append(time.monotonic()), 0.2, interval=0.05) is None
+    assert len(looks) >= 3 and looks[-1] - looks[0] >= 0.2
+    assert poll(lambda: looks.append(0), 0) is None and looks[-1] == 0  # no time at all: one look
+
+
+def test_wait_until_says_how_it_failed_with_the_error_type_asked_for() -> None:
+    with pytest.raises(EnvironmentMissing) as raised:
+        wait_until(
+            lambda: None, 0, "postgres", "EXTHARNESS_X_TIMEOUT", failed="did not become ready", error=EnvironmentMissing
+        )
+    assert str(raised.value) == "postgres did not become ready within 0s (raise EXTHARNESS_X_TIMEOUT)"
 
 
 def test_a_probe_that_says_gone_ends_the_wait_at_once() -> None:

@@ -26,7 +26,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from extharness.runtime.cache import cache_key
 from extharness.runtime.locks import held_lock
 from extharness.runtime.processes import last_lines, run, stop_group
 from extharness.runtime.settings import limit_of
+from extharness.runtime.waits import wait_until
 from extharness.source.sample import default_pg_config
 
 STOP_TIMEOUT = 15.0
@@ -598,23 +598,29 @@ class NativeBackend:
             shutil.rmtree(work, ignore_errors=True)
 
     def _wait_ready(self, proc: subprocess.Popen, data: Path, log: Path) -> None:
-        deadline = time.monotonic() + limit_of("EXTHARNESS_PG_START_TIMEOUT")
-        while time.monotonic() < deadline:
+        def ready() -> bool | None:
             if proc.poll() is not None:
                 text = log.read_text(errors="replace")
                 if "Address already in use" in text or "could not bind" in text:
                     raise PortInUse("port taken")
-                tail = " | ".join(line.strip() for line in text.strip().splitlines()[-6:])
-                raise HarnessError(f"postgres exited with code {proc.returncode} while starting: {tail}")
-            if _postmaster_ready(data):
-                return
-            time.sleep(0.02)
-        try:
-            state = (data / "postmaster.pid").read_text().splitlines()[7:8] or ["starting (no status yet)"]
-        except OSError:
-            state = ["no postmaster.pid yet"]
-        tail = " | ".join(line.strip() for line in log.read_text(errors="replace").strip().splitlines()[-6:])
-        raise HarnessError(
-            f"postgres did not become ready within {limit_of('EXTHARNESS_PG_START_TIMEOUT'):g}s (raise EXTHARNESS_PG_START_TIMEOUT); "
-            f"last state: {state[0].strip()}; log: {tail or 'empty'}"
+                raise HarnessError(
+                    f"postgres exited with code {proc.returncode} while starting: {last_lines(text, count=6)}"
+                )
+            return True if _postmaster_ready(data) else None
+
+        def state() -> str:
+            try:
+                status = (data / "postmaster.pid").read_text().splitlines()[7:8] or ["starting (no status yet)"]
+            except OSError:
+                status = ["no postmaster.pid yet"]
+            return f"{status[0].strip()}; log: {last_lines(log, count=6, default='empty')}"
+
+        wait_until(
+            ready,
+            limit_of("EXTHARNESS_PG_START_TIMEOUT"),
+            "postgres",
+            "EXTHARNESS_PG_START_TIMEOUT",
+            interval=0.02,
+            last_state=state,
+            failed="did not become ready",
         )
