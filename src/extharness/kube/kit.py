@@ -259,7 +259,7 @@ def build_kubernetes(pin: GoModule) -> Path:
             work = _fresh_dir(kit_dir() / "work" / f"kubernetes-{pin.version}")
             shutil.copytree(source, work / "src", symlinks=True)
             src = work / "src"
-            subprocess.run(["chmod", "-R", "u+w", str(src)], check=True)
+            _kit_run(["chmod", "-R", "u+w", str(src)], what="making the module sources writable")
             for leftover in ("go.work", "go.work.sum"):
                 (src / leftover).unlink(missing_ok=True)
             minor = pin.version.lstrip("v").split(".")[1]
@@ -325,7 +325,7 @@ def build_go_tool(module: GoModule, package: str, binary: str) -> Path:
             source = go_module(module, log)
             work = _fresh_dir(kit_dir() / "work" / f"{binary}-{module.version}")
             shutil.copytree(source, work / "src", symlinks=True)
-            subprocess.run(["chmod", "-R", "u+w", str(work / "src")], check=True)
+            _kit_run(["chmod", "-R", "u+w", str(work / "src")], what="making the module sources writable")
             _replace_siblings(work / "src", module.version)
             target = _fresh_dir(out)
             _go_run(
@@ -399,9 +399,10 @@ def _podman() -> str:
 
 
 def _image_key(ref: str) -> str | None:
-    result = subprocess.run(
+    result = run(
         [_podman(), "image", "inspect", "--format", "{{index .Labels \"" + KIT_LABEL + "\"}}", ref],
-        capture_output=True, text=True,
+        what=f"reading the recipe label of {ref}", timeout=STEP_TIMEOUT, setting="EXTHARNESS_KIT_STEP_TIMEOUT",
+        check=False,
     )  # fmt: skip
     return result.stdout.strip() if result.returncode == 0 else None
 
@@ -450,7 +451,9 @@ def node_base_image() -> str:
                     shutil.copy2(plugin, cni / plugin.name)
                 shutil.copy2(crictl, usr_local / "bin" / "crictl")
                 files = kind_src / "images" / "base" / "files"
-                subprocess.run(["cp", "-r", "--no-preserve=mode", f"{files}/.", str(rootfs)], check=True)
+                _kit_run(
+                    ["cp", "-r", "--no-preserve=mode", f"{files}/.", str(rootfs)], what="copying kind's node files"
+                )
                 for script in ("usr/local/bin/entrypoint", "usr/local/bin/clean-install", *(
                     f"kind/bin/{p.name}" for p in (files / "kind" / "bin").iterdir())):
                     os.chmod(rootfs / script, 0o755)
@@ -814,7 +817,7 @@ def cnpg_operator(pin: GoModule) -> tuple[Path, str]:
             source = go_module(pin, log)
             work = _fresh_dir(kit_dir() / "work" / f"cnpg-{version}")
             shutil.copytree(source, work / "src", symlinks=True)
-            subprocess.run(["chmod", "-R", "u+w", str(work / "src")], check=True)
+            _kit_run(["chmod", "-R", "u+w", str(work / "src")], what="making the module sources writable")
             manager = work / "manager"
             ldflags = f"-s -w -X github.com/cloudnative-pg/cloudnative-pg/pkg/versions.buildVersion={version}"
             _go_run([_go(), "build", "-trimpath", "-ldflags", ldflags, "-o", str(manager), "./cmd/manager"],
