@@ -66,14 +66,17 @@ def run(
 
     Its own session, so that a time-out or an interrupt (Ctrl-C does not reach another session)
     ends it and everything it started: the group gets SIGKILL and is reaped before the error
-    goes up. Each way of failing is one line naming ``what`` and the command: a time-out
-    (``CommandTimedOut``, with the ``setting`` that raises ``timeout``), a non-zero exit when
-    ``check`` (HarnessError with the exit code), a program that cannot be started
-    (EnvironmentMissing, with the ``hint`` on what to install); each with the last lines of
-    output (``tail`` of them for a failure: a compiler's error takes more than three). ``env`` is added to ``environ`` (default: this process's environment). Output is captured (stderr into
-    stdout with ``merge``), or inherited without ``capture``, or appended to ``log`` (after a
-    ``$ cmd`` line; messages name the file). ``stdin`` is DEVNULL unless ``input`` or ``stdin``
-    says otherwise; ``popen`` goes to Popen as is (``user``, ``group``, ...).
+    goes up. Each way of failing is one line naming ``what`` and the command, with the last
+    lines of its output (``tail`` of them for a failure: a compiler's error takes more than
+    three): a time-out is ``CommandTimedOut`` with the ``setting`` that raises ``timeout``; a
+    non-zero exit (when ``check``) a HarnessError with the exit code; a program that cannot be
+    started EnvironmentMissing, with the ``hint`` on what to install.
+
+    ``env`` is added to ``environ`` (default: this process's environment). Output is captured
+    (stderr into stdout with ``merge``), or inherited without ``capture``, or appended to
+    ``log`` after a ``$ cmd`` line (messages then name the file and quote this command's part
+    of it). ``stdin`` is DEVNULL unless ``input`` or ``stdin`` says otherwise; ``popen`` goes
+    to Popen as is (``user``, ``group``, ...).
     """
     args = [os.fspath(part) for part in cmd]
     out: IO[str] | None = log.open("a") if log else None
@@ -117,10 +120,9 @@ def run(
         if out:
             out.close()
     if check and proc.returncode != 0:
-        logged = _file_end(log, start) if log else b""
+        output = last_lines(stderr, stdout, _file_end(log, start) if log else b"", count=tail)
         raise HarnessError(
-            f"{what}: `{_brief(args)}` failed ({_exit(proc.returncode)}): {last_lines(stderr, stdout, logged, count=tail)}"
-            + (f"; log: {log}" if log else "")
+            f"{what}: `{_brief(args)}` failed ({_exit(proc.returncode)}): {output}" + (f"; log: {log}" if log else "")
         )
     return subprocess.CompletedProcess(args, proc.returncode, stdout or "", stderr or "")
 
@@ -136,9 +138,9 @@ def _leftover_output(proc: subprocess.Popen[str]) -> tuple[str | None, str | Non
     something left the group holding one: then what was read so far)."""
     try:
         return proc.communicate(timeout=5)
-    except (subprocess.TimeoutExpired, ValueError, OSError) as exc:
-        if isinstance(exc, subprocess.TimeoutExpired):
-            return _text(exc.stdout), _text(exc.stderr)
+    except subprocess.TimeoutExpired as exc:
+        return _text(exc.stdout), _text(exc.stderr)
+    except (ValueError, OSError):
         return None, None
 
 
