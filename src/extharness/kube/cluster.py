@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.processes import last_lines, run
 
 LOAD_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_LOAD_TIMEOUT", "600"))
+#: ``run`` with the limit every command that moves images has
+_loading = partial(run, timeout=LOAD_TIMEOUT, setting="EXTHARNESS_KIND_LOAD_TIMEOUT")
 LOADER_KINDS = ("kind", "ctr", "registry", "none")
 
 
@@ -58,21 +61,6 @@ class ImageLoader:
 
     def __str__(self) -> str:
         return self.kind if self.kind == "none" else f"{self.kind}:{self.target}"
-
-
-def _run(cmd: list[str], what: str, timeout: float = LOAD_TIMEOUT) -> str:
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessError(
-            f"{what}: did not finish within {timeout:.0f}s (last output: {last_output_line(exc.stderr, exc.stdout)}; "
-            "raise EXTHARNESS_KIND_LOAD_TIMEOUT)"
-        ) from None
-    except OSError as exc:
-        raise EnvironmentMissing(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
-    if result.returncode != 0:
-        raise HarnessError(f"{what} failed (exit {result.returncode}): {last_output_line(result.stderr, result.stdout)}")
-    return result.stdout
 
 
 @dataclass
@@ -115,25 +103,21 @@ class ExistingCluster:
         names = archive_image_names(archive)
         before = {node: self._node_images(node) for node in self._nodes()}
         if self.loader.kind == "kind":
-            _run(["kind", "load", "image-archive", str(archive), "--name", self.loader.target],
-                 f"kind load image-archive into {self.loader.target}")  # fmt: skip
+            _loading(["kind", "load", "image-archive", str(archive), "--name", self.loader.target],
+                     what=f"kind load image-archive into {self.loader.target}")  # fmt: skip
         elif self.loader.kind == "ctr":
             with archive.open("rb") as handle:
-                result = subprocess.run(
+                _loading(
                     [self._engine(), "exec", "-i", self.loader.target, "ctr", "--namespace=k8s.io", "images",
                      "import", "--all-platforms", "-"],
-                    stdin=handle, capture_output=True, text=True, timeout=LOAD_TIMEOUT,
+                    what=f"ctr images import on node {self.loader.target}", stdin=handle,
                 )  # fmt: skip
-            if result.returncode != 0:
-                raise HarnessError(
-                    f"ctr images import on node {self.loader.target} failed: {last_output_line(result.stderr)}"
-                )
         elif self.loader.kind == "registry":
             pushed = []
             for name in names:
                 target = f"{self.loader.target}/{name.split('/', 1)[-1]}"
-                _run(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{archive}:{name}",
-                      f"docker://{target}"], f"pushing {name} to {self.loader.target}")  # fmt: skip
+                _loading(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{archive}:{name}",
+                          f"docker://{target}"], what=f"pushing {name} to {self.loader.target}")  # fmt: skip
                 pushed.append(target)
             return pushed
         else:
@@ -153,13 +137,16 @@ class ExistingCluster:
         if self.loader.kind == "ctr":
             return [self.loader.target]
         if self.loader.kind == "kind":
-            out = _run(["kind", "get", "nodes", "--name", self.loader.target], f"kind get nodes --name {self.loader.target}")
+            out = _loading(
+                ["kind", "get", "nodes", "--name", self.loader.target],
+                what=f"kind get nodes --name {self.loader.target}",
+            ).stdout
             return [line.strip() for line in out.splitlines() if line.strip()]
         return []
 
     def _node_images(self, node: str) -> set[str]:
-        out = _run([self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "ls", "-q"],
-                   f"listing the images on node {node}")  # fmt: skip
+        out = _loading([self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "ls", "-q"],
+                       what=f"listing the images on node {node}").stdout  # fmt: skip
         return {line.strip() for line in out.splitlines() if line.strip()}
 
     def remove_added_images(self) -> list[str]:
@@ -167,12 +154,16 @@ class ExistingCluster:
         returns what could not be removed. Images pushed to a registry are left there."""
         problems = []
         for node, name in self.added:
-            result = subprocess.run(
-                [self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "rm", name],
-                capture_output=True, text=True, timeout=LOAD_TIMEOUT,
-            )  # fmt: skip
+            try:
+                result = _loading(
+                    [self._engine(), "exec", node, "ctr", "--namespace=k8s.io", "images", "rm", name],
+                    what=f"removing {name} from node {node}", check=False,
+                )  # fmt: skip
+            except HarnessError as exc:
+                problems.append(f"{node}: {name}: {exc}")
+                continue
             if result.returncode != 0 and "not found" not in result.stderr:
-                problems.append(f"{node}: {name}: {last_output_line(result.stderr)}")
+                problems.append(f"{node}: {name}: {last_lines(result.stderr, count=1, default='none')}")
         self.added.clear()
         return problems
 
@@ -180,8 +171,8 @@ class ExistingCluster:
         cli = cli or self._engine()
         with tempfile.TemporaryDirectory(prefix="extharness-load-") as tmp:
             archive = Path(tmp) / "image.tar"
-            _run([cli, "save", "--format", "docker-archive", "-o", str(archive), ref] if "podman" in cli
-                 else [cli, "save", "-o", str(archive), ref], f"saving {ref}")  # fmt: skip
+            _loading([cli, "save", "--format", "docker-archive", "-o", str(archive), ref] if "podman" in cli
+                     else [cli, "save", "-o", str(archive), ref], what=f"saving {ref}")  # fmt: skip
             loaded = self.load_archive(archive)
         return loaded[0] if self.loader.kind == "registry" and loaded else ref
 

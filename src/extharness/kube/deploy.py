@@ -28,6 +28,7 @@ from extharness.errors import HarnessError
 from extharness.kube import manifests
 from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME
 from extharness.postgres.profiles import Profile, SmokeStep
+from extharness.runtime import waits
 
 GROUP, VERSION = "postgresql.cnpg.io", "v1"
 HEALTHY_PHASE = "Cluster in healthy state"
@@ -408,28 +409,35 @@ class CnpgDeployment:
     def apply(self) -> None:
         """Create the Cluster, then the Database (the webhook validates both)."""
         from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
 
         custom = client.CustomObjectsApi(self.api_client)
         for doc, plural in ((self.cluster_doc, "clusters"), (self.database_doc, "databases")):
-            deadline = time.monotonic() + WEBHOOK_WARMUP
-            while True:
+            self._create(custom, plural, doc)
+
+    def _create(self, custom: Any, plural: str, doc: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        refused = f"CloudNativePG refused {doc['kind']}/{doc['metadata']['name']}"
+        detail = ""
+
+        def created() -> bool | None:
+            nonlocal detail
+            try:
+                custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, doc)
+                return True
+            except ApiException as exc:
+                detail = exc.body or ""
                 try:
-                    custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, doc)
-                    break
-                except ApiException as exc:
-                    detail = exc.body or ""
-                    try:
-                        detail = json.loads(detail).get("message", detail)
-                    except (ValueError, AttributeError):
-                        pass
-                    # A webhook that has just started may not answer yet: retry that, nothing else.
-                    if "failed calling webhook" in str(detail) and time.monotonic() < deadline:
-                        time.sleep(3)
-                        continue
-                    raise HarnessError(
-                        f"CloudNativePG refused {doc['kind']}/{doc['metadata']['name']}: {detail}"
-                    ) from None
+                    detail = json.loads(detail).get("message", detail)
+                except (ValueError, AttributeError):
+                    pass
+            # A webhook that has just started may not answer yet: retry that, nothing else.
+            if "failed calling webhook" in str(detail):
+                return None
+            raise HarnessError(f"{refused}: {detail}")
+
+        if waits.poll(created, WEBHOOK_WARMUP, interval=3) is None:
+            raise HarnessError(f"{refused}: {detail}")
 
     def cleanup(self) -> None:
         """Delete the namespace (and so the Cluster, Database, PVCs), unless kept."""
@@ -488,12 +496,13 @@ class CnpgDeployment:
         return self._healthy
 
     def _wait_healthy(self, timeout: float, poll: float) -> str:
-        deadline = time.monotonic() + timeout
         stuck: dict[str, int] = {}
         summary = "not read yet"
-        while time.monotonic() < deadline:
-            healthy, summary = cluster_health(self.cluster())
-            if healthy:
+
+        def healthy() -> str | None:
+            nonlocal summary
+            ok, summary = cluster_health(self.cluster())
+            if ok:
                 return summary
             pods = self.pods()
             for pod in pods:
@@ -509,7 +518,11 @@ class CnpgDeployment:
                     f"Cluster {self.spec.cluster_name} cannot start: {len(failed)} pods of its jobs failed, the last "
                     f"{name}: {self._log_errors(name) or 'no error in its log'} ({summary})"
                 )
-            time.sleep(poll)
+            return None
+
+        found = waits.poll(healthy, timeout, interval=poll)
+        if found is not None:
+            return found
         raise HarnessError(
             f"Cluster {self.spec.cluster_name} not healthy after {timeout:.0f}s: {summary} "
             "(raise EXTHARNESS_CNPG_HEALTHY_TIMEOUT)"
@@ -526,15 +539,18 @@ class CnpgDeployment:
         return "; ".join(log_errors(log))
 
     def wait_database(self, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> str:
-        deadline = time.monotonic() + timeout
         why = "not read yet"
-        while time.monotonic() < deadline:
+
+        def applied() -> str | None:
+            nonlocal why
             state, why = database_state(self.database(), [self.spec.extension])
-            if state is True:
-                return why
             if state is False:
                 raise HarnessError(f"Database {self.database_doc['metadata']['name']}: {why}")
-            time.sleep(poll)
+            return why if state is True else None
+
+        found = waits.poll(applied, timeout, interval=poll)
+        if found is not None:
+            return found
         raise HarnessError(
             f"Database {self.database_doc['metadata']['name']} not applied after {timeout:.0f}s: {why} "
             "(raise EXTHARNESS_CNPG_DATABASE_TIMEOUT)"
@@ -557,9 +573,10 @@ class CnpgDeployment:
         self.cluster_doc["spec"]["postgresql"]["extensions"][0]["image"]["reference"] = reference
         self.spec = replace(self.spec, extension_image=reference)
         self._ready = self._healthy = None
-        deadline = time.monotonic() + timeout
         problems = ["not read yet"]
-        while time.monotonic() < deadline:
+
+        def rolled() -> str | None:
+            nonlocal problems
             pods = self.pods()
             problems = rollout_problems(pods, self.spec.extension_name, reference, before, self.spec.instances)
             for pod in pods:
@@ -571,7 +588,11 @@ class CnpgDeployment:
                 if healthy:
                     return summary
                 problems = [summary]
-            time.sleep(poll)
+            return None
+
+        found = waits.poll(rolled, timeout, interval=poll)
+        if found is not None:
+            return found
         raise HarnessError(
             f"rolling update to {reference} not done after {timeout:.0f}s: {'; '.join(problems)} "
             "(raise EXTHARNESS_CNPG_HEALTHY_TIMEOUT)"
@@ -724,15 +745,17 @@ class CnpgDeployment:
         return problems + (self.check_smoke() if smoke else [])
 
     def wait_workers(self, timeout: float = WORKER_TIMEOUT) -> list[str]:
-        deadline = time.monotonic() + timeout
         missing = list(self.spec.background_workers)
         seen: list[str] = []
-        while time.monotonic() < deadline:
+
+        def all_there() -> bool | None:
+            nonlocal missing, seen
             seen = [r[0] for r in self.psql("SELECT DISTINCT backend_type FROM pg_stat_activity")]
             missing = [w for w in self.spec.background_workers if w not in seen]
-            if not missing:
-                return []
-            time.sleep(2)
+            return True if not missing else None
+
+        if waits.poll(all_there, timeout, interval=2):
+            return []
         return [
             f"background worker {w!r} not in pg_stat_activity after {timeout:.0f}s (seen: {', '.join(seen)}; "
             "raise EXTHARNESS_CNPG_WORKER_TIMEOUT)"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import os
 import re
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from extharness.errors import HarnessError
 from extharness.kube import manifests
+from extharness.runtime import waits
 
 IMAGEVOLUME = "imagevolume"
 FALLBACK = "fallback-composite"
@@ -413,25 +413,27 @@ def run_probe(
     try:
         if not has_image_volume(created):
             return ProbeOutcome(ProbeResult.VOLUME_DROPPED, "spec.volumes has no image volume after creation")
-        deadline = time.monotonic() + timeout
-        while True:
+        phase = None
+
+        def verdict() -> ProbeOutcome | None:
+            nonlocal phase
             pod = api_client.sanitize_for_serialization(core.read_namespaced_pod(name, namespace))
+            phase = (pod.get("status") or {}).get("phase")
             log = ""
             if _finished(pod):
                 try:
                     log = core.read_namespaced_pod_log(name, namespace, container="probe")
                 except ApiException:
                     log = ""
-            outcome = classify_probe(pod, log)
-            if outcome is not None:
-                return outcome
-            if time.monotonic() > deadline:
-                phase = (pod.get("status") or {}).get("phase")
-                return ProbeOutcome(
-                    ProbeResult.NOT_RUN,
-                    f"no verdict within {timeout:g}s (pod phase {phase}; EXTHARNESS_IMAGEVOLUME_PROBE_TIMEOUT)",
-                )
-            time.sleep(poll)
+            return classify_probe(pod, log)
+
+        outcome = waits.poll(verdict, timeout, interval=poll)
+        if outcome is not None:
+            return outcome
+        return ProbeOutcome(
+            ProbeResult.NOT_RUN,
+            f"no verdict within {timeout:g}s (pod phase {phase}; EXTHARNESS_IMAGEVOLUME_PROBE_TIMEOUT)",
+        )
     finally:
         try:
             core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)

@@ -22,14 +22,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.processes import CommandTimedOut, run
 from extharness.source.acquire import held_lock
 
 DEFAULT_NODE_IMAGE = "kindest/node:v1.36.1"
@@ -126,31 +126,6 @@ def provider_cli_name() -> str:
     return os.environ.get("KIND_EXPERIMENTAL_PROVIDER", "").strip() or "docker"
 
 
-class CommandTimedOut(HarnessError):
-    """A kind (or container CLI) command ran out of time and was killed."""
-
-
-def _run(
-    cmd: list[str], timeout: float, what: str, check: bool = True, setting: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        last = last_output_line(exc.stderr, exc.stdout)
-        hint = f"; raise {setting}" if setting else ""
-        raise CommandTimedOut(
-            f"{what}: `{' '.join(cmd[:4])}` did not finish within {timeout:g}s (last output: {last}{hint})"
-        ) from None
-    except OSError as exc:
-        raise EnvironmentMissing(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
-    if check and result.returncode != 0:
-        lines = (result.stderr or result.stdout or "").strip().splitlines()
-        raise HarnessError(
-            f"{what}: `{' '.join(cmd[:4])}` failed (exit {result.returncode}): {' | '.join(lines[-3:]) or 'no output'}"
-        )
-    return result
-
-
 def available() -> str | None:
     """None when kind and a working container engine for it are here; else why not, in one line.
 
@@ -168,7 +143,7 @@ def available() -> str | None:
     if cli is None:
         return f"{provider} not found: kind needs Docker (or KIND_EXPERIMENTAL_PROVIDER=podman) to run nodes"
     try:
-        version = parse_kind_version(_run([kind, "version"], PROBE_TIMEOUT, "kind version").stdout)
+        version = parse_kind_version(run([kind, "version"], what="kind version", timeout=PROBE_TIMEOUT).stdout)
     except HarnessError as exc:
         return str(exc)
     if version is not None and version[:2] < MIN_KIND:
@@ -177,7 +152,9 @@ def available() -> str | None:
             "(node images v1.33+)"
         )
     try:
-        info = _run([cli, "info", "--format", "{{.ServerVersion}}"], PROBE_TIMEOUT, f"{provider} info", check=False)
+        info = run(
+            [cli, "info", "--format", "{{.ServerVersion}}"], what=f"{provider} info", timeout=PROBE_TIMEOUT, check=False
+        )
     except HarnessError as exc:
         return f"{provider} daemon not reachable: {exc}"
     if info.returncode != 0:
@@ -213,7 +190,7 @@ class KindCluster:
         return f"kind-{self.name}"
 
     def _kind(self, *args: str, timeout: float = SHORT_TIMEOUT, what: str = "kind", setting: str | None = None) -> str:
-        return _run([self.kind_cli, *args], timeout, what, setting=setting).stdout
+        return run([self.kind_cli, *args], what=what, timeout=timeout, setting=setting).stdout
 
     def exists(self) -> bool:
         return self.name in self._kind("get", "clusters", what="listing kind clusters").split()
@@ -305,10 +282,10 @@ class KindCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
             archive = Path(tmp) / "image.tar"
-            _run(
+            run(
                 [cli, "save", "-o", str(archive), ref],
-                LOAD_TIMEOUT,
-                f"saving {ref}",
+                what=f"saving {ref}",
+                timeout=LOAD_TIMEOUT,
                 setting="EXTHARNESS_KIND_LOAD_TIMEOUT",
             )
             self.load_archive(archive)

@@ -38,10 +38,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
-from extharness.runtime.processes import stop_group
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.processes import run
 from extharness.runtime.settings import limit_of
 from extharness.source.acquire import default_cache_dir, held_lock
 
@@ -135,6 +136,9 @@ DEFAULT_VARIANT = "1.36"
 
 GO_TIMEOUT = limit_of("EXTHARNESS_KIT_BUILD_TIMEOUT")
 STEP_TIMEOUT = limit_of("EXTHARNESS_KIT_STEP_TIMEOUT")
+#: ``run`` as the kit's steps use it: stderr with stdout (one log), each kind of step its own limit
+_kit_run = partial(run, timeout=STEP_TIMEOUT, setting="EXTHARNESS_KIT_STEP_TIMEOUT", merge=True)
+_go_run = partial(run, timeout=GO_TIMEOUT, setting="EXTHARNESS_KIT_BUILD_TIMEOUT", merge=True)
 
 #: Bump when something the recipes do changes in a way their inputs do not show.
 RECIPE_VERSION = "1"
@@ -171,55 +175,6 @@ def _step(name: str, what: str) -> Iterator[None]:
     elapsed = time.monotonic() - started
     _record_timing(name, elapsed)
     _say(f"{what}: done in {elapsed:.0f}s")
-
-
-def _run(
-    cmd: list[str], what: str, *, timeout: float = STEP_TIMEOUT, log: Path | None = None,
-    env: dict[str, str] | None = None, cwd: Path | None = None, stdin: int | None = None,
-    check: bool = True, setting: str = "EXTHARNESS_KIT_STEP_TIMEOUT", input_text: str | None = None,
-) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """Run ``cmd`` in its own process group; a failure or time-out is one HarnessError line
-    naming the step, the last output line and the log file."""
-    full_env = dict(os.environ, **(env or {}))
-    out = log.open("a") if log else None
-    try:
-        if out:
-            out.write(f"$ {' '.join(cmd)}\n")
-            out.flush()
-        proc = subprocess.Popen(
-            cmd, stdout=out or subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
-            cwd=cwd, start_new_session=True,
-            stdin=subprocess.PIPE if input_text is not None else stdin if stdin is not None else subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            stdout, _ = proc.communicate(input=input_text, timeout=timeout)
-        except BaseException:
-            stop_group(proc, first=None)  # SIGKILL to the whole group, then reap
-            raise
-    except subprocess.TimeoutExpired:
-        raise HarnessError(
-            f"{what}: `{' '.join(cmd[:3])}` did not finish within {timeout:.0f}s "
-            f"(last output: {_last_log_line(log)}; raise {setting})" + (f"; log: {log}" if log else "")
-        ) from None
-    except OSError as exc:
-        raise EnvironmentMissing(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
-    finally:
-        if out:
-            out.close()
-    if check and proc.returncode != 0:
-        last = last_output_line(stdout) if stdout else _last_log_line(log)
-        raise HarnessError(
-            f"{what} failed (exit {proc.returncode}): {last}" + (f"; log: {log}" if log else "")
-        )
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout or "", "")
-
-
-def _last_log_line(log: Path | None) -> str:
-    if log is None or not log.exists():
-        return "none"
-    with log.open("rb") as handle:
-        handle.seek(max(0, log.stat().st_size - 4096))
-        return last_output_line(handle.read())
 
 
 def _digest(*parts: object) -> str:
@@ -260,9 +215,9 @@ def _go() -> str:
 def go_module(module: GoModule, log: Path) -> Path:
     """Download ``module`` from the Go module proxy (the go command checks it against the
     checksum database too) and check its h1 sum against our pin; returns its read-only folder."""
-    result = _run(
+    result = _go_run(
         [_go(), "mod", "download", "-json", f"{module.path}@{module.version}"],
-        f"downloading Go module {module.path}@{module.version}", log=None, timeout=GO_TIMEOUT,
+        what=f"downloading Go module {module.path}@{module.version}", log=None,
         cwd=Path(tempfile.gettempdir()),
     )  # fmt: skip
     info = json.loads(result.stdout)
@@ -304,16 +259,16 @@ def build_kubernetes(pin: GoModule) -> Path:
             work = _fresh_dir(kit_dir() / "work" / f"kubernetes-{pin.version}")
             shutil.copytree(source, work / "src", symlinks=True)
             src = work / "src"
-            subprocess.run(["chmod", "-R", "u+w", str(src)], check=True)
+            _kit_run(["chmod", "-R", "u+w", str(src)], what="making the module sources writable")
             for leftover in ("go.work", "go.work.sum"):
                 (src / leftover).unlink(missing_ok=True)
             minor = pin.version.lstrip("v").split(".")[1]
             staging = "v0." + ".".join(pin.version.lstrip("v").split(".")[1:])
-            replaced = json.loads(_run([_go(), "mod", "edit", "-json"], "reading go.mod", cwd=src).stdout)
+            replaced = json.loads(_kit_run([_go(), "mod", "edit", "-json"], what="reading go.mod", cwd=src).stdout)
             for rep in replaced.get("Replace") or []:
                 if rep["New"]["Path"].startswith("./staging/"):
                     old = rep["Old"]["Path"]
-                    _run([_go(), "mod", "edit", f"-replace={old}={old}@{staging}"], "editing go.mod", cwd=src)
+                    _kit_run([_go(), "mod", "edit", f"-replace={old}={old}@{staging}"], what="editing go.mod", cwd=src)
             ldflags = ["-s", "-w"]
             for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
                 ldflags += [
@@ -322,17 +277,16 @@ def build_kubernetes(pin: GoModule) -> Path:
                 ]  # fmt: skip
             bin_dir = _fresh_dir(work / "bin")
             _say(f"  compiling {', '.join(names)} (the first build of a Kubernetes version takes many minutes)")
-            _run(
+            _go_run(
                 [_go(), "build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(bin_dir) + "/",
                  *(f"./cmd/{name}" for name in names)],
-                f"compiling Kubernetes {pin.version}", log=log, env=_go_env(), cwd=src, timeout=GO_TIMEOUT,
-                setting="EXTHARNESS_KIT_BUILD_TIMEOUT",
+                what=f"compiling Kubernetes {pin.version}", log=log, env=_go_env(), cwd=src,
             )  # fmt: skip
             pause = work / "pause"
-            _run(
+            _kit_run(
                 ["gcc", "-Os", "-static", f"-DVERSION=v{PAUSE_VERSION}-extharness", "-o", str(pause),
                  str(src / "build" / "pause" / "linux" / "pause.c")],
-                "compiling the pause binary (build/pause/linux/pause.c)", log=log,
+                what="compiling the pause binary (build/pause/linux/pause.c)", log=log,
             )  # fmt: skip
             if out.exists():
                 shutil.rmtree(out)
@@ -347,12 +301,12 @@ def build_kubernetes(pin: GoModule) -> Path:
 def _replace_siblings(src: Path, version: str) -> None:
     """A module zip holds one module: ``replace x => ../y`` lines (siblings in the upstream
     repository) are pointed at the published modules of the same version."""
-    edits = json.loads(_run([_go(), "mod", "edit", "-json"], "reading go.mod", cwd=src).stdout)
+    edits = json.loads(_kit_run([_go(), "mod", "edit", "-json"], what="reading go.mod", cwd=src).stdout)
     for rep in edits.get("Replace") or []:
         new = rep["New"]["Path"]
         if new.startswith("../") and not (src / new).exists():
             old = rep["Old"]["Path"]
-            _run([_go(), "mod", "edit", f"-replace={old}={old}@{version}"], "editing go.mod", cwd=src)
+            _kit_run([_go(), "mod", "edit", f"-replace={old}={old}@{version}"], what="editing go.mod", cwd=src)
 
 
 def build_go_tool(module: GoModule, package: str, binary: str) -> Path:
@@ -371,12 +325,12 @@ def build_go_tool(module: GoModule, package: str, binary: str) -> Path:
             source = go_module(module, log)
             work = _fresh_dir(kit_dir() / "work" / f"{binary}-{module.version}")
             shutil.copytree(source, work / "src", symlinks=True)
-            subprocess.run(["chmod", "-R", "u+w", str(work / "src")], check=True)
+            _kit_run(["chmod", "-R", "u+w", str(work / "src")], what="making the module sources writable")
             _replace_siblings(work / "src", module.version)
             target = _fresh_dir(out)
-            _run(
+            _go_run(
                 [_go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", str(target / binary), package],
-                f"compiling {binary}", log=log, env=_go_env(), cwd=work / "src", timeout=GO_TIMEOUT,
+                what=f"compiling {binary}", log=log, env=_go_env(), cwd=work / "src",
             )  # fmt: skip
             shutil.rmtree(work)
             _stamp(out, key)
@@ -414,10 +368,10 @@ def fetch_debs() -> dict[str, Path]:
                 ]  # fmt: skip
                 log = kit_dir() / "logs" / "debs.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
-                _run(["apt-get", *opts, "update"], f"apt-get update ({', '.join(suites)})", log=log)
-                _run(
+                _kit_run(["apt-get", *opts, "update"], what=f"apt-get update ({', '.join(suites)})", log=log)
+                _kit_run(
                     ["apt-get", *opts, "download", *(f"{d.name}={d.version}" for d in missing)],
-                    "apt-get download", log=log, cwd=out,
+                    what="apt-get download", log=log, cwd=out,
                 )
             finally:
                 shutil.rmtree(state, ignore_errors=True)
@@ -445,9 +399,10 @@ def _podman() -> str:
 
 
 def _image_key(ref: str) -> str | None:
-    result = subprocess.run(
+    result = run(
         [_podman(), "image", "inspect", "--format", "{{index .Labels \"" + KIT_LABEL + "\"}}", ref],
-        capture_output=True, text=True,
+        what=f"reading the recipe label of {ref}", timeout=STEP_TIMEOUT, setting="EXTHARNESS_KIT_STEP_TIMEOUT",
+        check=False,
     )  # fmt: skip
     return result.stdout.strip() if result.returncode == 0 else None
 
@@ -477,14 +432,14 @@ def node_base_image() -> str:
         rootfs = work / "rootfs"
         try:
             with _step("node-rootfs", f"debootstrap Debian {NODE_SUITE} with systemd for the kind node"):
-                _run(
+                _kit_run(
                     [debootstrap, "--variant=minbase", f"--include={','.join(NODE_PACKAGES)}", NODE_SUITE,
                      str(rootfs), debian_mirror(), str(DEBOOTSTRAP_SCRIPT)],
-                    "debootstrap", log=log, env={"DEBIAN_FRONTEND": "noninteractive"},
+                    what="debootstrap", log=log, env={"DEBIAN_FRONTEND": "noninteractive"},
                 )  # fmt: skip
             with _step("node-base", "adding containerd, runc, CNI plugins, crictl and kind's node files"):
                 for deb in ("containerd", "runc", "containernetworking-plugins"):
-                    _run(["dpkg-deb", "-x", str(debs[deb]), str(rootfs)], f"unpacking {deb}", log=log)
+                    _kit_run(["dpkg-deb", "-x", str(debs[deb]), str(rootfs)], what=f"unpacking {deb}", log=log)
                 # kind's layout: containerd and runc in /usr/local, CNI plugins in /opt/cni/bin
                 usr_local = rootfs / "usr" / "local"
                 for name in ("containerd", "containerd-shim-runc-v2", "ctr"):
@@ -496,24 +451,28 @@ def node_base_image() -> str:
                     shutil.copy2(plugin, cni / plugin.name)
                 shutil.copy2(crictl, usr_local / "bin" / "crictl")
                 files = kind_src / "images" / "base" / "files"
-                subprocess.run(["cp", "-r", "--no-preserve=mode", f"{files}/.", str(rootfs)], check=True)
+                _kit_run(
+                    ["cp", "-r", "--no-preserve=mode", f"{files}/.", str(rootfs)], what="copying kind's node files"
+                )
                 for script in ("usr/local/bin/entrypoint", "usr/local/bin/clean-install", *(
                     f"kind/bin/{p.name}" for p in (files / "kind" / "bin").iterdir())):
                     os.chmod(rootfs / script, 0o755)
                 (rootfs / "etc" / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
                 (rootfs / "etc" / "cni" / "net.d" / "10-extharness-bridge.conflist").write_text(BRIDGE_CNI)
                 (rootfs / "prepare-node.sh").write_text(NODE_TWEAKS)
-                _run(["chroot", str(rootfs), "/bin/sh", "-eu", "/prepare-node.sh"], "preparing the node", log=log)
+                _kit_run(
+                    ["chroot", str(rootfs), "/bin/sh", "-eu", "/prepare-node.sh"], what="preparing the node", log=log
+                )
                 (rootfs / "prepare-node.sh").unlink()
             with _step("node-base-import", f"importing it as {ref}"):
                 tar = subprocess.Popen(
                     ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", "-", "."], stdout=subprocess.PIPE
                 )
-                _run(
+                _kit_run(
                     [_podman(), "import", "--change", f"LABEL {KIT_LABEL}={key}", "--change", "ENV container=docker",
                      "--change", "STOPSIGNAL SIGRTMIN+3",
                      "--change", 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]', "-", ref],
-                    "podman import", log=log, stdin=tar.stdout.fileno() if tar.stdout else None,
+                    what="podman import", log=log, stdin=tar.stdout.fileno() if tar.stdout else None,
                 )  # fmt: skip
                 tar.wait()
         finally:
@@ -595,10 +554,14 @@ def _single_binary_image(
             f"LABEL {KIT_LABEL}={key}",
         ]
         (ctx / "Containerfile").write_text("\n".join(lines) + "\n")
-        _run([_podman(), "build", "--layers=false", "-q", "-t", ref, "-f", str(ctx / "Containerfile"), str(ctx)],
-             f"building {ref}", log=log)  # fmt: skip
+        _kit_run([_podman(), "build", "--layers=false", "-q", "-t", ref, "-f", str(ctx / "Containerfile"), str(ctx)],
+                 what=f"building {ref}", log=log)  # fmt: skip
         tmp_archive = archive.with_suffix(".tmp")
-        _run([_podman(), "save", "--format", "docker-archive", "-o", str(tmp_archive), ref], f"saving {ref}", log=log)
+        _kit_run(
+            [_podman(), "save", "--format", "docker-archive", "-o", str(tmp_archive), ref],
+            what=f"saving {ref}",
+            log=log,
+        )
         os.replace(tmp_archive, archive)
     return archive
 
@@ -627,18 +590,18 @@ def _node_root_files(binaries: dict[str, str], log: Path) -> dict[str, Path]:
     base = node_base_image()
     root = Path(tempfile.mkdtemp(dir=kit_dir(), prefix="node-root-"))
     name = f"extharness-kit-export-{os.getpid()}"
-    _run([_podman(), "create", "--name", name, base, "true"], "podman create", log=log)
+    _kit_run([_podman(), "create", "--name", name, base, "true"], what="podman create", log=log)
     try:
         export = subprocess.Popen([_podman(), "export", name], stdout=subprocess.PIPE)
-        _run(["tar", "-C", str(root), "-xf", "-", "--exclude=./dev/*"], "exporting the node root", log=log,
-             stdin=export.stdout.fileno() if export.stdout else None)  # fmt: skip
+        _kit_run(["tar", "-C", str(root), "-xf", "-", "--exclude=./dev/*"], what="exporting the node root", log=log,
+                 stdin=export.stdout.fileno() if export.stdout else None)  # fmt: skip
         export.wait()
     finally:
         subprocess.run([_podman(), "rm", "-f", name], capture_output=True)
     files: dict[str, Path] = {}
     for target, inside in binaries.items():
         files[target] = (root / inside.lstrip("/")).resolve()
-        result = _run(["chroot", str(root), "ldd", inside], f"ldd {inside}")  # (its output is the answer)
+        result = _kit_run(["chroot", str(root), "ldd", inside], what=f"ldd {inside}")  # (its output is the answer)
         found = 0
         for line in result.stdout.splitlines():
             parts = line.split()
@@ -782,23 +745,27 @@ def node_image(pin: GoModule) -> str:
         log.write_text("")
         name = f"extharness-kit-build-{os.getpid()}"
         with _step(f"node-image-{pin.version}", f"building the kind node image {ref} (images preloaded in containerd)"):
-            _run(
+            _kit_run(
                 [_podman(), "run", "-d", "--name", name, "--privileged", "--entrypoint", "sleep",
                  "-v", f"{archives[0].parent}:/kind/archives:ro", base, "infinity"],
-                "starting the build container", log=log,
+                what="starting the build container", log=log,
             )  # fmt: skip
             try:
                 for binary in NODE_BINARIES:
-                    _run([_podman(), "cp", str(bins / binary), f"{name}:/usr/bin/{binary}"], f"copying {binary}", log=log)
-                _run([_podman(), "exec", name, "sh", "-c", f"echo {pin.version} > /kind/version && mkdir -p /kind/manifests"],
-                     "kind version", log=log)  # fmt: skip
+                    _kit_run(
+                        [_podman(), "cp", str(bins / binary), f"{name}:/usr/bin/{binary}"],
+                        what=f"copying {binary}",
+                        log=log,
+                    )
+                _kit_run([_podman(), "exec", name, "sh", "-c", f"echo {pin.version} > /kind/version && mkdir -p /kind/manifests"],
+                         what="kind version", log=log)  # fmt: skip
                 for path, text in (("/etc/extharness-pod-egress.nft", POD_EGRESS_RULES),
                                    ("/kind/manifests/default-storage.yaml", storage),
                                    ("/etc/systemd/system/extharness-pod-egress.service", POD_EGRESS_UNIT)):
-                    _run([_podman(), "exec", "-i", name, "sh", "-c", f"cat > {path}"], f"writing {path}", log=log,
-                         input_text=text)  # fmt: skip
-                _run([_podman(), "exec", name, "systemctl", "enable", "extharness-pod-egress.service"],
-                     "enabling the pod egress guard", log=log)  # fmt: skip
+                    _kit_run([_podman(), "exec", "-i", name, "sh", "-c", f"cat > {path}"], what=f"writing {path}", log=log,
+                             input=text)  # fmt: skip
+                _kit_run([_podman(), "exec", name, "systemctl", "enable", "extharness-pod-egress.service"],
+                         what="enabling the pod egress guard", log=log)  # fmt: skip
                 script = "\n".join([
                     "set -eu",
                     "containerd >/tmp/containerd.log 2>&1 &",
@@ -809,12 +776,16 @@ def node_image(pin: GoModule) -> str:
                     "kill %1; wait || true",
                     "rm -f /tmp/containerd.log",
                 ])  # fmt: skip
-                _run([_podman(), "exec", name, "bash", "-c", script], "importing the images into containerd", log=log)
-                _run(
+                _kit_run(
+                    [_podman(), "exec", name, "bash", "-c", script],
+                    what="importing the images into containerd",
+                    log=log,
+                )
+                _kit_run(
                     [_podman(), "commit", "-q",
                      "--change", 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
                      "--change", f"LABEL {KIT_LABEL}={key}", name, ref],
-                    f"committing {ref}", log=log,
+                    what=f"committing {ref}", log=log,
                 )  # fmt: skip
             finally:
                 subprocess.run([_podman(), "rm", "-f", "-t", "0", name], capture_output=True)
@@ -846,12 +817,11 @@ def cnpg_operator(pin: GoModule) -> tuple[Path, str]:
             source = go_module(pin, log)
             work = _fresh_dir(kit_dir() / "work" / f"cnpg-{version}")
             shutil.copytree(source, work / "src", symlinks=True)
-            subprocess.run(["chmod", "-R", "u+w", str(work / "src")], check=True)
+            _kit_run(["chmod", "-R", "u+w", str(work / "src")], what="making the module sources writable")
             manager = work / "manager"
             ldflags = f"-s -w -X github.com/cloudnative-pg/cloudnative-pg/pkg/versions.buildVersion={version}"
-            _run([_go(), "build", "-trimpath", "-ldflags", ldflags, "-o", str(manager), "./cmd/manager"],
-                 f"compiling CloudNativePG {version}", log=log, env=_go_env(), cwd=work / "src", timeout=GO_TIMEOUT,
-                 setting="EXTHARNESS_KIT_BUILD_TIMEOUT")  # fmt: skip
+            _go_run([_go(), "build", "-trimpath", "-ldflags", ldflags, "-o", str(manager), "./cmd/manager"],
+                    what=f"compiling CloudNativePG {version}", log=log, env=_go_env(), cwd=work / "src")  # fmt: skip
             text = (work / "src" / "releases" / f"cnpg-{version}.yaml").read_text()
             upstream = f"{CNPG_UPSTREAM_IMAGE}:{version}"
             if upstream not in text:
@@ -930,7 +900,7 @@ def _host_prerequisites() -> None:
 
 
 def cluster_exists(variant: Variant) -> bool:
-    result = _run([str(kind_binary()), "get", "clusters"], "kind get clusters", env=_kind_env(), check=False)
+    result = _kit_run([str(kind_binary()), "get", "clusters"], what="kind get clusters", env=_kind_env(), check=False)
     return variant.cluster_name in result.stdout.split()
 
 
@@ -946,8 +916,8 @@ def up(variant: Variant) -> Path:
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     with held_lock(kit_dir() / f"{variant.cluster_name}.lock", f"starting cluster {variant.cluster_name}", 900):
         if cluster_exists(variant):
-            _run([str(kind), "export", "kubeconfig", "--name", variant.cluster_name, "--kubeconfig", str(kubeconfig)],
-                 "kind export kubeconfig", env=_kind_env())  # fmt: skip
+            _kit_run([str(kind), "export", "kubeconfig", "--name", variant.cluster_name, "--kubeconfig", str(kubeconfig)],
+                     what="kind export kubeconfig", env=_kind_env())  # fmt: skip
             _say(f"cluster {variant.cluster_name} is running; kubeconfig {kubeconfig}")
             return kubeconfig
         _host_prerequisites()
@@ -957,24 +927,24 @@ def up(variant: Variant) -> Path:
         log.write_text("")
         with _step(f"cluster-create-{variant.name}", f"kind create cluster {variant.cluster_name} ({image})"):
             try:
-                _run(
+                _kit_run(
                     [str(kind), "create", "cluster", "--name", variant.cluster_name, "--image", image,
                      "--config", str(config), "--kubeconfig", str(kubeconfig), "--wait", "120s", "--retain"],
-                    f"creating cluster {variant.cluster_name}", log=log, env=_kind_env(), timeout=600,
+                    what=f"creating cluster {variant.cluster_name}", log=log, env=_kind_env(), timeout=600,
                 )  # fmt: skip
             except BaseException:
                 _say(f"kind create failed; node logs kept under {kit_dir() / 'logs'}")
                 _export_logs(variant, kind)
-                _run([str(kind), "delete", "cluster", "--name", variant.cluster_name], "kind delete", env=_kind_env(),
-                     check=False)  # fmt: skip
+                _kit_run([str(kind), "delete", "cluster", "--name", variant.cluster_name], what="kind delete", env=_kind_env(),
+                         check=False)  # fmt: skip
                 raise
     return kubeconfig
 
 
 def _export_logs(variant: Variant, kind: Path) -> None:
     target = kit_dir() / "logs" / f"kind-export-{variant.cluster_name}"
-    _run([str(kind), "export", "logs", str(target), "--name", variant.cluster_name], "kind export logs",
-         env=_kind_env(), check=False, timeout=120)  # fmt: skip
+    _kit_run([str(kind), "export", "logs", str(target), "--name", variant.cluster_name], what="kind export logs",
+             env=_kind_env(), check=False, timeout=120)  # fmt: skip
 
 
 def down(variant: Variant) -> None:
@@ -983,7 +953,11 @@ def down(variant: Variant) -> None:
         _say(f"cluster {variant.cluster_name} is not running")
         return
     with _step(f"cluster-delete-{variant.name}", f"kind delete cluster {variant.cluster_name}"):
-        _run([str(kind), "delete", "cluster", "--name", variant.cluster_name], "kind delete cluster", env=_kind_env())
+        _kit_run(
+            [str(kind), "delete", "cluster", "--name", variant.cluster_name],
+            what="kind delete cluster",
+            env=_kind_env(),
+        )
     kubeconfig_path(variant).unlink(missing_ok=True)
 
 

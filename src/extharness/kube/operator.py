@@ -29,6 +29,7 @@ from typing import Any
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.kube.manifests import MANAGED_BY_SELECTOR
+from extharness.runtime import waits
 
 NAMESPACE = "cnpg-system"
 DEPLOYMENT = "cnpg-controller-manager"
@@ -259,7 +260,7 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
     ]
     problems = [
         f"Namespace/{name}: still terminating after {timeout:.0f}s"
-        for name in _wait_gone(terminating, core.read_namespace, deadline)
+        for name in _wait_gone(terminating, core.read_namespace, timeout)
     ]
     objects_list = list(objects)
     for obj in reversed(objects_list):
@@ -280,26 +281,29 @@ def uninstall(api_client: Any, objects: Iterable[dict[str, Any]], timeout: float
     }
     for kind, read in readers.items():
         names = [o["metadata"]["name"] for o in objects_list if o["kind"] == kind]
-        problems += [f"{kind}/{name}: still there after {timeout:.0f}s" for name in _wait_gone(names, read, deadline)]
+        left = _wait_gone(names, read, max(0.0, deadline - time.monotonic()))
+        problems += [f"{kind}/{name}: still there after {timeout:.0f}s" for name in left]
     return problems
 
 
-def _wait_gone(names: list[str], read: Callable[[str], object], deadline: float) -> list[str]:
-    """Poll ``read(name)`` until each answers 404 or ``deadline``; returns the names still there."""
+def _wait_gone(names: list[str], read: Callable[[str], object], timeout: float) -> list[str]:
+    """Poll ``read(name)`` until each answers 404 or ``timeout`` runs out; returns the names still there."""
     from kubernetes.client.exceptions import ApiException
 
-    while names and time.monotonic() < deadline:
-        remaining = []
-        for name in names:
-            try:
-                read(name)
-                remaining.append(name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    remaining.append(name)
-        names = remaining
-        if names:
-            time.sleep(1)
+    def there(name: str) -> bool:
+        try:
+            read(name)
+        except ApiException as exc:
+            return exc.status != 404
+        return True
+
+    def all_gone() -> bool | None:
+        nonlocal names
+        names = [name for name in names if there(name)]
+        return True if not names else None
+
+    if names:
+        waits.poll(all_gone, timeout, interval=1)
     return names
 
 
@@ -313,10 +317,11 @@ def wait_available(
     from extharness.kube.deploy import pod_failure
 
     core = client.CoreV1Api(api_client)
-    deadline = time.monotonic() + timeout
-    problem = "deployment not found"
+    problem: str | None = "deployment not found"
     stuck: dict[str, int] = {}
-    while time.monotonic() < deadline:
+
+    def available() -> bool | None:
+        nonlocal problem
         dep = _deployment(api_client, namespace, name)
         problem = "deployment not found" if dep is None else availability_problem(dep)
         if problem is not None and dep is not None:
@@ -338,9 +343,12 @@ def wait_available(
             except ApiException:
                 ready = False
             if ready:
-                return
+                return True
             problem = f"service {hook_ns}/{hook_name} has no ready endpoints yet"
-        time.sleep(poll)
+        return None
+
+    if waits.poll(available, timeout, interval=poll):
+        return
     pods = []
     try:
         for pod in core.list_namespaced_pod(namespace).items:

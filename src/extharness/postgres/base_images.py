@@ -492,6 +492,11 @@ def _step(name: str, what: str, pipeline: list[list[str]], log: Path) -> None:
             deadline = started + limit_of("EXTHARNESS_BASE_IMAGE_TIMEOUT")
             for proc in procs:
                 proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except OSError as exc:  # a program of the pipeline cannot start
+            _stop(procs)
+            raise EnvironmentMissing(
+                f"{name} of the offline PostgreSQL 18 stand-in: cannot run {cmd[0]}: {exc.strerror}"
+            ) from None
         except subprocess.TimeoutExpired:
             _stop(procs)
             raise HarnessError(

@@ -27,7 +27,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -52,7 +51,9 @@ from extharness.postgres.server import (
 )
 from extharness.runtime.cache import default_cache_dir
 from extharness.runtime.locks import held_lock
+from extharness.runtime.processes import last_lines, run
 from extharness.runtime.settings import limit_of
+from extharness.runtime.waits import wait_until
 from extharness.source.engine import Engine, detect_engine
 
 PG_LIBDIR = "/usr/lib/postgresql/18/lib"
@@ -149,17 +150,24 @@ def docker_api(engine: Engine) -> Iterator[str]:
         preexec_fn=_die_with_parent,
     )
     try:
-        deadline = time.monotonic() + limit_of("EXTHARNESS_API_START_TIMEOUT")
-        while not _accepts(sock):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (work / "service.log").read_text(errors="replace").strip().splitlines()[-3:]
-                how = (
-                    f"exited with code {proc.returncode}"
-                    if proc.poll() is not None
-                    else f"did not answer on {sock} within {limit_of('EXTHARNESS_API_START_TIMEOUT'):g}s (EXTHARNESS_API_START_TIMEOUT)"
+
+        def answers() -> bool | None:
+            if proc.poll() is not None:
+                raise EnvironmentMissing(
+                    f"podman system service exited with code {proc.returncode}: {last_lines(work / 'service.log')}"
                 )
-                raise EnvironmentMissing(f"podman system service {how}: {' | '.join(tail) or 'no output'}")
-            time.sleep(0.05)
+            return True if _accepts(sock) else None
+
+        wait_until(
+            answers,
+            limit_of("EXTHARNESS_API_START_TIMEOUT"),
+            "podman system service",
+            "EXTHARNESS_API_START_TIMEOUT",
+            interval=0.05,
+            last_state=lambda: last_lines(work / "service.log"),
+            failed=f"did not answer on {sock}",
+            error=EnvironmentMissing,
+        )
         os.environ["DOCKER_HOST"] = f"unix://{sock}"
         try:
             yield os.environ["DOCKER_HOST"]
@@ -397,20 +405,12 @@ def fresh_data_dir(template: Path, engine: Engine, image: str) -> Path:
     work = make_temp_dir("pg")
     try:
         if os.geteuid() == 0:
-            try:
-                out = subprocess.run(
-                    ["cp", "-a", str(template), str(work / "data")],
-                    capture_output=True,
-                    text=True,
-                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-                )
-            except subprocess.TimeoutExpired:
-                raise HarnessError(
-                    f"copying the data directory template {template} did not finish within "
-                    f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
-                ) from None
-            if out.returncode != 0:
-                raise HarnessError(f"copying the data directory template failed: {out.stderr.strip()[:300]}")
+            run(
+                ["cp", "-a", str(template), str(work / "data")],
+                what=f"copying the data directory template {template}",
+                timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
+                setting="EXTHARNESS_INITDB_TIMEOUT",
+            )
         else:  # the template belongs to UID 26/999: copy it as root in a container
             _as_root(engine, image, [f"{template}:/template:ro", f"{work}:/work"], "cp -a /template /work/data")
     except BaseException:
@@ -468,10 +468,11 @@ class _Container:
 
 def _wait_accepting(container: _Container, template_password: str) -> int:
     """The published port, once postgres accepts a login on it; then the server's own password."""
-    deadline = time.monotonic() + limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT")
-    last = ""
+    last = "no attempt finished"
     port: int | None = None
-    while time.monotonic() < deadline:
+
+    def accepts() -> int | None:
+        nonlocal last, port
         try:
             port = port or container.host_port()
             with psycopg.connect(
@@ -492,14 +493,21 @@ def _wait_accepting(container: _Container, template_password: str) -> int:
         except (psycopg.Error, HarnessError) as exc:
             last = " ".join(str(exc).split())[:200]
         if container.status() in ("exited", "stopped", "dead", "gone"):
-            tail = " | ".join(container.logs().strip().splitlines()[-8:])
-            raise HarnessError(f"container {container.name} stopped while starting PostgreSQL: {tail}")
-        time.sleep(0.1)
-    tail = " | ".join(container.logs().strip().splitlines()[-5:])
-    raise HarnessError(
-        f"PostgreSQL in {container.name} did not accept connections within {limit_of('EXTHARNESS_CONTAINER_START_TIMEOUT'):g}s "
-        f"(EXTHARNESS_CONTAINER_START_TIMEOUT): {last or 'no attempt finished'}; "
-        f"container {container.status()}; log: {tail or 'empty'}"
+            raise HarnessError(
+                f"container {container.name} stopped while starting PostgreSQL: {last_lines(container.logs(), count=8)}"
+            )
+        return None
+
+    def state() -> str:
+        return f"{last}; container {container.status()}; log: {last_lines(container.logs(), count=5, default='empty')}"
+
+    return wait_until(
+        accepts,
+        limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT"),
+        f"PostgreSQL in {container.name}",
+        "EXTHARNESS_CONTAINER_START_TIMEOUT",
+        last_state=state,
+        failed="did not accept connections",
     )
 
 

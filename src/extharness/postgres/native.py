@@ -26,7 +26,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 import psycopg
 from packaging.version import InvalidVersion, Version
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout
 from extharness.postgres.server import (
     RunningServer,
@@ -49,8 +48,9 @@ from extharness.postgres.server import (
 )
 from extharness.runtime.cache import cache_key
 from extharness.runtime.locks import held_lock
-from extharness.runtime.processes import stop_group
+from extharness.runtime.processes import last_lines, run, stop_group
 from extharness.runtime.settings import limit_of
+from extharness.runtime.waits import wait_until
 from extharness.source.sample import default_pg_config
 
 STOP_TIMEOUT = 15.0
@@ -80,14 +80,9 @@ class PgInstall:
             raise EnvironmentMissing(f"no pg_config at {pg_config} (--pg-config)")
 
         def value(option: str) -> str:
-            try:
-                out = subprocess.run([str(pg_config), option], capture_output=True, text=True, timeout=30)
-            except OSError as exc:
-                raise EnvironmentMissing(f"{pg_config} cannot run here: {exc.strerror}") from None
-            except subprocess.TimeoutExpired:
-                raise HarnessError(f"{pg_config} {option} did not answer within 30s") from None
-            if out.returncode != 0:
-                raise EnvironmentMissing(f"{pg_config} {option} failed: {out.stderr.strip()[:200]}")
+            out = run([str(pg_config), option], what=f"asking {pg_config.name} {option}", timeout=30, check=False)
+            if out.returncode != 0:  # a pg_config that fails here is one this machine cannot use
+                raise EnvironmentMissing(f"{pg_config} {option} failed: {last_lines(out.stderr, out.stdout)}")
             return out.stdout.strip()
 
         install = cls(
@@ -329,25 +324,16 @@ def ensure_template(bindir: Path, version: str, user: RunUser, root: Path) -> Pa
                 "--no-sync",
                 "--no-instructions",
             ]
-            try:
-                out = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-                    cwd="/",
-                    env=_server_env(None),
-                    **user.popen_kwargs(),
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise HarnessError(
-                    f"initdb of the native template did not finish within {limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s "
-                    f"(last output: {last_output_line(exc.stdout, exc.stderr)}; raise "
-                    "EXTHARNESS_INITDB_TIMEOUT)"
-                ) from None
-            if out.returncode != 0:
-                tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-4:])
-                raise HarnessError(f"initdb of the native template failed (exit {out.returncode}): {tail}")
+            run(
+                cmd,
+                what="initdb of the native template",
+                timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
+                setting="EXTHARNESS_INITDB_TIMEOUT",
+                tail=4,
+                cwd="/",
+                environ=_server_env(None),
+                **user.popen_kwargs(),
+            )
             os.rename(work, template)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -469,21 +455,13 @@ class NativeBackend:
     # -- data directories ---------------------------------------------------------------------------
     def _copy_template(self, data: Path) -> None:
         assert self._template is not None and self._user is not None
-        try:
-            copy = subprocess.run(
-                ["cp", "-a", str(self._template), str(data)],
-                capture_output=True,
-                text=True,
-                timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-                **self._user.popen_kwargs(),
-            )
-        except subprocess.TimeoutExpired:
-            raise HarnessError(
-                f"copying the template data directory {self._template} did not finish within "
-                f"{limit_of('EXTHARNESS_INITDB_TIMEOUT'):g}s (raise EXTHARNESS_INITDB_TIMEOUT)"
-            ) from None
-        if copy.returncode != 0:
-            raise HarnessError(f"copying the template data directory failed: {copy.stderr.strip()[:300]}")
+        run(
+            ["cp", "-a", str(self._template), str(data)],
+            what=f"copying the template data directory {self._template}",
+            timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
+            setting="EXTHARNESS_INITDB_TIMEOUT",
+            **self._user.popen_kwargs(),
+        )
 
     @contextmanager
     def data_directory(self) -> Iterator[Path]:
@@ -620,23 +598,29 @@ class NativeBackend:
             shutil.rmtree(work, ignore_errors=True)
 
     def _wait_ready(self, proc: subprocess.Popen, data: Path, log: Path) -> None:
-        deadline = time.monotonic() + limit_of("EXTHARNESS_PG_START_TIMEOUT")
-        while time.monotonic() < deadline:
+        def ready() -> bool | None:
             if proc.poll() is not None:
                 text = log.read_text(errors="replace")
                 if "Address already in use" in text or "could not bind" in text:
                     raise PortInUse("port taken")
-                tail = " | ".join(line.strip() for line in text.strip().splitlines()[-6:])
-                raise HarnessError(f"postgres exited with code {proc.returncode} while starting: {tail}")
-            if _postmaster_ready(data):
-                return
-            time.sleep(0.02)
-        try:
-            state = (data / "postmaster.pid").read_text().splitlines()[7:8] or ["starting (no status yet)"]
-        except OSError:
-            state = ["no postmaster.pid yet"]
-        tail = " | ".join(line.strip() for line in log.read_text(errors="replace").strip().splitlines()[-6:])
-        raise HarnessError(
-            f"postgres did not become ready within {limit_of('EXTHARNESS_PG_START_TIMEOUT'):g}s (raise EXTHARNESS_PG_START_TIMEOUT); "
-            f"last state: {state[0].strip()}; log: {tail or 'empty'}"
+                raise HarnessError(
+                    f"postgres exited with code {proc.returncode} while starting: {last_lines(text, count=6)}"
+                )
+            return True if _postmaster_ready(data) else None
+
+        def state() -> str:
+            try:
+                status = (data / "postmaster.pid").read_text().splitlines()[7:8] or ["starting (no status yet)"]
+            except OSError:
+                status = ["no postmaster.pid yet"]
+            return f"{status[0].strip()}; log: {last_lines(log, count=6, default='empty')}"
+
+        wait_until(
+            ready,
+            limit_of("EXTHARNESS_PG_START_TIMEOUT"),
+            "postgres",
+            "EXTHARNESS_PG_START_TIMEOUT",
+            interval=0.02,
+            last_state=state,
+            failed="did not become ready",
         )

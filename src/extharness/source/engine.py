@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
-from extharness.runtime.processes import stop_group
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.processes import last_lines, stop_group
 from extharness.runtime.settings import limit_of
 
 #: How long a single engine call may take before we give up (seconds); builds get more.
@@ -105,7 +105,7 @@ class Engine:
         if timed_out.is_set():
             raise HarnessError(
                 f"{self.kind} {' '.join(args[:2])} did not finish within {limit:g}s "
-                f"(last output: {last_output_line(''.join(tail))}; raise "
+                f"(last output: {last_lines(''.join(tail), count=1, default='none')}; raise "
                 f"{setting or ('EXTHARNESS_BUILD_TIMEOUT' if progress else 'EXTHARNESS_ENGINE_TIMEOUT')})"
             )
         result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)

@@ -19,7 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.processes import last_lines, run
 from extharness.runtime.settings import limit_of
 from extharness.runtime.waits import Gone, wait_until
 from extharness.source.oci_writer import OCIImageBlobs, write_oci_layout
@@ -144,11 +145,7 @@ class LocalRegistry:
             return False
 
     def _tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(lines[-5:])
+        return last_lines(self.log_path, count=5, default="")
 
     def _terminate(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -182,23 +179,12 @@ class LocalRegistry:
         source = f"oci:{layout}" + (f":{source_tag}" if source_tag else "")
         dest = f"docker://{self.reference(name, tag)}"
         cmd = [self.skopeo, "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "--quiet", source, dest]
-        try:
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                timeout=limit_of("EXTHARNESS_REGISTRY_PUSH_TIMEOUT"),
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:
-            last = last_output_line(exc.stderr)
-            raise HarnessError(
-                f"skopeo copy to {dest} took longer than {limit_of('EXTHARNESS_REGISTRY_PUSH_TIMEOUT'):g}s (last output: {last}; "
-                "raise EXTHARNESS_REGISTRY_PUSH_TIMEOUT)"
-            ) from None
-        if proc.returncode != 0:
-            words = " ".join((proc.stderr or proc.stdout).split())[-400:]
-            raise HarnessError(f"skopeo copy {source} {dest} failed (exit {proc.returncode}): {words}")
+        run(
+            cmd,
+            what=f"pushing {source} to {dest}",
+            timeout=limit_of("EXTHARNESS_REGISTRY_PUSH_TIMEOUT"),
+            setting="EXTHARNESS_REGISTRY_PUSH_TIMEOUT",
+        )
         return self.reference(name, tag)
 
     def push_image(self, image: OCIImageBlobs, name: str, tag: str) -> str:

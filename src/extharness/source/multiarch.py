@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
@@ -22,6 +21,7 @@ from elftools.elf.elffile import ELFFile
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.model import Platform
 from extharness.runtime.locks import held_lock
+from extharness.runtime.processes import run
 from extharness.runtime.progress import progress
 from extharness.source import sample
 from extharness.source.acquire import build_sample_release
@@ -45,10 +45,7 @@ def arm64_compiler() -> str:
 
 
 def _compiler_version(cc: str) -> str:
-    try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise HarnessError(f"{cc} --version failed: {exc}") from None
+    out = run([cc, "--version"], what=f"asking {cc} its version", timeout=60).stdout
     return out.splitlines()[0].strip() if out else cc
 
 

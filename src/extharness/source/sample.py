@@ -20,7 +20,6 @@ import importlib.util
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,8 @@ from pathlib import Path
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from extharness.errors import EnvironmentMissing, HarnessError, last_output_line
+from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.processes import run
 from extharness.runtime.settings import limit_of
 
 #: Where the sample's sources live: ``<repo>/sample/pg_ticker`` (the package is installed
@@ -94,44 +94,24 @@ def default_pg_config() -> Path:
     return pg_config
 
 
-def _run(cmd: Sequence[str], cwd: Path | None = None, what: str | None = None) -> str:
-    """Run a build command; return its combined output or raise one clear HarnessError."""
-    label = what or shlex.join(cmd)
-    try:
-        proc = subprocess.run(
-            list(cmd),
-            check=False,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=limit_of("EXTHARNESS_MAKE_TIMEOUT"),
-            env={**os.environ, "LC_ALL": "C"},
-        )
-    except FileNotFoundError as exc:
-        raise EnvironmentMissing(f"{label}: {cmd[0]} not found (install build-essential)") from exc
-    except subprocess.TimeoutExpired as exc:
-        last = last_output_line(exc.output)
-        raise HarnessError(
-            f"{label} took longer than {limit_of('EXTHARNESS_MAKE_TIMEOUT'):g}s (last output: {last}; set EXTHARNESS_MAKE_TIMEOUT "
-            "to wait longer)"
-        ) from None
-    if proc.returncode != 0:
-        tail = " | ".join(line.strip() for line in proc.stdout.strip().splitlines()[-_TAIL_LINES:])
-        raise HarnessError(f"{label} failed with exit code {proc.returncode}: {tail}")
-    return proc.stdout
+def _build_step(cmd: Sequence[str], what: str, cwd: Path | None = None) -> str:
+    """A build command's combined output (C locale: messages the same everywhere)."""
+    return run(
+        cmd, what=what, cwd=cwd, env={"LC_ALL": "C"}, merge=True, tail=_TAIL_LINES,
+        timeout=limit_of("EXTHARNESS_MAKE_TIMEOUT"), setting="EXTHARNESS_MAKE_TIMEOUT", hint="install build-essential",
+    ).stdout  # fmt: skip
 
 
 def _pg_config_value(pg_config: Path, option: str) -> str:
     if not pg_config.is_file():
         raise HarnessError(f"pg_config not found at {pg_config}: pass the path of an existing pg_config")
-    return _run([str(pg_config), option]).strip()
+    return _build_step([str(pg_config), option], f"pg_config {option}").strip()
 
 
 def _compiler_version(pg_config: Path) -> str:
     """First line of ``<CC> --version`` for the compiler PGXS will use."""
     cc = shlex.split(_pg_config_value(pg_config, "--cc")) or ["cc"]
-    return _run([*cc, "--version"]).splitlines()[0].strip()
+    return _build_step([*cc, "--version"], f"{cc[0]} --version").splitlines()[0].strip()
 
 
 def build_cflags(pg_config: Path, build_dir: Path) -> str:
@@ -257,11 +237,9 @@ def build_release_folder(
             f"CFLAGS={build_cflags(pg_config, build_dir)}",
             *variant_make_args,
         ]
-        _run(["make", *make_args], cwd=build_dir, what=f"make ({source_dir.name})")
-        _run(
-            ["make", *make_args, "install", f"DESTDIR={staging}"],
-            cwd=build_dir,
-            what=f"make install ({source_dir.name})",
+        _build_step(["make", *make_args], f"make ({source_dir.name})", cwd=build_dir)
+        _build_step(
+            ["make", *make_args, "install", f"DESTDIR={staging}"], f"make install ({source_dir.name})", cwd=build_dir
         )
 
         staged_lib = staging / pkglibdir.relative_to(pkglibdir.anchor)
