@@ -13,11 +13,13 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from extharness.checks.findings import Finding
 from extharness.config import HarnessConfig
 from extharness.errors import HarnessError
 from extharness.inspect.extension import ExtensionLayout, describe
@@ -26,8 +28,14 @@ from extharness.postgres.backend_summary import BACKENDS
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
 from extharness.postgres.server import RunningServer
-from extharness.postgres.sqlchecks import install_extension
-from extharness.pytest_plugin import ImageUnderTest, harness_config_of, harness_step, image_under_test_of
+from extharness.postgres.sqlchecks import CreateFailed, install_extension, sql_finding
+from extharness.pytest_plugin import (
+    FindingRecorder,
+    ImageUnderTest,
+    harness_config_of,
+    harness_step,
+    image_under_test_of,
+)
 
 SELECTIONS = {"auto": BACKENDS, "all": BACKENDS, "native": ("native",), "container": ("composite", "imagevolume")}
 
@@ -358,13 +366,68 @@ def database(request: pytest.FixtureRequest) -> Iterator[Callable[[RunningServer
             pass  # the server is going away anyway
 
 
+# -- findings ----------------------------------------------------------------------------------------------
+@dataclass
+class SqlFindings:
+    """A test's failing sql checks, as findings (``sqlchecks.RULES``) that name the backend."""
+
+    recorder: FindingRecorder
+    backend: str | None
+
+    def finding(self, rule: str, subject: str, message: str) -> Finding:
+        return sql_finding(rule, subject, message, self.backend)
+
+    def fail(self, rule: str, subject: str, message: str) -> NoReturn:
+        """Record the finding, then fail the test with it (one line, no traceback)."""
+        self.recorder.fail(self.finding(rule, subject, message))
+
+
 @pytest.fixture
-def install(target: SqlTarget) -> Callable[..., None]:
-    """``install(conn, version=None, schema=None)``: CREATE EXTENSION, or fail saying what it means."""
+def sql_findings(harness_findings: FindingRecorder, request: pytest.FixtureRequest) -> SqlFindings:
+    callspec = getattr(request.node, "callspec", None)
+    return SqlFindings(harness_findings, callspec.params.get("backend") if callspec else None)
 
-    def run(conn: psycopg.Connection, version: str | None = None, schema: str | None = None) -> None:
-        harness_step(
-            "installing the extension", lambda: install_extension(conn, target.name, target.layout, version, schema)
-        )
 
-    return run
+#: backend name -> (the sql.create finding of CREATE EXTENSION at the default version, the test that made it).
+#: Per process: with -n N each worker reports it once.
+_not_installable: dict[str, tuple[Finding, str]] = {}
+
+
+@dataclass
+class Installer:
+    """``install(conn, version=None, schema=None)``: CREATE EXTENSION, or a ``sql.create`` finding.
+
+    A root cause is reported once: when the extension cannot be created at its default version
+    on a backend, the later tests there that need it skip with one line naming that finding."""
+
+    target: SqlTarget
+    findings: SqlFindings
+    nodeid: str
+
+    def require(self) -> None:
+        """Skip when this backend could not create the extension earlier in the session."""
+        known = _not_installable.get(self.findings.backend or "")
+        if known is not None:
+            finding, where = known
+            pytest.skip(
+                f"needs {self.target.name} installed, which failed on the {self.findings.backend} backend: "
+                f"{finding.rule} {finding.path} (reported once, by {where})"
+            )
+
+    def __call__(self, conn: psycopg.Connection, version: str | None = None, schema: str | None = None) -> None:
+        if version is None:
+            self.require()
+        try:
+            install_extension(conn, self.target.name, self.target.layout, version, schema)
+            return
+        except CreateFailed as exc:
+            finding = self.findings.finding("sql.create", exc.statement, exc.reason)
+        # outside the except block, so the report shows the finding, not a chained traceback
+        if version is None and schema is None and self.findings.backend:
+            _not_installable.setdefault(self.findings.backend, (finding, self.nodeid))
+        self.findings.recorder.fail(finding)
+
+
+@pytest.fixture
+def install(target: SqlTarget, sql_findings: SqlFindings, request: pytest.FixtureRequest) -> Installer:
+    return Installer(target, sql_findings, request.node.nodeid)
