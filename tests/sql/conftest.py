@@ -21,7 +21,7 @@ from psycopg import sql
 
 from extharness.checks.findings import Finding
 from extharness.config import HarnessConfig
-from extharness.errors import HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout, describe
 from extharness.inspect.model import ExtensionImage, PlatformImage
 from extharness.postgres.backend_summary import BACKENDS
@@ -193,10 +193,11 @@ def old_release(upgrade_source: str, harness_config: HarnessConfig, target: SqlT
 
 
 @pytest.fixture(scope="session")
-def image_upgrade(
+def upgrade_run(
     backend, old_release: ImageUnderTest, upgrade_source: str, target: SqlTarget, harness_config: HarnessConfig
 ):
-    """The old release installed, its data written, the candidate swapped in and updated to: what was seen."""
+    """The old release installed, its data written, the candidate swapped in and updated to: what was
+    seen, or why the run broke off (kept, not raised: ``image_upgrade`` reports it once)."""
     from extharness.postgres.upgrade import replay_upgrade, stages_for
 
     old_image = platform_image(old_release.image, harness_config.request.platform)
@@ -230,7 +231,22 @@ def image_upgrade(
                 preload=target.preload,
             )
 
-    return harness_step(f"upgrading from {label} on the {backend.name} backend", run)
+    try:
+        return run()
+    except EnvironmentMissing:
+        raise
+    except HarnessError as exc:
+        return SetupFailed(f"upgrading from {label}: {exc}")
+
+
+@pytest.fixture
+def image_upgrade(upgrade_run, upgrade_source: str, sql_findings: SqlFindings, request: pytest.FixtureRequest):
+    """What the upgrade run saw; if it broke off, the first test fails with a ``sql.upgrade.run``
+    finding and the later ones skip naming it."""
+    if not isinstance(upgrade_run, SetupFailed):
+        return upgrade_run
+    upgrade_run.report_once(request, sql_findings, f"the upgrade from {upgrade_source}", "sql.upgrade.run")
+    sql_findings.fail("sql.upgrade.run", upgrade_source, upgrade_run.reason)
 
 
 @pytest.fixture(scope="session")
@@ -318,18 +334,38 @@ def server(backend, target: SqlTarget) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
-def preload_server(backend, target: SqlTarget) -> Iterator[RunningServer]:
-    """A server with shared_preload_libraries set to the extension's bare library name(s)."""
+def preloaded(backend, target: SqlTarget) -> Iterator[RunningServer | SetupFailed]:
+    """The backend's server with shared_preload_libraries set, or why it did not start (kept, not
+    raised: ``preload_server`` reports it once as a finding)."""
     if not target.preload:
         pytest.skip(f"{target.name} has no library to preload (no module_pathname, no profile preload)")
     with ExitStack() as stack:
-        yield _started(
-            backend,
-            stack,
-            f"PostgreSQL with shared_preload_libraries={','.join(target.preload)}",
-            target.settings,
-            target.preload,
-        )
+        try:
+            server = stack.enter_context(backend.start(target.settings, target.preload))
+        except EnvironmentMissing:
+            raise
+        except HarnessError as exc:
+            yield SetupFailed(str(exc))
+            return
+        yield server
+
+
+@pytest.fixture
+def preload_server(
+    preloaded: RunningServer | SetupFailed,
+    target: SqlTarget,
+    sql_findings: SqlFindings,
+    request: pytest.FixtureRequest,
+) -> RunningServer:
+    """A server with shared_preload_libraries set to the extension's bare library name(s).
+
+    If it cannot start, the first test that needs it fails with a ``sql.preload`` finding; the
+    later ones skip naming it (a root cause is reported once)."""
+    if isinstance(preloaded, RunningServer):
+        return preloaded
+    subject = f"shared_preload_libraries={','.join(target.preload)}"
+    preloaded.report_once(request, sql_findings, f"the server with {subject}", "sql.preload")
+    sql_findings.fail("sql.preload", subject, f"the server did not start: {preloaded.reason}")
 
 
 @pytest.fixture
@@ -367,6 +403,26 @@ def database(request: pytest.FixtureRequest) -> Iterator[Callable[[RunningServer
 
 
 # -- findings ----------------------------------------------------------------------------------------------
+@dataclass
+class SetupFailed:
+    """A backend's shared step (a server, an upgrade run) that failed: why, and the test that said so.
+
+    Session fixtures keep it instead of raising (pytest would raise the same error in every
+    test that uses them); a function fixture reports it once (``report_once``)."""
+
+    reason: str
+    reported_by: str | None = None
+
+    def report_once(self, request: pytest.FixtureRequest, findings: SqlFindings, what: str, rule: str) -> None:
+        """Skip, naming the finding, when a test reported this already; else let this test report it."""
+        if self.reported_by is not None:
+            pytest.skip(
+                f"needs {what}, which failed on the {findings.backend} backend: {rule} "
+                f"(reported once, by {self.reported_by})"
+            )
+        self.reported_by = request.node.nodeid
+
+
 @dataclass
 class SqlFindings:
     """A test's failing sql checks, as findings (``sqlchecks.RULES``) that name the backend."""

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from extharness.checks.findings import Finding, Severity
+from extharness.checks.upgrade import RULES as UPGRADE_RULES
 from extharness.errors import HarnessError
 from extharness.inspect.extension import ExtensionLayout
 from extharness.inspect.scripts import find_libdir_loads
@@ -49,7 +50,7 @@ RULES = {
 
 def sql_finding(rule: str, subject: str, message: str, backend: str | None = None) -> Finding:
     """An error of the sql tier's check ``rule`` about ``subject``; ``backend``: where it was seen."""
-    if rule not in RULES:
+    if rule not in RULES and rule not in UPGRADE_RULES:
         raise ValueError(f"unknown sql rule id {rule!r} (add it to sqlchecks.RULES)")
     return Finding(rule, Severity.ERROR, subject, message, cases=(f"{backend} backend",) if backend else ())
 
