@@ -2,9 +2,11 @@
 
 The sample's release folder, copied and broken (its install script gains a
 ``LOAD '$libdir/pg_ticker'``, which cannot find a library mounted under /extensions), runs a
-few tests of ``tests/sql`` on the native backend in a nested pytest. CREATE EXTENSION fails
-in the first test that needs it: that test fails with a ``sql.create`` finding, and the later
-tests that need the extension skip naming that finding instead of failing with the same error.
+few tests of ``tests/sql`` on the native backend in a nested pytest, with a profile whose
+preload names a library the image lacks. CREATE EXTENSION fails in the first test that needs
+it: that test fails with a ``sql.create`` finding, and the later tests that need the
+extension skip naming that finding instead of failing with the same error. The preloaded
+server cannot start: the same, with ``sql.preload``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ from extharness.source.acquire import default_cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 600
-SELECTED = "test_create_extension_at_default_version or test_drop_and_create_again or test_schema_rules"
-FIRST = "tests/sql/test_create.py::test_create_extension_at_default_version[native]"
+SELECTED = (
+    "test_create_extension_at_default_version or test_drop_and_create_again or test_schema_rules "
+    "or test_server_starts_with_preload or test_library_in_loaded_modules"
+)
+CREATE = "tests/sql/test_create.py::test_create_extension_at_default_version[native]"
+PRELOAD = "tests/sql/test_preload.py::test_server_starts_with_preload[native]"
+PROFILE = REPO / "src" / "extharness" / "profiles" / "pg_ticker.toml"
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +53,10 @@ def test_findings_json_holds_the_sql_failure_with_its_rule_id(
     native_available: None, sample_release: Path, tmp_path: Path
 ) -> None:
     release = _broken_release(sample_release, tmp_path / "release")
+    profile = tmp_path / "profile.toml"
+    text = PROFILE.read_text()
+    assert 'preload = ["pg_ticker"]' in text
+    profile.write_text(text.replace('preload = ["pg_ticker"]', 'preload = ["pg_ticker_absent"]'))
     report, junit = tmp_path / "findings.json", tmp_path / "junit.xml"
     env = {**os.environ, "EXTHARNESS_ENGINE": "none"}
     for name in ("EXTHARNESS_RUN_ID", "PYTEST_XDIST_WORKER"):
@@ -65,6 +76,8 @@ def test_findings_json_holds_the_sql_failure_with_its_rule_id(
             "native",
             "--ext-artifacts",
             str(release),
+            "--ext-profile",
+            str(profile),
             "--findings-json",
             str(report),
             f"--junitxml={junit}",
@@ -84,11 +97,12 @@ def test_findings_json_holds_the_sql_failure_with_its_rule_id(
     findings = json.loads(report.read_text())["findings"]
     errors = [f for f in findings if f["severity"] == "error"]
     assert [(f["rule"], f["path"], f["cases"]) for f in errors] == [
-        ("sql.create", "CREATE EXTENSION pg_ticker", ["native backend"])
+        ("sql.create", "CREATE EXTENSION pg_ticker", ["native backend"]),
+        ("sql.preload", "shared_preload_libraries=pg_ticker_absent", ["native backend"]),
     ], tail
-    assert (
-        "$libdir/pg_ticker" in errors[0]["message"] and "does not search dynamic_library_path" in errors[0]["message"]
-    )
+    assert "$libdir/pg_ticker" in errors[0]["message"]
+    assert "does not search dynamic_library_path" in errors[0]["message"]
+    assert 'could not access file "pg_ticker_absent"' in errors[1]["message"]
 
     outcomes = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
@@ -97,13 +111,20 @@ def test_findings_json_holds_the_sql_failure_with_its_rule_id(
         outcomes[f"{case.get('classname')}::{case.get('name')}"] = (kind, message)
     first = outcomes.pop("tests.sql.test_create::test_create_extension_at_default_version[native]")
     assert first[0] == "failure" and "sql.create" in first[1], first
+    preload = outcomes.pop("tests.sql.test_preload::test_server_starts_with_preload[native]")
+    assert preload[0] == "error" and "sql.preload" in preload[1], preload  # in its setup
     assert set(outcomes) == {
         "tests.sql.test_lifecycle::test_drop_and_create_again[native]",
         "tests.sql.test_lifecycle::test_schema_rules[native]",
+        "tests.sql.test_preload::test_library_in_loaded_modules[native]",
     }, outcomes
-    for kind, message in outcomes.values():  # the root cause once: the others skip, naming it
+    for name, (kind, message) in outcomes.items():  # the root cause once: the others skip, naming it
         assert kind == "skipped", outcomes
-        assert "sql.create CREATE EXTENSION pg_ticker" in message and FIRST in message, message
+        if "test_preload" in name:
+            assert "sql.preload" in message and PRELOAD in message, message
+        else:
+            assert "sql.create CREATE EXTENSION pg_ticker" in message and CREATE in message, message
 
     summary = proc.stdout.split("extharness findings", 1)[-1]
-    assert "errors (1):" in summary and "sql.create error: CREATE EXTENSION pg_ticker:" in summary, tail
+    assert "errors (2):" in summary and "sql.create error: CREATE EXTENSION pg_ticker:" in summary, tail
+    assert "sql.preload error: shared_preload_libraries=pg_ticker_absent:" in summary, tail
