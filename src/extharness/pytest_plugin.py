@@ -11,14 +11,14 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from extharness.checks.findings import Finding, Severity
+from extharness.checks.findings import Finding, Severity, grouped_findings, summary_lines
 from extharness.checks.run import layouts_of, run_rule
 from extharness.checks.target import LayoutTarget
 from extharness.config import ACTIVATE_INI, OPTIONS, HarnessConfig, is_active, options_help
@@ -378,13 +378,49 @@ def extension_layouts(image_under_test: ImageUnderTest) -> list[ExtensionLayout]
     return layouts_of(image_under_test.image, image_under_test.name)
 
 
-def record_findings(item: pytest.Item, findings: list[Finding]) -> None:
+def record_findings(item: pytest.Item, findings: Iterable[Finding]) -> None:
+    """Keep ``findings`` with the test ``item``: --findings-json, JUnit and the summaries show them.
+
+    Recorded in the test or in one of its function-scoped fixtures (its setup counts too)."""
     item.user_properties.append((FINDINGS_KEY, [f.as_dict() for f in findings]))
+
+
+class FindingRecorder:
+    """How a test (of any tier) reports what it found: as findings, recorded before it fails."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+
+    def record(self, *findings: Finding) -> None:
+        record_findings(self.item, findings)
+
+    def check(self, findings: Iterable[Finding]) -> list[Finding]:
+        """Record ``findings``, warn for each warning, and fail naming every error (one line each)."""
+        found = list(findings)
+        record_findings(self.item, found)
+        for finding in found:
+            if finding.severity == Severity.WARNING:
+                warnings.warn(HarnessFindingWarning(str(finding)), stacklevel=3)
+        errors = [f for f in found if f.severity == Severity.ERROR]
+        if errors:
+            pytest.fail("\n".join(str(f) for f in errors), pytrace=False)
+        return found
+
+    def fail(self, finding: Finding) -> NoReturn:
+        """Record ``finding`` and fail the test with it (one line, no traceback)."""
+        record_findings(self.item, [finding])
+        pytest.fail(str(finding), pytrace=False)
+
+
+@pytest.fixture
+def harness_findings(request: pytest.FixtureRequest) -> FindingRecorder:
+    """Record findings for this test: ``harness_findings.check(findings)`` / ``.fail(finding)``."""
+    return FindingRecorder(request.node)
 
 
 @pytest.fixture
 def check_rule(
-    request: pytest.FixtureRequest,
+    harness_findings: FindingRecorder,
     image_under_test: ImageUnderTest,
     extension_layouts: list[ExtensionLayout],
     layout_target: LayoutTarget,
@@ -392,26 +428,19 @@ def check_rule(
     """Run one layout rule: record its findings, warn on warnings, fail on errors."""
 
     def check(rule_id: str) -> list[Finding]:
-        findings = run_rule(rule_id, image_under_test.image, extension_layouts, layout_target)
-        record_findings(request.node, findings)
-        for finding in findings:
-            if finding.severity == Severity.WARNING:
-                warnings.warn(HarnessFindingWarning(str(finding)), stacklevel=2)
-        errors = [f for f in findings if f.severity == Severity.ERROR]
-        if errors:
-            pytest.fail("\n".join(str(f) for f in errors), pytrace=False)
-        return findings
+        return harness_findings.check(run_rule(rule_id, image_under_test.image, extension_layouts, layout_target))
 
     return check
 
 
 # -- findings output (on the controller, which sees every worker's reports) -------------
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":  # its properties hold what setup, call and teardown recorded
+        for key, value in report.user_properties:
+            if key == FINDINGS_KEY:
+                _collected.extend(value)
     if report.when != "call":
         return
-    for key, value in report.user_properties:
-        if key == FINDINGS_KEY:
-            _collected.extend(value)
     # Cleanup tests print "[leftovers] ..." (and "[parallel] ...") counts; repeat them in the summary so a CI log shows the 0s.
     for _name, text in report.sections:
         _leftover_lines.extend(line for line in text.splitlines() if line.startswith(("[leftovers]", "[parallel]")))
@@ -436,19 +465,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _write_atomic(harness.summary_md, markdown_summary(session, unique, harness))
 
 
-def grouped_findings(findings: list[dict]) -> list[dict]:
-    """Findings as dicts, equal ones (from several tests or workers) merged: their cases joined."""
-    merged: dict[tuple, dict] = {}
-    for finding in findings:
-        key = (finding["rule"], finding.get("platform") or "", finding["path"], finding["message"], finding["severity"])
-        if key in merged:
-            cases = merged[key].setdefault("cases", [])
-            cases.extend(c for c in finding.get("cases", []) if c not in cases)
-        else:
-            merged[key] = {**finding, "cases": list(finding.get("cases", []))}
-    return [merged[key] for key in sorted(merged)]
-
-
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -468,19 +484,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(line)
     if not _collected:
         return
-    counts = {s.value: 0 for s in Severity}
-    for finding in _collected:
-        counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
     terminalreporter.section("extharness findings")
-    terminalreporter.write_line(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)")
-    for finding in grouped_findings(_collected):
-        if finding["severity"] in ("error", "warning"):
-            platform = f"[{finding['platform']}] " if finding.get("platform") else ""
-            cases = finding.get("cases") or []
-            seen = f" [{len(cases)} case(s): {', '.join(cases)}]" if cases else ""
-            terminalreporter.write_line(
-                f"  {finding['rule']} {finding['severity']}: {platform}{finding['path']}: {finding['message']}{seen}"
-            )
+    for line in summary_lines(grouped_findings(_collected)):
+        terminalreporter.write_line(line)
 
 
 def iter_findings() -> Iterator[dict]:

@@ -29,13 +29,17 @@ def _cluster_with(extensions: list[dict], **postgresql: object) -> dict:
 
 
 def _messages(report: m.ManifestReport) -> str:
-    return "\n".join(str(v) for v in report.violations)
+    return "\n".join(str(f) for f in report.findings)
+
+
+def _rules(report: m.ManifestReport) -> set[str]:
+    return {f.rule for f in report.findings}
 
 
 # -- what the harness applies ---------------------------------------------------------------
 @pytest.mark.parametrize("profile_name", builtin_names())
 @pytest.mark.parametrize("mode", [IMAGEVOLUME, FALLBACK])
-def test_rendered_manifests_pass_cnpg_rules(profile_name: str, mode: str) -> None:
+def test_rendered_manifests_pass_cnpg_rules(profile_name: str, mode: str, harness_findings) -> None:
     profile = load_profile(profile_name)
     spec = spec_for(
         mode,
@@ -46,8 +50,9 @@ def test_rendered_manifests_pass_cnpg_rules(profile_name: str, mode: str) -> Non
     )
     cluster, database = render(spec, namespace="extharness-test")
     reports = [m.check_cluster(cluster), m.check_database(database, cluster["metadata"]["name"])]
-    assert all(r.ok for r in reports), "\n".join(map(str, reports))
-    assert not m.check_pair(cluster, database, profile.extension)
+    harness_findings.check(
+        [f for r in reports for f in r.findings] + m.check_pair(cluster, database, profile.extension)
+    )
 
 
 def test_imagevolume_cluster_declares_the_extension_image() -> None:
@@ -101,17 +106,15 @@ def _example(name: str) -> dict:
     return docs[0]
 
 
-def test_cluster_example_passes_cnpg_rules() -> None:
-    report = m.check_cluster(_example("cluster-example.yaml"))
-    assert report.ok, str(report)
+def test_cluster_example_passes_cnpg_rules(harness_findings) -> None:
+    harness_findings.check(m.check_cluster(_example("cluster-example.yaml")).findings)
 
 
-def test_database_example_passes_cnpg_rules_and_targets_the_example_cluster() -> None:
+def test_database_example_passes_cnpg_rules_and_targets_the_example_cluster(harness_findings) -> None:
     cluster = _example("cluster-example.yaml")
     database = _example("database-example.yaml")
     report = m.check_database(database, cluster["metadata"]["name"])
-    assert report.ok, str(report)
-    assert not m.check_pair(cluster, database, "pg_trickle")
+    harness_findings.check(report.findings + m.check_pair(cluster, database, "pg_trickle"))
 
 
 def test_cluster_example_is_what_the_packaging_plan_asks_for() -> None:
@@ -148,7 +151,7 @@ def test_example_mounts_where_cnpg_will_point_postgres() -> None:
 @pytest.mark.parametrize("bad", ["Pg-Trickle", "-pg", "pg-", "pg.trickle", "pg trickle", "_pg", "pg_", "ü"])
 def test_bad_extension_name_fails_with_cnpg_pattern(bad: str) -> None:
     report = m.check_cluster(_cluster_with([{"name": bad, "image": {"reference": "r:1"}}]))
-    assert not report.ok
+    assert _rules(report) == {"cnpg.manifest.extension-name"}
     assert m.EXTENSION_NAME_PATTERN in _messages(report)
     assert "[cnpg]" in _messages(report)
 
@@ -174,6 +177,7 @@ def test_duplicate_extension_names_fail() -> None:
         _cluster_with([{"name": "a", "image": {"reference": "r:1"}}, {"name": "a", "image": {"reference": "r:2"}}])
     )
     assert "Duplicate value: 'a'" in _messages(report)
+    assert _rules(report) == {"cnpg.manifest.extension-duplicate"}
 
 
 def test_names_equal_after_underscore_to_hyphen_collide() -> None:
@@ -185,6 +189,7 @@ def test_names_equal_after_underscore_to_hyphen_collide() -> None:
     text = _messages(report)
     assert 'extension name results in duplicate volume name "pg-ivm"' in text.replace("'", '"')
     assert "underscores are converted to hyphens" in text
+    assert _rules(report) == {"cnpg.manifest.volume-collision"}
 
 
 def test_missing_image_reference_fails_as_cnpg_says() -> None:
@@ -213,6 +218,8 @@ def test_path_leaving_the_image_fails(path: str) -> None:
     text = _messages(report)
     assert "outside the image mounted at /extensions/geo" in text
     assert "filepath.Join" in text
+    assert _rules(report) == {"cnpg.manifest.path-outside"}
+    assert "[harness]" in text
 
 
 def test_absolute_path_fails_and_says_what_cnpg_makes_of_it() -> None:
@@ -242,6 +249,7 @@ def test_relative_paths_inside_the_image_pass() -> None:
 def test_shared_preload_libraries_under_parameters_is_refused() -> None:
     report = m.check_cluster(_cluster_with([], parameters={"shared_preload_libraries": "pg_trickle"}))
     assert "Can't set fixed configuration parameter" in _messages(report)
+    assert _rules(report) == {"cnpg.manifest.parameters-fixed"}
 
 
 def test_other_fixed_parameters_are_refused() -> None:
@@ -252,6 +260,7 @@ def test_other_fixed_parameters_are_refused() -> None:
 def test_libdir_prefix_in_preload_fails() -> None:
     report = m.check_cluster(_cluster_with([], shared_preload_libraries=["$libdir/pg_trickle"]))
     assert "give the bare library name 'pg_trickle'" in _messages(report)
+    assert _rules(report) == {"cnpg.manifest.preload-name"}
 
 
 def test_unquoted_parameter_value_fails() -> None:
@@ -279,12 +288,20 @@ def test_database_extension_list_must_be_well_formed() -> None:
         {"ensure": "present"},
         {"name": "w", "cascade": True},
     ]
-    text = _messages(m.check_database(doc))
+    doc_report = m.check_database(doc)
+    text = _messages(doc_report)
     assert "Duplicate value: 'x'" in text
     assert 'supported values: "present", "absent"' in text
     assert "must be a string" in text
     assert "spec.extensions[4].name: Required value" in text
     assert "unknown field(s) cascade" in text
+    assert _rules(doc_report) == {
+        "cnpg.manifest.extension-duplicate",
+        "cnpg.manifest.extension-ensure",
+        "cnpg.manifest.extension-version",
+        "cnpg.manifest.extension-name",
+        "cnpg.manifest.unknown-field",
+    }
 
 
 def test_database_on_a_reserved_name_fails() -> None:

@@ -13,21 +13,29 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from extharness.checks.findings import Finding
 from extharness.config import HarnessConfig
-from extharness.errors import HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout, describe
 from extharness.inspect.model import ExtensionImage, PlatformImage
 from extharness.postgres.backend_summary import BACKENDS
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
 from extharness.postgres.server import RunningServer
-from extharness.postgres.sqlchecks import install_extension
-from extharness.pytest_plugin import ImageUnderTest, harness_config_of, harness_step, image_under_test_of
+from extharness.postgres.sqlchecks import CreateFailed, install_extension, sql_finding
+from extharness.pytest_plugin import (
+    FindingRecorder,
+    ImageUnderTest,
+    harness_config_of,
+    harness_step,
+    image_under_test_of,
+)
 
 SELECTIONS = {"auto": BACKENDS, "all": BACKENDS, "native": ("native",), "container": ("composite", "imagevolume")}
 
@@ -185,10 +193,11 @@ def old_release(upgrade_source: str, harness_config: HarnessConfig, target: SqlT
 
 
 @pytest.fixture(scope="session")
-def image_upgrade(
+def upgrade_run(
     backend, old_release: ImageUnderTest, upgrade_source: str, target: SqlTarget, harness_config: HarnessConfig
 ):
-    """The old release installed, its data written, the candidate swapped in and updated to: what was seen."""
+    """The old release installed, its data written, the candidate swapped in and updated to: what was
+    seen, or why the run broke off (kept, not raised: ``image_upgrade`` reports it once)."""
     from extharness.postgres.upgrade import replay_upgrade, stages_for
 
     old_image = platform_image(old_release.image, harness_config.request.platform)
@@ -222,7 +231,24 @@ def image_upgrade(
                 preload=target.preload,
             )
 
-    return harness_step(f"upgrading from {label} on the {backend.name} backend", run)
+    missing: str | None = None
+    try:
+        return run()
+    except EnvironmentMissing as exc:
+        missing = str(exc)
+    except HarnessError as exc:
+        return SetupFailed(f"upgrading from {label}: {exc}")
+    pytest.skip(missing)  # a tool this machine lacks, as harness_step has it
+
+
+@pytest.fixture
+def image_upgrade(upgrade_run, upgrade_source: str, sql_findings: SqlFindings, request: pytest.FixtureRequest):
+    """What the upgrade run saw; if it broke off, the first test fails with a ``sql.upgrade.run``
+    finding and the later ones skip naming it."""
+    if not isinstance(upgrade_run, SetupFailed):
+        return upgrade_run
+    upgrade_run.report_once(request, sql_findings, f"the upgrade from {upgrade_source}", "sql.upgrade.run")
+    sql_findings.fail("sql.upgrade.run", upgrade_source, upgrade_run.reason)
 
 
 @pytest.fixture(scope="session")
@@ -317,18 +343,40 @@ def server(backend, target: SqlTarget) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
-def preload_server(backend, target: SqlTarget) -> Iterator[RunningServer]:
-    """A server with shared_preload_libraries set to the extension's bare library name(s)."""
+def preloaded(backend, target: SqlTarget) -> Iterator[RunningServer | SetupFailed]:
+    """The backend's server with shared_preload_libraries set, or why it did not start (kept, not
+    raised: ``preload_server`` reports it once as a finding)."""
     if not target.preload:
         pytest.skip(f"{target.name} has no library to preload (no module_pathname, no profile preload)")
     with ExitStack() as stack:
-        yield _started(
-            backend,
-            stack,
-            f"PostgreSQL with shared_preload_libraries={','.join(target.preload)}",
-            target.settings,
-            target.preload,
-        )
+        missing: str | None = None
+        try:
+            server: RunningServer | SetupFailed = stack.enter_context(backend.start(target.settings, target.preload))
+        except EnvironmentMissing as exc:
+            missing = str(exc)
+        except HarnessError as exc:
+            server = SetupFailed(str(exc))
+        if missing is not None:  # a tool this machine lacks: a skip, as harness_step makes it
+            pytest.skip(missing)
+        yield server
+
+
+@pytest.fixture
+def preload_server(
+    preloaded: RunningServer | SetupFailed,
+    target: SqlTarget,
+    sql_findings: SqlFindings,
+    request: pytest.FixtureRequest,
+) -> RunningServer:
+    """A server with shared_preload_libraries set to the extension's bare library name(s).
+
+    If it cannot start, the first test that needs it fails with a ``sql.preload`` finding; the
+    later ones skip naming it (a root cause is reported once)."""
+    if isinstance(preloaded, RunningServer):
+        return preloaded
+    subject = f"shared_preload_libraries={','.join(target.preload)}"
+    preloaded.report_once(request, sql_findings, f"the server with {subject}", "sql.preload")
+    sql_findings.fail("sql.preload", subject, f"the server did not start: {preloaded.reason}")
 
 
 @pytest.fixture
@@ -365,13 +413,88 @@ def database(request: pytest.FixtureRequest) -> Iterator[Callable[[RunningServer
             pass  # the server is going away anyway
 
 
+# -- findings ----------------------------------------------------------------------------------------------
+@dataclass
+class SetupFailed:
+    """A backend's shared step (a server, an upgrade run) that failed: why, and the test that said so.
+
+    Session fixtures keep it instead of raising (pytest would raise the same error in every
+    test that uses them); a function fixture reports it once (``report_once``)."""
+
+    reason: str
+    reported_by: str | None = None
+
+    def report_once(self, request: pytest.FixtureRequest, findings: SqlFindings, what: str, rule: str) -> None:
+        """Skip, naming the finding, when a test reported this already; else let this test report it."""
+        if self.reported_by is not None:
+            pytest.skip(
+                f"needs {what}, which failed on the {findings.backend} backend: {rule} "
+                f"(reported once, by {self.reported_by})"
+            )
+        self.reported_by = request.node.nodeid
+
+
+@dataclass
+class SqlFindings:
+    """A test's failing sql checks, as findings (``sqlchecks.RULES``) that name the backend."""
+
+    recorder: FindingRecorder
+    backend: str | None
+
+    def finding(self, rule: str, subject: str, message: str) -> Finding:
+        return sql_finding(rule, subject, message, self.backend)
+
+    def fail(self, rule: str, subject: str, message: str) -> NoReturn:
+        """Record the finding, then fail the test with it (one line, no traceback)."""
+        self.recorder.fail(self.finding(rule, subject, message))
+
+
 @pytest.fixture
-def install(target: SqlTarget) -> Callable[..., None]:
-    """``install(conn, version=None, schema=None)``: CREATE EXTENSION, or fail saying what it means."""
+def sql_findings(harness_findings: FindingRecorder, request: pytest.FixtureRequest) -> SqlFindings:
+    callspec = getattr(request.node, "callspec", None)
+    return SqlFindings(harness_findings, callspec.params.get("backend") if callspec else None)
 
-    def run(conn: psycopg.Connection, version: str | None = None, schema: str | None = None) -> None:
-        harness_step(
-            "installing the extension", lambda: install_extension(conn, target.name, target.layout, version, schema)
-        )
 
-    return run
+#: backend name -> (the sql.create finding of CREATE EXTENSION at the default version, the test that made it).
+#: Per process: with -n N each worker reports it once.
+_not_installable: dict[str, tuple[Finding, str]] = {}
+
+
+@dataclass
+class Installer:
+    """``install(conn, version=None, schema=None)``: CREATE EXTENSION, or a ``sql.create`` finding.
+
+    A root cause is reported once: when the extension cannot be created at its default version
+    on a backend, the later tests there that need it skip with one line naming that finding."""
+
+    target: SqlTarget
+    findings: SqlFindings
+    nodeid: str
+
+    def require(self) -> None:
+        """Skip when this backend could not create the extension earlier in the session."""
+        known = _not_installable.get(self.findings.backend or "")
+        if known is not None:
+            finding, where = known
+            pytest.skip(
+                f"needs {self.target.name} installed, which failed on the {self.findings.backend} backend: "
+                f"{finding.rule} {finding.path} (reported once, by {where})"
+            )
+
+    def __call__(self, conn: psycopg.Connection, version: str | None = None, schema: str | None = None) -> None:
+        if version is None:
+            self.require()
+        try:
+            install_extension(conn, self.target.name, self.target.layout, version, schema)
+            return
+        except CreateFailed as exc:
+            finding = self.findings.finding("sql.create", exc.statement, exc.reason)
+        # outside the except block, so the report shows the finding, not a chained traceback
+        if version is None and schema is None and self.findings.backend:
+            _not_installable.setdefault(self.findings.backend, (finding, self.nodeid))
+        self.findings.recorder.fail(finding)
+
+
+@pytest.fixture
+def install(target: SqlTarget, sql_findings: SqlFindings, request: pytest.FixtureRequest) -> Installer:
+    return Installer(target, sql_findings, request.node.nodeid)

@@ -8,7 +8,7 @@ import pytest
 from extharness.postgres.sqlchecks import installed_extension, rows_match, run_step
 
 
-def test_dump_restore_round_trip(backend, profile_server, target, database, install):
+def test_dump_restore_round_trip(backend, profile_server, target, database, install, sql_findings):
     profile = target.profile
     server = profile_server
     source = database(server)
@@ -20,23 +20,38 @@ def test_dump_restore_round_trip(backend, profile_server, target, database, inst
             except psycopg.Error as exc:
                 pytest.fail(f"the profile's data.setup failed: {exc}", pytrace=False)
         before = run_step(conn, profile.data_check) if profile and profile.data_check else None
-    if before is not None:
-        assert before.ok, f"before the dump: {before.describe()}"
+    if before is not None and not before.ok:
+        sql_findings.fail("sql.dump-restore", "data.check", f"before the dump: {before.describe()}")
 
     dump = server.run_tool(["pg_dump", "--format=custom", "--dbname", source], timeout=300)
-    assert dump.returncode == 0, f"pg_dump failed: {dump.stderr.decode(errors='replace').strip()[-800:]}"
+    if dump.returncode != 0:
+        sql_findings.fail(
+            "sql.dump-restore", "pg_dump", f"failed: {dump.stderr.decode(errors='replace').strip()[-800:]}"
+        )
     restored = database(server)
     restore = server.run_tool(
         ["pg_restore", "--exit-on-error", "--no-owner", "--dbname", restored], input=dump.stdout, timeout=300
     )
-    assert restore.returncode == 0, f"pg_restore failed: {restore.stderr.decode(errors='replace').strip()[-800:]}"
+    if restore.returncode != 0:
+        sql_findings.fail(
+            "sql.dump-restore", "pg_restore", f"failed: {restore.stderr.decode(errors='replace').strip()[-800:]}"
+        )
 
     with server.connect(restored) as conn:
         installed = installed_extension(conn, target.name)
-        assert installed is not None, f"the restored database has no extension {target.name}"
-        assert installed["version"] == target.default_version
+        if installed is None:
+            sql_findings.fail("sql.dump-restore", target.name, "the restored database has no such extension")
+        if installed["version"] != target.default_version:
+            sql_findings.fail(
+                "sql.dump-restore",
+                target.name,
+                f"the restored database has version {installed['version']}, the dumped one {target.default_version}",
+            )
         if before is not None:
             after = run_step(conn, profile.data_check)
-            assert after.ok and rows_match([list(r) for r in before.rows or []], after.rows or []), (
-                f"after pg_restore: {after.describe()} (before the dump it returned {before.rows})"
-            )
+            if not (after.ok and rows_match([list(r) for r in before.rows or []], after.rows or [])):
+                sql_findings.fail(
+                    "sql.dump-restore",
+                    "data.check",
+                    f"after pg_restore: {after.describe()} (before the dump it returned {before.rows})",
+                )

@@ -15,7 +15,7 @@ def _expected_listing(target) -> dict[str, str]:
 
 
 @pytest.mark.mounted_backends_only
-def test_nothing_written_under_mount(backend, server, target, database, install, extension_mount):
+def test_nothing_written_under_mount(backend, server, target, database, install, extension_mount, sql_findings):
     # Exercise the extension first: create, use, update paths, drop.
     with server.connect(database(server)) as conn:
         install(conn)
@@ -27,13 +27,19 @@ def test_nothing_written_under_mount(backend, server, target, database, install,
         for line in listing.stdout.decode().splitlines():
             digest, _, path = line.partition("  ")
             seen[path.removeprefix("./")] = digest
-        assert seen == _expected_listing(target), (
-            f"{server.mount_path} in the container does not hold exactly the image's files: "
-            f"extra {sorted(set(seen) - set(_expected_listing(target)))}, "
-            f"changed/missing {sorted(k for k, v in _expected_listing(target).items() if seen.get(k) != v)}"
-        )
+        expected = _expected_listing(target)
+        if seen != expected:
+            sql_findings.fail(
+                "sql.mount-untouched",
+                server.mount_path,
+                "in the container it does not hold exactly the image's files: "
+                f"extra {sorted(set(seen) - set(expected))}, "
+                f"changed/missing {sorted(k for k, v in expected.items() if seen.get(k) != v)}",
+            )
         probe = server.run_tool(["sh", "-c", f"touch {server.mount_path}/.extharness-write-probe"])
-        assert probe.returncode != 0, f"{server.mount_path} is writable inside the container"
+        if probe.returncode == 0:
+            sql_findings.fail("sql.mount-untouched", server.mount_path, "writable inside the container")
     else:
         changes = extension_mount.changes()
-        assert not changes, f"written under {extension_mount.path}: {'; '.join(changes)}"
+        if changes:
+            sql_findings.fail("sql.mount-untouched", str(extension_mount.path), f"written: {'; '.join(changes)}")

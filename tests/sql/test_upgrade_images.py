@@ -32,10 +32,13 @@ def _passes(request: pytest.FixtureRequest, findings: list[Finding]) -> None:
 
 
 def _updated(record: UpgradeRecord) -> None:
+    """Skip a check of the updated extension when the update did not run: a root cause is reported
+    once, by test_old_release_updates_to_candidate (whatever the order tests run in)."""
     if not record.reached_update:
         first = update_findings(record)[0]
-        pytest.fail(
-            f"not checked: the update from {record.old} did not run ({first.rule}: {first.path})", pytrace=False
+        pytest.skip(
+            f"not checked: the update from {record.old} did not run ({first.rule} {first.path}, reported by "
+            "test_old_release_updates_to_candidate)"
         )
 
 

@@ -16,29 +16,35 @@ from extharness.postgres.sqlchecks import (
 from extharness.pytest_plugin import record_findings
 
 
-def test_update_paths_match_scripts(backend, server, target, database):
+def test_update_paths_match_scripts(backend, server, target, database, sql_findings):
     with server.connect(database(server)) as conn:
         seen = {(a, b) for a, b, _path in update_paths(conn, target.name)}
     expected = {(a, b) for a, b, _path in target.layout.scripts.update_pairs()}
-    assert seen == expected, (
-        f"pg_extension_update_paths('{target.name}') gives {sorted(seen)}, the image's scripts give {sorted(expected)}: "
-        "the server reads another copy of the extension's scripts"
-    )
+    if seen != expected:
+        sql_findings.fail(
+            "sql.update.paths",
+            target.name,
+            f"pg_extension_update_paths('{target.name}') gives {sorted(seen)}, the image's scripts give "
+            f"{sorted(expected)}: the server reads another copy of the extension's scripts",
+        )
 
 
-def test_installable_versions_update_to_default(backend, server, target, database):
+def test_installable_versions_update_to_default(backend, server, target, database, sql_findings):
     default = target.default_version
     with server.connect(database(server)) as conn:
         paths = {(a, b) for a, b, _path in update_paths(conn, target.name)}
     stuck = [v for v in sorted(target.layout.scripts.install) if v != default and (v, default) not in paths]
-    assert not stuck, (
-        f"{', '.join(stuck)} can be installed but not updated to the default version {default}: users on "
-        f"{stuck[0]} cannot ALTER EXTENSION {target.name} UPDATE (missing upgrade script, e.g. "
-        f"{target.name}--{stuck[0]}--{default}.sql)"
-    )
+    if stuck:
+        sql_findings.fail(
+            "sql.update.to-default",
+            f"{target.name}--{stuck[0]}--{default}.sql",
+            f"{', '.join(stuck)} can be installed but not updated to the default version {default}: users on "
+            f"{stuck[0]} cannot ALTER EXTENSION {target.name} UPDATE (missing upgrade script, e.g. "
+            f"{target.name}--{stuck[0]}--{default}.sql)",
+        )
 
 
-def test_update_matches_fresh_install(backend, server, target, database, install, update_pair, request):
+def test_update_matches_fresh_install(backend, server, target, database, install, update_pair, request, sql_findings):
     if update_pair == "no-update-scripts":
         pytest.skip(f"{target.name} ships no update scripts: no update path to compare")
     if update_pair == "image-unreadable":
@@ -51,13 +57,14 @@ def test_update_matches_fresh_install(backend, server, target, database, install
     source, version = update_pair
     with server.connect(database(server)) as conn:
         install(conn, version=source)
+        failure = None
         try:
             update_extension(conn, target.name, version)
         except psycopg.Error as exc:
-            pytest.fail(
-                f"ALTER EXTENSION {target.name} UPDATE TO '{version}' (from {source}) failed: "
-                f"{explain_create_failure(error_text(exc), target.name, target.layout)}",
-                pytrace=False,
+            failure = explain_create_failure(error_text(exc), target.name, target.layout)
+        if failure is not None:  # outside the except block: the report shows the finding, not a chain
+            sql_findings.fail(
+                "sql.update.failed", f"ALTER EXTENSION {target.name} UPDATE TO '{version}' (from {source})", failure
             )
         updated = member_objects(conn, target.name)
     with server.connect(database(server)) as conn:

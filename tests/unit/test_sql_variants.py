@@ -3,11 +3,12 @@
 Each variant is the pg_ticker sample with one defect, built with PGXS into a release folder
 and run through ``pytest -m sql --pg-backend native`` in a subprocess (own cache, shared
 native template). The assertion is on the JUnit report: the expected test failed, with a
-message that names the defect.
+message that names the defect, and ``--findings-json`` holds the check's finding (its rule id).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ class Variant:
     name: str
     test: str  # the test (with its parameter id) that must fail
     says: str  # a regular expression its failure message must match
+    rule: str  # the rule id of the finding that failure records
     change: Callable[[Path, Path], dict]  # (source copy, scratch dir) -> extra build/run settings
 
 
@@ -128,36 +130,42 @@ VARIANTS = [
         "missing-upgrade-script",
         "test_create.py::test_create_extension_at_default_version[native]",
         r"no way to install version 1\.1.*missing upgrade script",
+        "sql.create",
         missing_upgrade_script,
     ),
     Variant(
         "no-update-to-default",
         "test_upgrades.py::test_installable_versions_update_to_default[native]",
         r"1\.0 can be installed but not updated.*pg_ticker--1\.0--1\.1\.sql",
+        "sql.update.to-default",
         no_update_to_default,
     ),
     Variant(
         "upgrade-differs",
         "test_upgrades.py::test_update_matches_fresh_install[native-1.0-1.1]",
         r"function ticker\.mul\(integer,\s*integer\): missing after the update",
+        "sql.upgrade.missing-object",
         upgrade_differs,
     ),
     Variant(
         "load-libdir",
         "test_create.py::test_create_extension_at_default_version[native]",
         r"LOAD '\$libdir/\.\.\.' does not search dynamic_library_path.*pg_ticker--1\.1\.sql",
+        "sql.create",
         load_libdir,
     ),
     Variant(
         "missing-native-dependency",
         "test_create.py::test_create_extension_at_default_version[native]",
         r"needs libextdep\.so.*neither the base image nor the extension image",
+        "sql.create",
         missing_native_dependency,
     ),
     Variant(
         "shadowed-by-base",
         "test_create.py::test_not_shadowed_by_base[native]",
         r"already ships pg_ticker in \$system.*\$system and \$libdir first",
+        "sql.shadowed",
         shadowed_by_base,
     ),
 ]
@@ -204,6 +212,7 @@ def _run_variant(variant: Variant, scratch: Path, native_root: Path) -> tuple[su
         "no:xdist",
         "-q",
         f"--junitxml={junit}",
+        f"--findings-json={scratch / 'findings.json'}",
         "tests/sql",
     ]
     if "pg_config" in extra:
@@ -226,7 +235,7 @@ def _outcomes(junit: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def variant_runs(native_root: Path) -> dict[str, tuple[subprocess.CompletedProcess, dict[str, str]]]:
+def variant_runs(native_root: Path) -> dict[str, tuple[subprocess.CompletedProcess, dict[str, str], set[str]]]:
     """All variants, built and run two at a time."""
     try:
         default_pg_config()
@@ -240,7 +249,9 @@ def variant_runs(native_root: Path) -> dict[str, tuple[subprocess.CompletedProce
             scratch = scratch_root / variant.name
             scratch.mkdir()
             proc, junit = _run_variant(variant, scratch, native_root)
-            return variant.name, (proc, _outcomes(junit) if junit.exists() else {})
+            report = scratch / "findings.json"
+            rules = {f["rule"] for f in json.loads(report.read_text())["findings"]} if report.exists() else set()
+            return variant.name, (proc, _outcomes(junit) if junit.exists() else {}, rules)
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             return dict(pool.map(one, VARIANTS))
@@ -250,7 +261,7 @@ def variant_runs(native_root: Path) -> dict[str, tuple[subprocess.CompletedProce
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
 def test_variant_fails_in_the_right_check(variant: Variant, variant_runs) -> None:
-    proc, outcomes = variant_runs[variant.name]
+    proc, outcomes, rules = variant_runs[variant.name]
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
     assert proc.returncode == 1, f"expected test failures (exit 1), got exit {proc.returncode}:\n{tail}"
     assert variant.test in outcomes, f"{variant.test} did not run:\n{tail}"
@@ -259,3 +270,4 @@ def test_variant_fails_in_the_right_check(variant: Variant, variant_runs) -> Non
     assert re.search(variant.says, " ".join(message.split()), re.DOTALL), (
         f"{variant.test} failed, but without naming the problem ({variant.says!r}):\n{message[:1500]}"
     )
+    assert variant.rule in rules, f"--findings-json has no {variant.rule} finding, only {sorted(rules)}"

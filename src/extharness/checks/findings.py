@@ -70,3 +70,45 @@ def warning(rule_id: str, path: str, message: str) -> Finding:
 
 def info(rule_id: str, path: str, message: str) -> Finding:
     return Finding(rule_id, Severity.INFO, path, message)
+
+
+# -- findings as reports show them (dicts: what --findings-json holds, gathered from every worker) --------
+def grouped_findings(findings: Iterable[dict]) -> list[dict]:
+    """Findings as dicts, equal ones (from several tests, backends or workers) merged: their cases
+    joined. Sorted by rule, so a rule's findings stand together."""
+    merged: dict[tuple, dict] = {}
+    for finding in findings:
+        key = (finding["rule"], finding.get("platform") or "", finding["path"], finding["message"], finding["severity"])
+        if key in merged:
+            cases = merged[key].setdefault("cases", [])
+            cases.extend(c for c in finding.get("cases", []) if c not in cases)
+        else:
+            merged[key] = {**finding, "cases": list(finding.get("cases", []))}
+    return [merged[key] for key in sorted(merged)]
+
+
+#: Severities as a summary lists them: errors first, and the word for a group of them.
+SUMMARY_GROUPS = ((Severity.ERROR, "error"), (Severity.WARNING, "warning"), (Severity.INFO, "note"))
+
+
+def finding_line(finding: dict) -> str:
+    """One finding on one line, in full (a cut-off message hides what is wrong)."""
+    platform = f"[{finding['platform']}] " if finding.get("platform") else ""
+    cases = finding.get("cases") or []
+    seen = f" [{len(cases)} case(s): {', '.join(cases)}]" if cases else ""
+    return f"{finding['rule']} {finding['severity']}: {platform}{finding['path']}: {finding['message']}{seen}"
+
+
+def summary_lines(grouped: list[dict]) -> list[str]:
+    """The terminal summary of (grouped) findings: the counts, then every error, warning and note
+    under its severity, each named in full."""
+    by_severity = {
+        severity.value: [f for f in grouped if f["severity"] == severity.value] for severity, _ in SUMMARY_GROUPS
+    }
+    lines = [", ".join(f"{len(by_severity[s.value])} {word}(s)" for s, word in SUMMARY_GROUPS)]
+    for severity, word in SUMMARY_GROUPS:
+        group = by_severity[severity.value]
+        if group:
+            lines.append(f"{word}s ({len(group)}):")
+            lines.extend(f"  {finding_line(f)}" for f in group)
+    return lines

@@ -29,6 +29,7 @@ RULES = {
     "sql.upgrade.preload": "preload loads the candidate's library and its background workers come up",
     "sql.upgrade.downgrade": "an update back to the old version is refused, leaving the extension as it was",
     "sql.upgrade.unreplayable": "update paths that cannot be replayed inside one image (reported once)",
+    "sql.upgrade.run": "the upgrade run completes: the old image's server starts, the candidate's takes its place",
 }
 
 

@@ -7,9 +7,10 @@ CNPG webhook and CRD enforce; and computing the ``extension_control_path`` /
 
 Rules come from CloudNativePG's source (``api/v1`` types, ``internal/webhook/v1``
 ``validateExtensions`` / ``validateConfiguration``, ``pkg/management/postgres`` extension
-configuration, ``pkg/specs`` volumes). Each violation says whose rule it is: ``cnpg`` (the
-operator would reject the object) or ``harness`` (CNPG accepts it, but it cannot work or does
-not mean what it seems to mean).
+configuration, ``pkg/specs`` volumes). A broken rule is a :class:`Finding` with the stable id
+``cnpg.manifest.<rule>`` (:data:`RULES`); each rule says whose it is: ``cnpg`` (the operator
+would reject the object) or ``harness`` (CNPG accepts it, but it cannot work or does not mean
+what it seems to mean), and its message ends in ``[cnpg]`` or ``[harness]``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from extharness.checks.findings import Finding, Severity
 
 #: The label on everything the harness creates in a cluster (its test namespaces, Clusters, Databases).
 MANAGED_BY = {"app.kubernetes.io/managed-by": "extharness"}
@@ -354,53 +357,90 @@ def ld_library_path(extensions: Iterable[Mapping[str, Any] | ImageVolumeExtensio
 
 
 # -- validation ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Violation:
-    """One broken rule: whose it is, where, and what it says."""
+#: The manifest rules: ``cnpg.manifest.<rule>`` -> (whose rule it is, what it says). ``cnpg``: the
+#: operator's webhook or CRD rejects the object; ``harness``: CNPG accepts it, but it cannot work.
+RULES: dict[str, tuple[str, str]] = {
+    f"cnpg.manifest.{rule}": (owner, title)
+    for rule, owner, title in (
+        ("api-version", "cnpg", f"apiVersion is {API_VERSION}"),
+        ("kind", "harness", "the manifest is a Cluster or a Database"),
+        ("cluster-name", "cnpg", f"a Cluster has a name of at most {CLUSTER_NAME_MAX} characters"),
+        ("spec", "cnpg", "spec is an object"),
+        ("instances", "cnpg", "spec.instances is at least 1"),
+        ("storage", "cnpg", "spec.storage has a size or a pvcTemplate"),
+        ("image-tag", "cnpg", "the operand image's tag carries the PostgreSQL version"),
+        ("operand-pg18", "harness", "extensions come with a PostgreSQL 18 operand image"),
+        ("operand-minimal", "harness", "extensions come with a -minimal- operand image (nothing shadows them)"),
+        ("extensions-shape", "cnpg", "extensions are a list of objects with the fields CNPG knows"),
+        ("extension-name", "cnpg", "an extension name is set and matches CNPG's pattern and length"),
+        ("extension-name-length", "harness", "a Database's extension name fits PostgreSQL's 63 bytes"),
+        ("extension-duplicate", "cnpg", "extension names are unique"),
+        ("volume-collision", "cnpg", "extension names stay unique with underscores turned into hyphens"),
+        ("image-reference", "cnpg", "each extension names its image"),
+        ("pull-policy", "cnpg", "an image pullPolicy is one CNPG supports"),
+        ("path-empty", "cnpg", "no empty directory in an extension's paths"),
+        ("path-duplicate", "cnpg", "no directory twice in extension_control_path / dynamic_library_path"),
+        ("path-absolute", "harness", "extension paths are relative to the image root"),
+        ("path-outside", "harness", "extension paths stay inside the mounted image (no '..')"),
+        ("path-search", "harness", "an extension path is one directory, not a search path"),
+        ("unknown-field", "cnpg", "no field CNPG's strict decoding rejects"),
+        ("preload-list", "cnpg", "shared_preload_libraries is a list"),
+        ("preload-empty", "cnpg", "no empty library name in shared_preload_libraries"),
+        ("preload-name", "harness", "shared_preload_libraries lists bare library names, one per item"),
+        ("parameters-shape", "cnpg", "parameters are a map of names to strings"),
+        ("parameters-fixed", "cnpg", "no parameter CloudNativePG owns under parameters"),
+        ("database-required", "cnpg", "a Database has spec.name and spec.owner"),
+        ("database-reserved", "cnpg", "a Database is not named postgres, template0 or template1"),
+        ("database-cluster", "cnpg", "a Database names its Cluster"),
+        ("database-cluster-match", "harness", "a Database names the Cluster it is applied with"),
+        ("extension-ensure", "cnpg", "ensure is present or absent"),
+        ("extension-version", "cnpg", "a Database's extension version is a string"),
+        ("pair-cluster", "harness", "the Database points at the Cluster of the pair"),
+        ("pair-extension", "harness", "the Database installs the extension under test"),
+    )
+}
 
-    owner: str  # "cnpg" (the operator rejects it) or "harness" (accepted, but cannot work)
-    field: str  # e.g. spec.postgresql.extensions[0].name
-    message: str
 
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message} [{self.owner}]"
+def manifest_finding(rule: str, path: str, message: str) -> Finding:
+    """A broken manifest rule (``rule`` without the ``cnpg.manifest.`` prefix) at ``path``."""
+    rule_id = f"cnpg.manifest.{rule}"
+    owner, _title = RULES[rule_id]
+    return Finding(rule_id, Severity.ERROR, path, f"{message} [{owner}]")
 
 
 @dataclass
 class ManifestReport:
-    """Violations of one manifest (empty when it passes)."""
+    """The findings of one manifest (empty when it passes)."""
 
     kind: str
     name: str
-    violations: list[Violation] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.violations
+        return not self.findings
 
     def __str__(self) -> str:
         head = f"{self.kind}/{self.name}"
         if self.ok:
             return f"{head}: ok"
-        return "\n".join([f"{head}: {len(self.violations)} problem(s)", *(f"  {v}" for v in self.violations)])
+        return "\n".join([f"{head}: {len(self.findings)} problem(s)", *(f"  {f}" for f in self.findings)])
 
 
-def _cnpg(path: str, message: str) -> Violation:
-    return Violation("cnpg", path, message)
+_f = manifest_finding
 
 
-def _harness(path: str, message: str) -> Violation:
-    return Violation("harness", path, message)
-
-
-def check_extension_name(name: Any, path: str) -> list[Violation]:
+def check_extension_name(name: Any, path: str) -> list[Finding]:
     """CNPG's CRD rules for an extension name (required, pattern, 59 characters)."""
     if not isinstance(name, str) or name == "":
-        return [_cnpg(path, 'Required value: "name" must be set (CNPG webhook: "value cannot be empty")')]
+        return [
+            _f("extension-name", path, 'Required value: "name" must be set (CNPG webhook: "value cannot be empty")')
+        ]
     problems = []
     if not _EXTENSION_NAME_RE.match(name):
         problems.append(
-            _cnpg(
+            _f(
+                "extension-name",
                 path,
                 f"Invalid value: {name!r}: should match '{EXTENSION_NAME_PATTERN}' (CNPG: lowercase alphanumeric "
                 "characters, underscores (_) or hyphens (-), starting and ending with an alphanumeric character; "
@@ -409,7 +449,8 @@ def check_extension_name(name: Any, path: str) -> list[Violation]:
         )
     if len(name) > EXTENSION_NAME_MAX:
         problems.append(
-            _cnpg(
+            _f(
+                "extension-name",
                 path,
                 f"Too long: may not be longer than {EXTENSION_NAME_MAX} characters, got {len(name)} (CNPG 1.29: the "
                 "volume name ext-<name> must fit a 63-character DNS label)",
@@ -418,7 +459,7 @@ def check_extension_name(name: Any, path: str) -> list[Violation]:
     return problems
 
 
-def check_image_path(value: Any, path: str, extension: str) -> list[Violation]:
+def check_image_path(value: Any, path: str, extension: str) -> list[Finding]:
     """A directory of ``extension_control_path`` / ``dynamic_library_path`` / ``ld_library_path``.
 
     CNPG's webhook rejects empty entries; it joins the rest under ``/extensions/<name>`` with
@@ -427,13 +468,14 @@ def check_image_path(value: Any, path: str, extension: str) -> list[Violation]:
     ``..`` is resolved by the join and can point outside the mounted image.
     """
     if not isinstance(value, str) or value == "":
-        return [_cnpg(path, 'Invalid value: "": value cannot be empty')]
+        return [_f("path-empty", path, 'Invalid value: "": value cannot be empty')]
     problems = []
     mount = mount_path(extension)
     resolved = go_join(mount, value)
     if value.startswith("/"):
         problems.append(
-            _harness(
+            _f(
+                "path-absolute",
                 path,
                 f"Invalid value: {value!r}: must be relative to the image root (CNPG joins it under {mount}, so it "
                 f"means {resolved}, not {value} in the operand image); write {value.lstrip('/') or '.'!r}",
@@ -443,7 +485,8 @@ def check_image_path(value: Any, path: str, extension: str) -> list[Violation]:
         outside = not (resolved == mount or resolved.startswith(mount + "/"))
         where = f"outside the image mounted at {mount}" if outside else f"{resolved}"
         problems.append(
-            _harness(
+            _f(
+                "path-outside",
                 path,
                 f"Invalid value: {value!r}: must stay inside the image, without '..' (CNPG's filepath.Join resolves "
                 f"it to {where})",
@@ -451,7 +494,8 @@ def check_image_path(value: Any, path: str, extension: str) -> list[Violation]:
         )
     if "$" in value or ":" in value:
         problems.append(
-            _harness(
+            _f(
+                "path-search",
                 path,
                 f"Invalid value: {value!r}: a directory inside the image, not a search path ('$' and ':' "
                 "are not expanded here)",
@@ -460,32 +504,39 @@ def check_image_path(value: Any, path: str, extension: str) -> list[Violation]:
     return problems
 
 
-def check_extensions(extensions: Any, base: str = "spec.postgresql.extensions") -> list[Violation]:
+def check_extensions(extensions: Any, base: str = "spec.postgresql.extensions") -> list[Finding]:
     """CNPG's rules for ``.spec.postgresql.extensions`` (CRD + webhook ``validateExtensions``)."""
     if extensions in (None, []):
         return []
     if not isinstance(extensions, list):
-        return [_cnpg(base, f"Invalid value: must be a list, got {type(extensions).__name__}")]
-    problems: list[Violation] = []
+        return [_f("extensions-shape", base, f"Invalid value: must be a list, got {type(extensions).__name__}")]
+    problems: list[Finding] = []
     names: set[str] = set()
     volumes: dict[str, str] = {}
     for i, entry in enumerate(extensions):
         path = f"{base}[{i}]"
         if not isinstance(entry, Mapping):
-            problems.append(_cnpg(path, "Invalid value: must be an object with name and image"))
+            problems.append(_f("extensions-shape", path, "Invalid value: must be an object with name and image"))
             continue
         name = entry.get("name")
         name_problems = check_extension_name(name, f"{path}.name")
         problems += name_problems
         if isinstance(name, str) and name:
             if name in names:
-                problems.append(_cnpg(f"{path}.name", f"Duplicate value: {name!r} (extension names must be unique)"))
+                problems.append(
+                    _f(
+                        "extension-duplicate",
+                        f"{path}.name",
+                        f"Duplicate value: {name!r} (extension names must be unique)",
+                    )
+                )
             else:
                 names.add(name)
                 sanitized = name.replace("_", "-")
                 if sanitized in volumes:
                     problems.append(
-                        _cnpg(
+                        _f(
+                            "volume-collision",
                             f"{path}.name",
                             f"Invalid value: {name!r}: extension name results in duplicate volume name "
                             f"{sanitized!r} after sanitization (underscores are converted to hyphens); it collides "
@@ -496,12 +547,13 @@ def check_extensions(extensions: Any, base: str = "spec.postgresql.extensions") 
                     volumes[sanitized] = name
         image = entry.get("image")
         if not isinstance(image, Mapping) or not image.get("reference"):
-            problems.append(_cnpg(f"{path}.image", "Invalid value: An image reference is required"))
+            problems.append(_f("image-reference", f"{path}.image", "Invalid value: An image reference is required"))
         else:
             policy = image.get("pullPolicy")
             if policy is not None and policy not in PULL_POLICIES:
                 problems.append(
-                    _cnpg(
+                    _f(
+                        "pull-policy",
                         f"{path}.image.pullPolicy",
                         f"Unsupported value: {policy!r}: supported values: {', '.join(repr(p) for p in PULL_POLICIES)}",
                     )
@@ -511,7 +563,7 @@ def check_extensions(extensions: Any, base: str = "spec.postgresql.extensions") 
             if values is None:
                 continue
             if not isinstance(values, list):
-                problems.append(_cnpg(f"{path}.{key}", "Invalid value: must be a list of directories"))
+                problems.append(_f("extensions-shape", f"{path}.{key}", "Invalid value: must be a list of directories"))
                 continue
             seen: set[str] = set()
             for j, value in enumerate(values):
@@ -519,32 +571,35 @@ def check_extensions(extensions: Any, base: str = "spec.postgresql.extensions") 
                 problems += check_image_path(value, item, name if isinstance(name, str) else "<name>")
                 if isinstance(value, str) and value:
                     if value in seen and key in ("extension_control_path", "dynamic_library_path"):
-                        problems.append(_cnpg(item, f"Duplicate value: {value!r}"))
+                        problems.append(_f("path-duplicate", item, f"Duplicate value: {value!r}"))
                     seen.add(value)
         unknown = sorted(
             set(entry)
             - {"name", "image", "extension_control_path", "dynamic_library_path", "ld_library_path", "bin_path", "env"}
         )
         if unknown:
-            problems.append(_cnpg(path, f"unknown field(s) {', '.join(unknown)} (strict decoding rejects them)"))
+            problems.append(
+                _f("unknown-field", path, f"unknown field(s) {', '.join(unknown)} (strict decoding rejects them)")
+            )
     return problems
 
 
-def check_preload(libraries: Any, base: str = "spec.postgresql.shared_preload_libraries") -> list[Violation]:
+def check_preload(libraries: Any, base: str = "spec.postgresql.shared_preload_libraries") -> list[Finding]:
     """Bare library names: ``$libdir/x`` or a path does not resolve for a mounted extension."""
     if libraries in (None, []):
         return []
     if not isinstance(libraries, list):
-        return [_cnpg(base, "Invalid value: must be a list of library names")]
+        return [_f("preload-list", base, "Invalid value: must be a list of library names")]
     problems = []
     for i, lib in enumerate(libraries):
         path = f"{base}[{i}]"
         if not isinstance(lib, str) or not lib.strip():
-            problems.append(_cnpg(path, "Invalid value: a library name cannot be empty"))
+            problems.append(_f("preload-empty", path, "Invalid value: a library name cannot be empty"))
         elif lib.startswith("$libdir/") or "/" in lib:
             bare = lib.rsplit("/", 1)[-1]
             problems.append(
-                _harness(
+                _f(
+                    "preload-name",
                     path,
                     f"Invalid value: {lib!r}: give the bare library name {bare!r}; shared_preload_libraries does not "
                     "strip '$libdir/' or search dynamic_library_path for a path, so a library mounted under "
@@ -552,31 +607,36 @@ def check_preload(libraries: Any, base: str = "spec.postgresql.shared_preload_li
                 )
             )
         elif "," in lib:
-            problems.append(_harness(path, f"Invalid value: {lib!r}: one library per list item"))
+            problems.append(_f("preload-name", path, f"Invalid value: {lib!r}: one library per list item"))
     return problems
 
 
-def check_parameters(parameters: Any, base: str = "spec.postgresql.parameters") -> list[Violation]:
+def check_parameters(parameters: Any, base: str = "spec.postgresql.parameters") -> list[Finding]:
     """The webhook's ``validateConfiguration``: no CNPG-owned parameters, string values."""
     if parameters in (None, {}):
         return []
     if not isinstance(parameters, Mapping):
-        return [_cnpg(base, "Invalid value: must be a map of parameter names to strings")]
+        return [_f("parameters-shape", base, "Invalid value: must be a map of parameter names to strings")]
     problems = []
     for key, value in parameters.items():
         path = f"{base}.{key}"
         if key == PRELOAD:
             problems.append(
-                _cnpg(
+                _f(
+                    "parameters-fixed",
                     path,
                     f"Invalid value: {value!r}: Can't set fixed configuration parameter (CNPG: list the libraries "
                     "under .spec.postgresql.shared_preload_libraries instead)",
                 )
             )
         elif key in CNPG_FIXED_PARAMETERS:
-            problems.append(_cnpg(path, f"Invalid value: {value!r}: Can't set fixed configuration parameter"))
+            problems.append(
+                _f("parameters-fixed", path, f"Invalid value: {value!r}: Can't set fixed configuration parameter")
+            )
         if not isinstance(value, str):
-            problems.append(_cnpg(path, f"Invalid value: {value!r}: parameter values must be strings (quote them)"))
+            problems.append(
+                _f("parameters-shape", path, f"Invalid value: {value!r}: parameter values must be strings (quote them)")
+            )
     return problems
 
 
@@ -589,18 +649,27 @@ def image_tag(reference: str) -> str:
     return "" if digest else "latest"
 
 
-def check_image_name(image: Any, path: str = "spec.imageName") -> list[Violation]:
+def check_image_name(image: Any, path: str = "spec.imageName") -> list[Finding]:
     """The webhook's ``validateImageName``: the tag must carry the PostgreSQL version."""
     if not image:
         return []
     tag = image_tag(str(image))
     if tag == "latest":
-        return [_cnpg(path, f"Invalid value: {image!r}: Can't use 'latest' as image tag as we can't detect upgrades")]
+        return [
+            _f(
+                "image-tag",
+                path,
+                f"Invalid value: {image!r}: Can't use 'latest' as image tag as we can't detect upgrades",
+            )
+        ]
     if tag == "":
-        return [_cnpg(path, f"Invalid value: {image!r}: Can't use just the image sha as we can't detect upgrades")]
+        return [
+            _f("image-tag", path, f"Invalid value: {image!r}: Can't use just the image sha as we can't detect upgrades")
+        ]
     if not re.match(r"^\d+(\.\d+)?", tag):
         return [
-            _cnpg(
+            _f(
+                "image-tag",
                 path,
                 f"Invalid value: {image!r}: invalid version tag (CNPG reads the PostgreSQL version from "
                 "the tag: 18, 18.1, 18-minimal-trixie, ...)",
@@ -613,27 +682,30 @@ def check_cluster(doc: Mapping[str, Any]) -> ManifestReport:
     """CNPG's rules for a ``Cluster`` manifest, as far as they concern extensions and their config."""
     name = str((doc.get("metadata") or {}).get("name") or "")
     report = ManifestReport("Cluster", name or "<unnamed>")
-    v = report.violations
+    v = report.findings
     if doc.get("apiVersion") != API_VERSION:
-        v.append(_cnpg("apiVersion", f"must be {API_VERSION}, got {doc.get('apiVersion')!r}"))
+        v.append(_f("api-version", "apiVersion", f"must be {API_VERSION}, got {doc.get('apiVersion')!r}"))
     if not name:
-        v.append(_cnpg("metadata.name", "Required value"))
+        v.append(_f("cluster-name", "metadata.name", "Required value"))
     elif len(name) > CLUSTER_NAME_MAX:
         v.append(
-            _cnpg(
+            _f(
+                "cluster-name",
                 "metadata.name",
                 f"Invalid value: {name!r}: the maximum length of a cluster name is {CLUSTER_NAME_MAX} characters",
             )
         )
     spec = doc.get("spec") or {}
     if not isinstance(spec, Mapping):
-        v.append(_cnpg("spec", "Invalid value: must be an object"))
+        v.append(_f("spec", "spec", "Invalid value: must be an object"))
         return report
     instances = spec.get("instances", 1)
     if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
-        v.append(_cnpg("spec.instances", f"Invalid value: {instances!r}: should be greater than or equal to 1"))
+        v.append(
+            _f("instances", "spec.instances", f"Invalid value: {instances!r}: should be greater than or equal to 1")
+        )
     if not (spec.get("storage") or {}).get("size") and not (spec.get("storage") or {}).get("pvcTemplate"):
-        v.append(_cnpg("spec.storage", "Required value: set storage.size (or a pvcTemplate)"))
+        v.append(_f("storage", "spec.storage", "Required value: set storage.size (or a pvcTemplate)"))
     v += check_image_name(spec.get("imageName"))
     postgresql = spec.get("postgresql") or {}
     extensions = postgresql.get("extensions")
@@ -642,7 +714,8 @@ def check_cluster(doc: Mapping[str, Any]) -> ManifestReport:
     v += check_parameters(postgresql.get("parameters"))
     if extensions and not spec.get("imageName") and not spec.get("imageCatalogRef"):
         v.append(
-            _harness(
+            _f(
+                "operand-pg18",
                 "spec.imageName",
                 "Required value: extensions need a PostgreSQL 18 operand image (extension_control_path is new in 18)",
             )
@@ -650,7 +723,8 @@ def check_cluster(doc: Mapping[str, Any]) -> ManifestReport:
     image = str(spec.get("imageName") or "")
     if extensions and re.search(r"postgresql:18(\.\d+)*(-standard)?(-(trixie|bookworm))?$", image):
         v.append(
-            _harness(
+            _f(
+                "operand-minimal",
                 "spec.imageName",
                 f"{image!r} is a standard operand image: its own copies of "
                 "extensions in $system/$libdir shadow mounted ones; use a "
@@ -664,45 +738,64 @@ def check_database(doc: Mapping[str, Any], cluster: str | None = None) -> Manife
     """CNPG's rules for a ``Database`` manifest (CRD + webhook ``validateExtensions``)."""
     name = str((doc.get("metadata") or {}).get("name") or "")
     report = ManifestReport("Database", name or "<unnamed>")
-    v = report.violations
+    v = report.findings
     if doc.get("apiVersion") != API_VERSION:
-        v.append(_cnpg("apiVersion", f"must be {API_VERSION}, got {doc.get('apiVersion')!r}"))
+        v.append(_f("api-version", "apiVersion", f"must be {API_VERSION}, got {doc.get('apiVersion')!r}"))
     spec = doc.get("spec") or {}
     for key in ("name", "owner"):
         if not spec.get(key):
-            v.append(_cnpg(f"spec.{key}", "Required value"))
+            v.append(_f("database-required", f"spec.{key}", "Required value"))
     if spec.get("name") in ("postgres", "template0", "template1"):
-        v.append(_cnpg("spec.name", f"Invalid value: the name {spec['name']} is reserved"))
+        v.append(_f("database-reserved", "spec.name", f"Invalid value: the name {spec['name']} is reserved"))
     ref = (spec.get("cluster") or {}).get("name")
     if not ref:
-        v.append(_cnpg("spec.cluster.name", "Required value: the Cluster hosting the database"))
+        v.append(_f("database-cluster", "spec.cluster.name", "Required value: the Cluster hosting the database"))
     elif cluster is not None and ref != cluster:
-        v.append(_harness("spec.cluster.name", f"Invalid value: {ref!r}: the Cluster is named {cluster!r}"))
+        v.append(
+            _f(
+                "database-cluster-match",
+                "spec.cluster.name",
+                f"Invalid value: {ref!r}: the Cluster is named {cluster!r}",
+            )
+        )
     extensions = spec.get("extensions") or []
     if not isinstance(extensions, list):
-        v.append(_cnpg("spec.extensions", "Invalid value: must be a list"))
+        v.append(_f("extensions-shape", "spec.extensions", "Invalid value: must be a list"))
         return report
     seen: set[str] = set()
     for i, ext in enumerate(extensions):
         path = f"spec.extensions[{i}]"
         if not isinstance(ext, Mapping) or not ext.get("name"):
-            v.append(_cnpg(f"{path}.name", "Required value"))
+            v.append(_f("extension-name", f"{path}.name", "Required value"))
             continue
         ext_name = str(ext["name"])
         if ext_name in seen:
-            v.append(_cnpg(f"{path}.name", f"Duplicate value: {ext_name!r}"))
+            v.append(_f("extension-duplicate", f"{path}.name", f"Duplicate value: {ext_name!r}"))
         seen.add(ext_name)
         if len(ext_name.encode()) > 63:
-            v.append(_harness(f"{path}.name", f"Invalid value: {ext_name!r}: PostgreSQL names are at most 63 bytes"))
+            v.append(
+                _f(
+                    "extension-name-length",
+                    f"{path}.name",
+                    f"Invalid value: {ext_name!r}: PostgreSQL names are at most 63 bytes",
+                )
+            )
         ensure = ext.get("ensure", "present")
         if ensure not in ("present", "absent"):
-            v.append(_cnpg(f"{path}.ensure", f'Unsupported value: {ensure!r}: supported values: "present", "absent"'))
+            v.append(
+                _f(
+                    "extension-ensure",
+                    f"{path}.ensure",
+                    f'Unsupported value: {ensure!r}: supported values: "present", "absent"',
+                )
+            )
         unknown = sorted(set(ext) - {"name", "ensure", "version", "schema"})
         if unknown:
-            v.append(_cnpg(path, f"unknown field(s) {', '.join(unknown)}"))
+            v.append(_f("unknown-field", path, f"unknown field(s) {', '.join(unknown)}"))
         if "version" in ext and not isinstance(ext["version"], str):
             v.append(
-                _cnpg(
+                _f(
+                    "extension-version",
                     f"{path}.version",
                     f"Invalid value: {ext['version']!r}: must be a string (quote it: YAML reads 1.0 as a number)",
                 )
@@ -717,18 +810,20 @@ def check_manifest(doc: Mapping[str, Any], cluster: str | None = None) -> Manife
     if kind == "Database":
         return check_database(doc, cluster)
     report = ManifestReport(str(kind), str((doc.get("metadata") or {}).get("name") or "<unnamed>"))
-    report.violations.append(_harness("kind", f"not a Cluster or Database: {kind!r}"))
+    report.findings.append(_f("kind", "kind", f"not a Cluster or Database: {kind!r}"))
     return report
 
 
-def check_pair(cluster: Mapping[str, Any], database: Mapping[str, Any], extension: str) -> list[Violation]:
+def check_pair(cluster: Mapping[str, Any], database: Mapping[str, Any], extension: str) -> list[Finding]:
     """Cross-object rules: the Database installs ``extension`` on that Cluster, which preloads what it needs."""
-    problems: list[Violation] = []
+    problems: list[Finding] = []
     cluster_name = (cluster.get("metadata") or {}).get("name")
     db_spec = database.get("spec") or {}
     if (db_spec.get("cluster") or {}).get("name") != cluster_name:
-        problems.append(_harness("spec.cluster.name", f"the Database must point at Cluster {cluster_name!r}"))
+        problems.append(_f("pair-cluster", "spec.cluster.name", f"the Database must point at Cluster {cluster_name!r}"))
     names = [e.get("name") for e in db_spec.get("extensions") or [] if isinstance(e, Mapping)]
     if extension not in names:
-        problems.append(_harness("spec.extensions", f"{extension!r} is not in the Database's extensions {names}"))
+        problems.append(
+            _f("pair-extension", "spec.extensions", f"{extension!r} is not in the Database's extensions {names}")
+        )
     return problems

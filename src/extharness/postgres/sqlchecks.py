@@ -1,7 +1,9 @@
 """The sql tier's checks: small functions over a psycopg connection that return plain data,
 and pure functions that compare that data or explain a failure.
 
-Nothing here starts servers or knows which backend it runs on.
+Nothing here starts servers or knows which backend it runs on. A failing check of the tier is a
+:class:`Finding` with one of the stable ids of :data:`RULES` (:func:`sql_finding`); the upgrade
+from another image has its own, ``sql.upgrade.*`` (``checks/upgrade.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,49 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from extharness.checks.findings import Finding, Severity
+from extharness.checks.upgrade import RULES as UPGRADE_RULES
 from extharness.errors import HarnessError
 from extharness.inspect.extension import ExtensionLayout
 from extharness.inspect.scripts import find_libdir_loads
 from extharness.postgres.profiles import SmokeStep
+
+#: The sql tier's rule ids (the harness's interface: CI and reports match on them) and what each checks.
+RULES = {
+    "sql.control-visible": "the server sees the image's control file where CNPG mounts it",
+    "sql.shadowed": "no copy of the extension in the base's $system hides the mounted image",
+    "sql.available": "pg_available_extensions lists the extension at the image's default_version",
+    "sql.create": "CREATE EXTENSION succeeds (as CNPG's Database resource runs it)",
+    "sql.create-version": "CREATE EXTENSION installs the image's default_version",
+    "sql.drop-create": "DROP EXTENSION leaves nothing behind; CREATE again gives the same objects",
+    "sql.schema": "the extension keeps its control file's promises about schema and relocation",
+    "sql.privilege": "trusted and superuser in the control file decide who may create the extension",
+    "sql.dump-restore": "pg_dump and pg_restore keep the extension and the profile's data",
+    "sql.mount-untouched": "PostgreSQL writes nothing under the mounted image (read-only in CNPG)",
+    "sql.preload": "the server starts with shared_preload_libraries set to the bare library name",
+    "sql.loaded-module": "pg_get_loaded_modules() lists the preloaded library, with the profile's module name and version",
+    "sql.workers": "the profile's background workers run with the library preloaded",
+    "sql.smoke": "the profile's smoke SQL gives exactly the expected results",
+    "sql.update.paths": "pg_extension_update_paths() gives the update paths of the image's scripts",
+    "sql.update.to-default": "every installable version can be updated to the default version",
+    "sql.update.failed": "ALTER EXTENSION ... UPDATE along each update script of the image succeeds",
+}
+
+
+def sql_finding(rule: str, subject: str, message: str, backend: str | None = None) -> Finding:
+    """An error of the sql tier's check ``rule`` about ``subject``; ``backend``: where it was seen."""
+    if rule not in RULES and rule not in UPGRADE_RULES:
+        raise ValueError(f"unknown sql rule id {rule!r} (add it to sqlchecks.RULES)")
+    return Finding(rule, Severity.ERROR, subject, message, cases=(f"{backend} backend",) if backend else ())
+
+
+class CreateFailed(HarnessError):
+    """CREATE EXTENSION failed: the statement, and PostgreSQL's error with what it means for the image."""
+
+    def __init__(self, statement: str, reason: str) -> None:
+        super().__init__(f"{statement} failed: {reason}")
+        self.statement = statement
+        self.reason = reason
 
 
 # -- errors as text ------------------------------------------------------------------------------------
@@ -91,7 +132,7 @@ def install_extension(
     version: str | None = None,
     schema: str | None = None,
 ) -> None:
-    """``create_extension``; a failure becomes a HarnessError saying what it means for the image."""
+    """``create_extension``; a failure becomes :class:`CreateFailed` saying what it means for the image."""
     try:
         create_extension(conn, ext, version, schema)
     except psycopg.Error as exc:
@@ -100,7 +141,7 @@ def install_extension(
             + (f" VERSION '{version}'" if version else "")
             + (f" SCHEMA {schema}" if schema else "")
         )
-        raise HarnessError(f"{what} failed: {explain_create_failure(error_text(exc), ext, layout)}") from None
+        raise CreateFailed(what, explain_create_failure(error_text(exc), ext, layout)) from None
 
 
 def update_extension(conn: psycopg.Connection, ext: str, version: str) -> None:
