@@ -9,6 +9,7 @@ the answers (``/version``, ``/metrics`` as text, nodes, the probe pod, CNPG obje
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,14 @@ from extharness.kube import imagevolume as iv
 from extharness.kube import operator
 from extharness.kube.deploy import CnpgDeployment, render, spec_for
 from extharness.kube.imagevolume import IMAGEVOLUME, ProbeResult
+
+#: Objects recorded from the real CloudNativePG 1.29.1 operator (tests/kit/recording.py).
+RECORDED = Path(__file__).parents[1] / "unit" / "recorded"
+
+
+def recorded(name: str) -> dict:
+    return json.loads((RECORDED / f"{name}.json").read_text())
+
 
 METRICS = '# TYPE kubernetes_feature_enabled gauge\nkubernetes_feature_enabled{name="ImageVolume",stage="BETA"} 1\n'
 
@@ -310,12 +319,14 @@ def test_deployment_creates_cluster_then_database_and_waits(api: FakeApiServer) 
         objects[m["plural"]] = body
         return 201, body
 
+    healthy = recorded("cnpg-cluster-healthy")["status"]
+    applied = recorded("cnpg-database-applied")["status"]  # recorded for hstore: the name is ours here
+    applied["extensions"] = [{**e, "name": "pg_ticker"} for e in applied["extensions"]]
+
     def get(m, _b, _q):
         doc = copy.deepcopy(objects[m["plural"]])
-        if m["plural"] == "clusters":
-            doc["status"] = {"phase": "Cluster in healthy state", "readyInstances": 1, "currentPrimary": "x-1"}
-        else:
-            doc["status"] = {"applied": True, "extensions": [{"name": "pg_ticker", "applied": True}]}
+        doc["metadata"]["generation"] = 1  # the API server sets it on create
+        doc["status"] = healthy if m["plural"] == "clusters" else applied
         return 200, doc
 
     api.route("POST", "/api/v1/namespaces", lambda _m, body, _q: (201, body))
@@ -331,7 +342,7 @@ def test_deployment_creates_cluster_then_database_and_waits(api: FakeApiServer) 
     with CnpgDeployment(api.api_client(), spec, namespace="extharness-t") as deployment:
         assert "phase 'Cluster in healthy state'" in deployment.wait_healthy(timeout=5, poll=0.05)
         assert deployment.wait_database(timeout=5, poll=0.05) == "applied: pg_ticker"
-        assert deployment.primary() == "x-1"
+        assert deployment.primary() == healthy["currentPrimary"]
     posts = [path for method, path, _ in api.requests if method == "POST"]
     assert posts == [
         "/api/v1/namespaces",
@@ -369,29 +380,9 @@ def test_diagnostics_gather_status_events_pods_and_logs(api: FakeApiServer, tmp_
         "readyInstances": 0,
         "conditions": [{"type": "Ready", "status": "False", "message": "waiting"}],
     }
-    database["status"] = {"applied": False, "message": "cluster not ready"}
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "extharness-1-initdb-abc", "namespace": "extharness-d"},
-        "spec": {
-            "containers": [{"name": "initdb", "image": "op:18"}],
-            "volumes": [{"name": "ext-pg-ticker", "image": {"reference": "x:1"}}],
-        },
-        "status": {
-            "phase": "Pending",
-            "containerStatuses": [
-                {
-                    "name": "initdb",
-                    "ready": False,
-                    "restartCount": 0,
-                    "image": "op:18",
-                    "imageID": "",
-                    "state": {"waiting": {"reason": "CreateContainerError", "message": 'failed to mkdir ""'}},
-                }
-            ],
-        },
-    }
+    database["status"] = recorded("cnpg-database-failed")["status"]
+    pod = recorded("cnpg-initdb-pod-pull-error")  # the real initdb pod of an unpullable extension image
+    pod["metadata"].update(name="extharness-1-initdb-abc", namespace="extharness-d")
     event = {
         "metadata": {"name": "e1", "namespace": "extharness-d"},
         "type": "Warning",
@@ -440,7 +431,9 @@ def test_diagnostics_gather_status_events_pods_and_logs(api: FakeApiServer, tmp_
         "SUMMARY.txt",
     } <= names
     assert "phase 'Setting up primary'" in diagnostics.summary
-    assert "CreateContainerError" in diagnostics.summary
+    assert "ImagePullBackOff" in diagnostics.summary or "ErrImagePull" in diagnostics.summary
+    assert "extharness_no_such_function" in diagnostics.summary  # CNPG's message from the Database
     assert "Warning Failed Pod/extharness-1-initdb-abc" in diagnostics.summary
     assert "could not read" in diagnostics.summary  # the waiting container's log, said, not raised
-    assert "ext-pg-ticker: image x:1" in (tmp_path / "diag/pods/extharness-1-initdb-abc.txt").read_text()
+    pulled = next(v["image"]["reference"] for v in pod["spec"]["volumes"] if v["name"] == "ext-pg-ticker")
+    assert f"ext-pg-ticker: image {pulled}" in (tmp_path / "diag/pods/extharness-1-initdb-abc.txt").read_text()
