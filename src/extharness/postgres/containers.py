@@ -323,22 +323,16 @@ echo 'host all all all scram-sha-256' >> /out/data/pg_hba.conf
 """
 
 
-def _as_root(engine: Engine, image: str, volumes: Sequence[str], script: str) -> None:
+def _as_root(
+    engine: Engine, image: str, volumes: Sequence[str], script: str, setting: str = "EXTHARNESS_INITDB_TIMEOUT"
+) -> subprocess.CompletedProcess[str]:
     """Run ``script`` as root in a throw-away container of ``image`` (for files owned by UID 26/999
-    when the harness itself is not root, with a rootful engine)."""
+    when the harness itself is not root, with a rootful engine; for reading the image's folders),
+    within the limit ``setting`` names."""
     args = ["run", "--rm", *label_flags(), "--network", "none", "--user", "0", *ulimit_args(engine, image)]
     for volume in volumes:
         args += ["-v", volume]
-    engine.run(
-        *args,
-        "--entrypoint",
-        "/bin/sh",
-        image,
-        "-c",
-        script,
-        timeout=limit_of("EXTHARNESS_INITDB_TIMEOUT"),
-        setting="EXTHARNESS_INITDB_TIMEOUT",
-    )
+    return engine.run(*args, "--entrypoint", "/bin/sh", image, "-c", script, timeout=limit_of(setting), setting=setting)
 
 
 def remove_tree(path: Path, engine: Engine | None = None, image: str | None = None) -> None:
@@ -672,21 +666,7 @@ _system_files: dict[str, set[str]] = {}
 def system_extension_files(engine: Engine, image: str) -> set[str]:
     """File names in ``image``'s ``$system`` extension folder (read in a throw-away container)."""
     if image not in _system_files:
-        out = engine.run(
-            "run",
-            "--rm",
-            *label_flags(),
-            "--network",
-            "none",
-            "--user",
-            "0",
-            *ulimit_args(engine, image),
-            "--entrypoint",
-            "/bin/sh",
-            image,
-            "-c",
-            f"ls -1 {PG_SHAREDIR}/extension",
-        )
+        out = _as_root(engine, image, (), f"ls -1 {PG_SHAREDIR}/extension", setting="EXTHARNESS_ENGINE_TIMEOUT")
         _system_files[image] = {line.strip() for line in out.stdout.splitlines() if line.strip()}
     return _system_files[image]
 
