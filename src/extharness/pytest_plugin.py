@@ -287,6 +287,50 @@ def read_requested_image(request: ImageRequest, cache_dir: Path, wanted: str | N
     return ImageUnderTest(acquired, image, choose_extension(image, wanted))
 
 
+# -- the release users upgrade from (sql and cnpg tiers) ------------------------------------------------
+#: The built-in sample's previous release, the old image when no --upgrade-from is given.
+SAMPLE_PREVIOUS = "sample-release:1.0"
+NO_UPGRADE_FROM = "no-upgrade-from"
+NO_UPGRADE_FROM_REASON = (
+    "no previous release to upgrade from: give --upgrade-from REF (the last released image or release folder)"
+)
+
+
+def upgrade_sources(harness: HarnessConfig) -> list[str]:
+    """The old releases of an image-to-image upgrade: --upgrade-from, else the sample's 1.0 for
+    the built-in sample, else a placeholder whose tests skip with :data:`NO_UPGRADE_FROM_REASON`."""
+    if harness.upgrade_from:
+        return list(harness.upgrade_from)
+    from extharness.source.acquire import is_builtin_sample
+
+    return [SAMPLE_PREVIOUS] if is_builtin_sample(harness.request) else [NO_UPGRADE_FROM]
+
+
+def upgrade_source_id(source: str) -> str:
+    """A short test id for an old release."""
+    if source == SAMPLE_PREVIOUS:
+        return "pg_ticker-1.0"
+    tail = source.rstrip("/").rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._:-" else "_" for c in tail)[:40] or "old"
+
+
+def upgrade_source_label(source: str) -> str:
+    return "pg_ticker 1.0 (built-in sample release)" if source == SAMPLE_PREVIOUS else source
+
+
+def read_previous_release(source: str, harness: HarnessConfig, wanted: str | None) -> ImageUnderTest:
+    """The old release ``source`` names, acquired the way the image under test is, and read."""
+    from extharness.source.acquire import ImageRequest, build_sample_release, request_for_reference
+
+    like = harness.request
+    if source == SAMPLE_PREVIOUS:
+        folder = build_sample_release(harness.cache_dir, like.pg_config, "1.0")
+        request = ImageRequest(artifacts=folder, builder=like.builder, pg_config=like.pg_config, platform=like.platform)
+    else:
+        request = request_for_reference(source, like)
+    return read_requested_image(request, harness.cache_dir, wanted)
+
+
 @pytest.fixture(scope="session")
 def harness_config(pytestconfig: pytest.Config) -> HarnessConfig:
     if _CONFIG not in pytestconfig.stash:

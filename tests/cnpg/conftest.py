@@ -14,10 +14,12 @@ import re
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from extharness.checks.upgrade import UpgradeRecord
 from extharness.config import HarnessConfig
 from extharness.errors import HarnessError
 from extharness.inspect.model import PlatformImage
@@ -28,7 +30,18 @@ from extharness.kube.imagevolume import IMAGEVOLUME, Decision, Signals, decide, 
 from extharness.kube.operator import OperatorInfo, ensure_operator, release_objects, uninstall
 from extharness.kube.session import operator_release, run_dir, shared_cluster, sigterm_as_interrupt
 from extharness.postgres.profiles import Profile, load_profile, profile_for_extension
-from extharness.pytest_plugin import HarnessFindingWarning, ImageUnderTest, harness_step
+from extharness.pytest_plugin import (
+    NO_UPGRADE_FROM,
+    NO_UPGRADE_FROM_REASON,
+    HarnessFindingWarning,
+    ImageUnderTest,
+    harness_config_of,
+    harness_step,
+    read_previous_release,
+    upgrade_source_id,
+    upgrade_source_label,
+    upgrade_sources,
+)
 from extharness.source.acquire import held_lock
 
 DEPLOYMENT = pytest.StashKey[tuple[CnpgDeployment, Path]]()  # the module's deployment, its artifacts dir
@@ -133,7 +146,9 @@ def cnpg_operator(
         objects = release_objects(release.version, harness_config.cache_dir, release.manifest)  # type: ignore[union-attr]
         problems = harness_step(f"removing the {release} it installed", lambda: uninstall(kube_api, objects))
         if problems:
-            warnings.warn(HarnessFindingWarning(f"could not remove all of the operator: {'; '.join(problems)}"), stacklevel=1)  # type: ignore[arg-type]
+            warnings.warn(
+                HarnessFindingWarning(f"could not remove all of the operator: {'; '.join(problems)}"), stacklevel=1
+            )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -168,10 +183,14 @@ def next_extension_in_cluster(
     engine = detect_engine()
     ref = image_under_test.acquired.engine_ref
     if engine is None or not ref:
-        pytest.skip("the rolling-update test builds a second extension image: needs podman or docker and the image in it")
+        pytest.skip(
+            "the rolling-update test builds a second extension image: needs podman or docker and the image in it"
+        )
 
     def build() -> str:
-        key = hashlib.sha256(f"{ref}|{engine.run('image', 'inspect', '--format', '{{.Id}}', ref).stdout}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(
+            f"{ref}|{engine.run('image', 'inspect', '--format', '{{.Id}}', ref).stdout}".encode()
+        ).hexdigest()[:12]
         tag = f"localhost/extharness/rollout-{image_under_test.name.replace('_', '-')}:{key}"
         folder = harness_config.cache_dir / "rollout" / key
         folder.mkdir(parents=True, exist_ok=True)
@@ -292,6 +311,101 @@ def cnpg_deployment(
     harness_step("applying the Cluster and Database", deployment.__enter__)
     try:
         yield deployment
+    finally:
+        deployment.__exit__(None, None, None)
+
+
+# -- the upgrade CNPG users make: old image -> candidate image, then the Database version ----------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cluster_upgrade_source" in metafunc.fixturenames:
+        sources = upgrade_sources(harness_config_of(metafunc.config))
+        metafunc.parametrize(
+            "cluster_upgrade_source", sources, ids=[upgrade_source_id(s) for s in sources], scope="module"
+        )
+
+
+@dataclass
+class ClusterUpgrade:
+    """What the cluster upgrade saw, or why it broke off (kept, not raised: reported once)."""
+
+    record: UpgradeRecord | None
+    broke_off: str | None = None
+    reported_by: str | None = None
+
+
+@pytest.fixture(scope="module")
+def cluster_upgrade(
+    request: pytest.FixtureRequest,
+    cluster_upgrade_source: str,
+    kube_api,
+    kind_cluster,
+    cnpg_operator: OperatorInfo,
+    deployment_spec: DeploymentSpec,
+    extension_in_cluster: str,
+    harness_config: HarnessConfig,
+    image_under_test: ImageUnderTest,
+    platform_image: PlatformImage,
+    cnpg_profile: Profile | None,
+) -> Iterator[ClusterUpgrade]:
+    """A Cluster on the old release's image, its data written, rolled onto the candidate image and
+    its Database version bumped (``kube.upgrade``); the namespace goes at the module's end."""
+    from extharness.inspect.extension import describe
+    from extharness.kube.upgrade import replay_cluster_upgrade
+    from extharness.source.engine import detect_engine
+
+    if cluster_upgrade_source == NO_UPGRADE_FROM:
+        pytest.skip(NO_UPGRADE_FROM_REASON)
+    if deployment_spec.mode != IMAGEVOLUME:
+        pytest.skip("fallback-composite path: the upgrade changes an image volume's reference, which needs ImageVolume")
+    old: ImageUnderTest = harness_step(  # type: ignore[assignment]
+        f"getting the release to upgrade from ({cluster_upgrade_source})",
+        lambda: read_previous_release(cluster_upgrade_source, harness_config, image_under_test.name),
+    )
+    old_image = old.image.for_platform(host_platform())
+    if old_image is None:
+        pytest.skip(f"{old.acquired.description} has no {host_platform()} image")
+    old_layout = describe(old_image, image_under_test.name)
+    if old_layout.control is None:
+        pytest.fail(f"{old.acquired.description}: no usable {image_under_test.name}.control", pytrace=False)
+    engine = detect_engine()
+    old_ref: str = harness_step(  # type: ignore[assignment]
+        "loading the release to upgrade from into the cluster",
+        lambda: kind.stage_image(
+            kind_cluster,
+            engine_ref=old.acquired.engine_ref if engine else None,
+            reader_ref=old.acquired.reader_ref,
+            engine_cli=engine.cli if engine else None,
+        ),
+    )
+    if old_ref == extension_in_cluster:
+        pytest.fail(f"the release to upgrade from is the candidate image itself ({old_ref})", pytrace=False)
+    spec = replace(
+        deployment_spec,
+        extension_image=old_ref,
+        expected_version=old_layout.control.default_version,
+        superuser_access=True,
+        cluster_name="extharness-upgrade",
+    )
+    deployment = CnpgDeployment(kube_api, spec, keep=harness_config.keep_cluster)
+    request.node.stash[DEPLOYMENT] = (deployment, harness_config.artifacts_dir)
+    label = upgrade_source_label(cluster_upgrade_source)
+    try:
+        try:
+            deployment.__enter__()
+            outcome = ClusterUpgrade(
+                replay_cluster_upgrade(
+                    deployment,
+                    extension_in_cluster,
+                    old=label,
+                    old_layout=old_layout,
+                    new_layout=describe(platform_image, image_under_test.name),
+                    profile=cnpg_profile,
+                    preload=list(deployment_spec.preload),
+                )
+            )
+        except HarnessError as exc:
+            outcome = ClusterUpgrade(None, f"upgrading from {label} on a Cluster: {exc}")
+        yield outcome
     finally:
         deployment.__exit__(None, None, None)
 

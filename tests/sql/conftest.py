@@ -30,11 +30,17 @@ from extharness.postgres.profiles import Profile, load_profile, profile_for_exte
 from extharness.postgres.server import RunningServer
 from extharness.postgres.sqlchecks import CreateFailed, install_extension, sql_finding
 from extharness.pytest_plugin import (
+    NO_UPGRADE_FROM,
+    NO_UPGRADE_FROM_REASON,
     FindingRecorder,
     ImageUnderTest,
     harness_config_of,
     harness_step,
     image_under_test_of,
+    read_previous_release,
+    upgrade_source_id,
+    upgrade_source_label,
+    upgrade_sources,
 )
 
 SELECTIONS = {"auto": BACKENDS, "all": BACKENDS, "native": ("native",), "container": ("composite", "imagevolume")}
@@ -119,8 +125,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             names = tuple(n for n in names if n != "composite")
         metafunc.parametrize("backend", names, indirect=True, scope="session")
     if "upgrade_source" in metafunc.fixturenames:
-        sources = _upgrade_sources(metafunc.config)
-        metafunc.parametrize("upgrade_source", sources, ids=[_source_id(s) for s in sources], scope="session")
+        sources = upgrade_sources(harness_config_of(metafunc.config))
+        metafunc.parametrize("upgrade_source", sources, ids=[upgrade_source_id(s) for s in sources], scope="session")
     if "update_pair" in metafunc.fixturenames:
         pairs = _update_pairs(metafunc.config)
         metafunc.parametrize("update_pair", pairs, ids=[p if isinstance(p, str) else f"{p[0]}-{p[1]}" for p in pairs])
@@ -146,50 +152,15 @@ def _update_pairs(config: pytest.Config) -> list:
     return [(a, b) for a, b in pairs if layout.scripts.install_path(a) is not None] or ["none-replayable"]
 
 
-#: The built-in sample's previous release, the old image when no --upgrade-from is given.
-SAMPLE_PREVIOUS = "sample-release:1.0"
-NO_UPGRADE_FROM = "no-upgrade-from"
-
-
-def _upgrade_sources(config: pytest.Config) -> list[str]:
-    harness = harness_config_of(config)
-    if harness.upgrade_from:
-        return list(harness.upgrade_from)
-    from extharness.source.acquire import is_builtin_sample
-
-    return [SAMPLE_PREVIOUS] if is_builtin_sample(harness.request) else [NO_UPGRADE_FROM]
-
-
-def _source_id(source: str) -> str:
-    if source == SAMPLE_PREVIOUS:
-        return "pg_ticker-1.0"
-    tail = source.rstrip("/").rsplit("/", 1)[-1]
-    return "".join(c if c.isalnum() or c in "._:-" else "_" for c in tail)[:40] or "old"
-
-
 @pytest.fixture(scope="session")
 def old_release(upgrade_source: str, harness_config: HarnessConfig, target: SqlTarget) -> ImageUnderTest:
     """The release users upgrade from (--upgrade-from, or the sample's 1.0), acquired and read."""
-    from extharness.pytest_plugin import read_requested_image
-    from extharness.source.acquire import ImageRequest, build_sample_release, request_for_reference
-
     if upgrade_source == NO_UPGRADE_FROM:
-        pytest.skip(
-            "no previous release to upgrade from: give --upgrade-from REF (the last released image or release folder)"
-        )
-
-    def get() -> ImageUnderTest:
-        like = harness_config.request
-        if upgrade_source == SAMPLE_PREVIOUS:
-            folder = build_sample_release(harness_config.cache_dir, like.pg_config, "1.0")
-            request = ImageRequest(
-                artifacts=folder, builder=like.builder, pg_config=like.pg_config, platform=like.platform
-            )
-        else:
-            request = request_for_reference(upgrade_source, like)
-        return read_requested_image(request, harness_config.cache_dir, target.name)
-
-    return harness_step(f"getting the release to upgrade from ({upgrade_source})", get)  # type: ignore[return-value]
+        pytest.skip(NO_UPGRADE_FROM_REASON)
+    return harness_step(  # type: ignore[return-value]
+        f"getting the release to upgrade from ({upgrade_source})",
+        lambda: read_previous_release(upgrade_source, harness_config, target.name),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +178,7 @@ def upgrade_run(
             f"{old_release.acquired.description}: no usable {target.name}.control ({old_layout.control_error})",
             pytrace=False,
         )
-    label = "pg_ticker 1.0 (built-in sample release)" if upgrade_source == SAMPLE_PREVIOUS else upgrade_source
+    label = upgrade_source_label(upgrade_source)
 
     def run():
         with stages_for(

@@ -56,7 +56,7 @@ def test_wait_database(monkeypatch):
     states = iter([(None, "pending"), (True, "applied")])
     monkeypatch.setattr(deploy, "database_state", lambda db, ex: next(states))
     d = fake_dep()
-    d.database = lambda: {}
+    d.database = lambda name=None: {}
     assert d.wait_database(5, 0.01) == "applied"
     monkeypatch.setattr(deploy, "database_state", lambda db, ex: (None, "pending"))
     with pytest.raises(HarnessError, match=r"Database db1 not applied after 0s: pending"):

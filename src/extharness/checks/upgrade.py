@@ -273,6 +273,19 @@ def downgrade_findings(record: UpgradeRecord) -> list[Finding]:
     return found
 
 
+# -- the same checks on a real cluster -------------------------------------------------------------------
+#: The rule ids of an upgrade made on a CloudNativePG Cluster (``cnpg.upgrade.*``): the same checks
+#: over the same record, made by a changed image reference and a bumped ``Database`` version.
+CLUSTER_RULES = {
+    "cnpg." + rule.removeprefix("sql."): text for rule, text in RULES.items() if rule != "sql.upgrade.unreplayable"
+}
+
+
+def on_cluster(findings: Iterable[Finding]) -> list[Finding]:
+    """``sql.upgrade.*`` findings renamed ``cnpg.upgrade.*``: what they say held on a real Cluster."""
+    return [replace(f, rule="cnpg." + f.rule.removeprefix("sql.")) for f in findings]
+
+
 # -- paths that cannot be replayed inside one image -----------------------------------------------------
 def unreplayable_finding(extension: str, pairs: Iterable[tuple[str, str]]) -> Finding | None:
     """One note for every update path whose start version no script of this image installs."""
@@ -331,6 +344,7 @@ def failing_statement(context: str, scripts: Mapping[str, bytes]) -> str | None:
 
 
 __all__ = [
+    "CLUSTER_RULES",
     "RULES",
     "UpgradeRecord",
     "attribute_difference",
@@ -341,6 +355,7 @@ __all__ = [
     "info",
     "install_findings",
     "member_findings",
+    "on_cluster",
     "preload_findings",
     "smoke_findings",
     "unreplayable_finding",

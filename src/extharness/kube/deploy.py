@@ -4,7 +4,9 @@
 and ``Database``, waits until the cluster is healthy and the Database's extensions are
 applied, checks the pod mounts (ImageVolume path), and runs SQL on the primary through the
 API server (``kubernetes.stream`` exec of ``psql`` in the ``postgres`` container: no port
-forwarding, no client credentials). On failure ``collect_diagnostics`` writes the cluster's
+forwarding, no client credentials). A Cluster made with ``superuser_access`` also takes client
+connections (``connect``: psycopg as ``postgres`` through a port-forward on 127.0.0.1), for
+checks written for psycopg, such as the upgrade's (``kube.upgrade``). On failure ``collect_diagnostics`` writes the cluster's
 status and conditions, events, pod descriptions and logs, and the operator's logs to an
 artifacts folder. On exit the namespace is deleted unless the cluster is kept.
 
@@ -19,7 +21,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,7 @@ class DeploymentSpec:
     storage_size: str = "1Gi"
     ld_library_path: tuple[str, ...] = ()
     cnpg_version: str | None = None  # the operator's (volume names and name rules depend on it)
+    superuser_access: bool = False  # enableSuperuserAccess: connect() as postgres through a port-forward
 
     @property
     def extension_name(self) -> str:
@@ -132,13 +136,20 @@ def render(spec: DeploymentSpec, namespace: str | None = None) -> tuple[dict[str
     cluster = manifests.render_cluster(
         spec.cluster_name, image_name=spec.operand_image, instances=spec.instances, storage_size=spec.storage_size,
         shared_preload_libraries=preload, parameters=parameters, extensions=extensions, database=spec.database,
-        owner=spec.owner, namespace=namespace, labels=labels,
+        owner=spec.owner, namespace=namespace, labels=labels, enable_superuser_access=spec.superuser_access,
     )  # fmt: skip
-    database = manifests.render_database(
-        f"{spec.cluster_name}-{spec.database}", cluster=spec.cluster_name, database=spec.database, owner=spec.owner,
-        extensions=[manifests.DatabaseExtension(spec.extension)], namespace=namespace, labels=labels,
+    return cluster, render_extension_database(spec, spec.database, namespace)
+
+
+def render_extension_database(
+    spec: DeploymentSpec, database: str, namespace: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    """A ``Database`` of ``spec``'s Cluster with the extension in it (at ``version``, or its default)."""
+    return manifests.render_database(
+        f"{spec.cluster_name}-{database.replace('_', '-')}", cluster=spec.cluster_name, database=database,
+        owner=spec.owner, extensions=[manifests.DatabaseExtension(spec.extension, version=version)],
+        namespace=namespace, labels=dict(manifests.MANAGED_BY),
     )  # fmt: skip
-    return cluster, database
 
 
 # -- the fallback operand image -----------------------------------------------------------
@@ -463,8 +474,9 @@ class CnpgDeployment:
     def cluster(self) -> dict[str, Any]:
         return self._custom("clusters", self.spec.cluster_name)
 
-    def database(self) -> dict[str, Any]:
-        return self._custom("databases", self.database_doc["metadata"]["name"])
+    def database(self, name: str | None = None) -> dict[str, Any]:
+        """The Database named ``name`` (default: the one the deployment applied first)."""
+        return self._custom("databases", name or self.database_doc["metadata"]["name"])
 
     def pods(self) -> list[dict[str, Any]]:
         from kubernetes import client
@@ -528,6 +540,13 @@ class CnpgDeployment:
             "(raise EXTHARNESS_CNPG_HEALTHY_TIMEOUT)"
         )
 
+    def primary_log_errors(self) -> str:
+        """The error lines of the primary's log (for a finding's context); never raises."""
+        try:
+            return self._log_errors(self.primary())
+        except HarnessError as exc:
+            return f"(no primary: {exc})"
+
     def _log_errors(self, pod: str) -> str:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
@@ -538,23 +557,78 @@ class CnpgDeployment:
             return f"(log unreadable: {exc.status} {exc.reason})"
         return "; ".join(log_errors(log))
 
-    def wait_database(self, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> str:
+    def wait_database(self, timeout: float = DATABASE_TIMEOUT, poll: float = 3, name: str | None = None) -> str:
+        """Until the Database (``name``, default the deployment's) has applied its extensions."""
+        name = name or self.database_doc["metadata"]["name"]
+        applied, why = self.settle_database(name, timeout, poll)
+        if not applied:
+            raise HarnessError(f"Database {name}: {why}")
+        return why
+
+    def settle_database(self, name: str, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> tuple[bool, str]:
+        """(applied, why) once the operator has reconciled the Database's current generation:
+        ``(False, CNPG's message)`` when it refused, e.g. an ``ALTER EXTENSION`` PostgreSQL rejected."""
         why = "not read yet"
 
-        def applied() -> str | None:
+        def settled() -> tuple[bool, str] | None:
             nonlocal why
-            state, why = database_state(self.database(), [self.spec.extension])
-            if state is False:
-                raise HarnessError(f"Database {self.database_doc['metadata']['name']}: {why}")
-            return why if state is True else None
+            state, why = database_state(self.database(name), [self.spec.extension])
+            return None if state is None else (state, why)
 
-        found = waits.poll(applied, timeout, interval=poll)
+        found = waits.poll(settled, timeout, interval=poll)
         if found is not None:
             return found
         raise HarnessError(
-            f"Database {self.database_doc['metadata']['name']} not applied after {timeout:.0f}s: {why} "
-            "(raise EXTHARNESS_CNPG_DATABASE_TIMEOUT)"
+            f"Database {name} not applied after {timeout:.0f}s: {why} (raise EXTHARNESS_CNPG_DATABASE_TIMEOUT)"
         )
+
+    def add_database(self, database: str, version: str | None = None) -> str:
+        """Apply one more Database of the Cluster with the extension in it; returns its resource name."""
+        from kubernetes import client
+
+        doc = render_extension_database(self.spec, database, self.namespace, version)
+        self._create(client.CustomObjectsApi(self.api_client), "databases", doc)
+        return doc["metadata"]["name"]
+
+    def set_extension_version(self, name: str, version: str) -> None:
+        """Set the extension's ``version`` in Database ``name``: CNPG runs ``ALTER EXTENSION ... UPDATE TO``."""
+        from kubernetes import client
+
+        patch = [{"op": "add", "path": "/spec/extensions/0/version", "value": version}]
+        client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "databases", name, patch, _content_type="application/json-patch+json"
+        )
+
+    @contextmanager
+    def connect(self, database: str | None = None) -> Iterator[Any]:
+        """A psycopg connection as ``postgres`` to the primary, through a port-forward on 127.0.0.1
+        (needs ``superuser_access``: the password is CNPG's ``<cluster>-superuser`` secret)."""
+        import base64
+
+        import psycopg
+        from kubernetes import client
+
+        from extharness.kube.portforward import forwarded_port
+
+        if not self.spec.superuser_access:
+            raise HarnessError("connect() needs a Cluster with superuser access (DeploymentSpec.superuser_access)")
+        secret = client.CoreV1Api(self.api_client).read_namespaced_secret(
+            f"{self.spec.cluster_name}-superuser", self.namespace
+        )
+        user, password = (base64.b64decode(secret.data[k]).decode() for k in ("username", "password"))
+        pod = self.primary()
+        with forwarded_port(self.api_client, self.namespace, pod, 5432) as forward:
+            try:
+                conn = psycopg.connect(
+                    host="127.0.0.1", port=forward.port, user=user, password=password,
+                    dbname=database or self.spec.database, autocommit=True, connect_timeout=30,
+                )  # fmt: skip
+            except psycopg.OperationalError as exc:
+                raise HarnessError(
+                    f"connecting to {pod} as {user}: {' '.join(str(exc).split())}{forward.explain()}"
+                ) from None
+            with conn:
+                yield conn
 
     def roll_extension_image(self, reference: str, timeout: float = HEALTHY_TIMEOUT, poll: float = 3) -> str:
         """Change the extension's image reference in the Cluster (what a user does to ship a new

@@ -214,8 +214,12 @@ def render_cluster(
     owner: str = "app",
     namespace: str | None = None,
     labels: Mapping[str, str] | None = None,
+    enable_superuser_access: bool = False,
 ) -> dict[str, Any]:
-    """A CNPG ``Cluster``: extensions under ``.spec.postgresql.extensions``, preload in its own field."""
+    """A CNPG ``Cluster``: extensions under ``.spec.postgresql.extensions``, preload in its own field.
+
+    ``enable_superuser_access`` gives ``postgres`` a password in the ``<name>-superuser`` secret
+    (CNPG's ``enableSuperuserAccess``), for checks that connect as a client over TCP."""
     postgresql: dict[str, Any] = {}
     if shared_preload_libraries:
         postgresql["shared_preload_libraries"] = list(shared_preload_libraries)
@@ -235,6 +239,8 @@ def render_cluster(
     }
     if postgresql:
         spec["postgresql"] = postgresql
+    if enable_superuser_access:
+        spec["enableSuperuserAccess"] = True
     return {"apiVersion": API_VERSION, "kind": "Cluster", "metadata": _metadata(name, namespace, labels), "spec": spec}
 
 

@@ -45,7 +45,7 @@ WORKER_TIMEOUT = 20.0
 Start = Callable[[], AbstractContextManager[RunningServer]]
 
 
-def _rows(conn: psycopg.Connection, query: str) -> list[list]:
+def query_rows(conn: psycopg.Connection, query: str) -> list[list]:
     cur = conn.execute(query)
     return [[normalize(v) for v in row] for row in cur.fetchall()] if cur.description else []
 
@@ -95,7 +95,7 @@ def replay_upgrade(
                 record.installed_version = installed["version"] if installed else None
                 if db == DATA_DB and profile and profile.data_setup.strip() and data_check:
                     conn.execute(profile.data_setup)
-                    record.data_before = _rows(conn, data_check.sql)
+                    record.data_before = query_rows(conn, data_check.sql)
 
     # 2. the rolling update: same data directory, same settings, the candidate's files
     swap()
@@ -129,7 +129,7 @@ def replay_upgrade(
                     record.after_update = member_objects(conn, ext)
                     if data_check:
                         try:
-                            record.data_after = _rows(conn, data_check.sql)
+                            record.data_after = query_rows(conn, data_check.sql)
                         except psycopg.Error as exc:
                             record.data_error = error_text(exc)
                 else:
