@@ -349,6 +349,9 @@ def cluster_upgrade(
 ) -> Iterator[ClusterUpgrade]:
     """A Cluster on the old release's image, its data written, rolled onto the candidate image and
     its Database version bumped (``kube.upgrade``); the namespace goes at the module's end."""
+    import psycopg
+    from kubernetes.client.exceptions import ApiException
+
     from extharness.inspect.extension import describe
     from extharness.kube.upgrade import replay_cluster_upgrade
     from extharness.source.engine import detect_engine
@@ -403,8 +406,8 @@ def cluster_upgrade(
                     preload=list(deployment_spec.preload),
                 )
             )
-        except HarnessError as exc:
-            outcome = ClusterUpgrade(None, f"upgrading from {label} on a Cluster: {exc}")
+        except (HarnessError, psycopg.Error, ApiException) as exc:  # what the cluster or the server said
+            outcome = ClusterUpgrade(None, f"upgrading from {label} on a Cluster: {' '.join(str(exc).split())}")
         yield outcome
     finally:
         deployment.__exit__(None, None, None)
