@@ -92,8 +92,9 @@ def test_cnpg_127_volume_names_without_prefix_pass() -> None:
 
 def test_dropped_image_volume_is_named() -> None:
     problems = mount_problems(_pod([], []), "pg-trickle")
-    assert any("no image volume ext-pg-trickle" in p and "drops it silently" in p for p in problems)
-    assert any("no mount at /extensions/pg-trickle" in p for p in problems)
+    assert {(f.rule, f.path) for f in problems} == {("cnpg.imagevolume.mount", "extharness-1")}
+    assert any("no image volume ext-pg-trickle" in f.message and "drops it silently" in f.message for f in problems)
+    assert any("no mount at /extensions/pg-trickle" in f.message for f in problems)
 
 
 def test_wrong_reference_and_wrong_mount_source_are_named() -> None:
@@ -101,8 +102,8 @@ def test_wrong_reference_and_wrong_mount_source_are_named() -> None:
         [{"name": "ext-x", "image": {"reference": "other:1"}}], [{"name": "scratch-data", "mountPath": "/extensions/x"}]
     )
     problems = mount_problems(pod, "x", "r:1")
-    assert any("mounts 'other:1', not 'r:1'" in p for p in problems)
-    assert any("mounted from volume 'scratch-data'" in p for p in problems)
+    assert any("mounts 'other:1', not 'r:1'" in f.message for f in problems)
+    assert any("mounted from volume 'scratch-data'" in f.message for f in problems)
 
 
 def test_underscore_names_mount_under_their_own_name_from_a_hyphenated_volume() -> None:

@@ -53,7 +53,8 @@ def test_the_instance_pod_mounts_the_image_under_the_volume_name_of_its_cnpg_ver
     assert deploy.mount_problems(pod, "pg-ticker", reference, "1.29.1") == []
     assert deploy.mount_problems(pod, "pg-ticker", reference, None) == []  # version unknown: any CNPG name
     problems = deploy.mount_problems(pod, "pg-ticker", reference, "1.28.0")  # 1.28.0 named it pg-ticker
-    assert problems and "pg-ticker" in problems[0], problems
+    assert problems and "pg-ticker" in problems[0].message, problems
+    assert problems[0].rule == "cnpg.imagevolume.mount" and problems[0].path == pod["metadata"]["name"]
     assert deploy.pod_failure(pod) is None
 
 
