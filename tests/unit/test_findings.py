@@ -189,3 +189,8 @@ def test_every_cluster_rule_is_reported_and_every_id_reported_registered() -> No
     used |= set(re.findall(r"""_reached\(\s*["'](cnpg\.[a-z.-]+)["']""", text))  # tests/cnpg/cluster_setup.py
     assert sorted(used - set(deploy.RULES)) == [], "cluster checks use rule ids deploy.RULES does not list"
     assert sorted(set(deploy.RULES) - used) == [], "deploy.RULES lists rule ids no cluster check reports"
+
+
+def test_every_cluster_rule_id_is_documented() -> None:
+    documented = (ROOT / "docs" / "cnpg-tier.md").read_text() + (ROOT / "README.md").read_text()
+    assert sorted(r for r in deploy.RULES if f"`{r}`" not in documented) == []
