@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from cluster_setup import ClusterSetup
 
 from extharness.checks.upgrade import UpgradeRecord
 from extharness.config import HarnessConfig
@@ -313,6 +314,13 @@ def cnpg_deployment(
         yield deployment
     finally:
         deployment.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def cluster_setup(cnpg_deployment: CnpgDeployment) -> ClusterSetup:
+    """The module's Cluster and Database, waited for by each test that needs them; a failure is
+    reported once, as a ``cnpg.cluster.healthy`` / ``cnpg.database.applied`` finding."""
+    return ClusterSetup(cnpg_deployment)
 
 
 # -- the upgrade CNPG users make: old image -> candidate image, then the Database version ----------------
