@@ -1,0 +1,166 @@
+"""Fixture factories: the harness's fixtures for an extension's own repository, any number of images.
+
+In the style of pytest-postgresql's ``factories``: a function that returns a fixture, assigned
+to a name in a ``conftest.py`` or test module, which becomes the fixture's name::
+
+    from extharness.fixtures import image_fixture
+
+    old = image_fixture("release/1.0")                # a release folder, as --ext-artifacts takes it
+    new = image_fixture("oci-archive:dist/new.tar")   # any reference --ext-image takes
+
+    def test_both_pass_the_layout_rules(old, new, layout_check):
+        layout_check(old, new)
+
+Each image is acquired (built, saved or pulled) and read once per process and reference, with
+the session's settings (``--builder``, ``--platform``, ``--cache-dir``, ...). The plugin must be
+switched on in the project (``extharness = true`` in the pytest ini file, or any ``extharness_*``
+key or option): a factory's fixture in an inert session fails saying so, because the settings
+it builds and reads with come from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from extharness.checks.findings import RULES, Finding
+from extharness.checks.run import layouts_of, run_rule
+from extharness.checks.target import LayoutTarget
+from extharness.config import HarnessConfig
+from extharness.errors import HarnessError
+from extharness.inspect.extension import ExtensionLayout
+from extharness.pytest_plugin import (
+    INACTIVE,
+    FindingRecorder,
+    ImageUnderTest,
+    harness_config_of,
+    harness_step,
+    image_under_test_of,
+    is_active_session,
+    read_requested_image,
+)
+from extharness.source.acquire import READER_SCHEMES, ImageRequest, request_for_reference
+
+__all__ = ["ReferencedImage", "image_fixture", "layout_check", "layout_findings", "read_image_of"]
+
+
+@dataclass
+class ReferencedImage(ImageUnderTest):
+    """An image under test that a factory's fixture gave: which fixture, and what it was asked for."""
+
+    label: str = ""  # the fixture's name: what findings and failures call the image
+    reference: str | None = None  # as given to image_fixture (None: the session's image under test)
+
+    def layouts(self) -> list[ExtensionLayout]:
+        """The extension as each platform of the image holds it (control file, scripts, ELF)."""
+        return layouts_of(self.image, self.name)
+
+
+def image_fixture(
+    reference: str | None = None, *, ext_name: str | None = None, scope: str = "session"
+) -> Callable[..., ReferencedImage]:
+    """A fixture giving the image ``reference`` names, read once per process.
+
+    ``reference`` is anything ``--ext-image`` takes (``oci:DIR``, ``oci-archive:FILE``,
+    ``docker-archive:FILE``, an engine image name, a registry reference) or a folder, which is a
+    release folder as ``--ext-artifacts`` takes it; relative paths are relative to pytest's
+    rootdir. ``None`` is the session's image under test (``--ext-image``/``--ext-artifacts``/...,
+    else the built-in sample). ``ext_name`` chooses the extension when the image holds several.
+    A bad reference fails the tests that use it (one line); a missing tool skips them.
+    """
+
+    @pytest.fixture(scope=scope)
+    def image(request: pytest.FixtureRequest) -> ReferencedImage:
+        label = request.fixturename
+        config = request.config
+        if not is_active_session(config):
+            pytest.fail(f"{label} = image_fixture({reference!r}): {INACTIVE}", pytrace=False)
+        what = f"getting the image {label} ({reference or 'the image under test'})"
+        return harness_step(what, lambda: read_image_of(config, reference, ext_name, label))  # type: ignore[return-value]
+
+    return image
+
+
+_IMAGES = pytest.StashKey[dict]()
+
+
+def read_image_of(
+    config: pytest.Config, reference: str | None, ext_name: str | None = None, label: str = ""
+) -> ReferencedImage:
+    """The image ``reference`` names in this session, read once per process (failures kept too)."""
+    if reference is None and ext_name is None:
+        got = image_under_test_of(config)  # the plugin's own memo: the tiers' image, read once
+        return ReferencedImage(got.acquired, got.image, got.name, label or "image under test", None)
+    harness = harness_config_of(config)
+    request = _request_of(reference, ext_name, harness, config.rootpath)
+    wanted = ext_name or harness.request.ext_name
+    memo = config.stash.setdefault(_IMAGES, {})
+    key = (request, wanted)
+    if key not in memo:
+        try:
+            memo[key] = read_requested_image(request, harness.cache_dir, wanted)
+        except HarnessError as exc:  # EnvironmentMissing too: harness_step makes it a skip
+            memo[key] = exc
+    got = memo[key]
+    if isinstance(got, HarnessError):
+        raise got
+    return ReferencedImage(got.acquired, got.image, got.name, label or str(reference), reference)
+
+
+def _request_of(reference: str | None, ext_name: str | None, harness: HarnessConfig, root: Path) -> ImageRequest:
+    like = harness.request
+    if reference is None:
+        return replace(like, ext_name=ext_name)
+    request = request_for_reference(_anchored(reference, root), like)
+    return replace(request, ext_name=ext_name) if ext_name else request
+
+
+def _anchored(reference: str, root: Path) -> str:
+    """``reference`` with a relative path made relative to ``root`` (pytest's rootdir), so a test
+    run from a subfolder finds the same files."""
+    for scheme in READER_SCHEMES:
+        if reference.startswith(scheme):
+            rest = reference[len(scheme) :]
+            return reference if Path(rest).is_absolute() else f"{scheme}{root / rest}"
+    candidate = root / Path(reference).expanduser()
+    return str(candidate) if not Path(reference).expanduser().is_absolute() and candidate.is_dir() else reference
+
+
+# -- the layout rules on any image -------------------------------------------------------------------------
+def layout_findings(image: ImageUnderTest, target: LayoutTarget, rules: Iterable[str] | None = None) -> list[Finding]:
+    """Every layout rule (or the ``rules`` given) on ``image``; each finding names the image's
+    label in its ``cases`` when it has one, so reports of several images tell them apart."""
+    chosen = sorted(RULES) if rules is None else list(rules)
+    unknown = [r for r in chosen if r not in RULES]
+    if unknown:
+        raise HarnessError(f"no layout rule {', '.join(unknown)} (rules: {', '.join(sorted(RULES))})")
+    layouts = layouts_of(image.image, image.name)
+    found = [f for rule_id in chosen for f in run_rule(rule_id, image.image, layouts, target)]
+    label = getattr(image, "label", "")
+    return [replace(f, cases=(*f.cases, label)) for f in found] if label else found
+
+
+@pytest.fixture
+def layout_check(harness_findings: FindingRecorder, layout_target: LayoutTarget) -> Callable[..., list[Finding]]:
+    """``layout_check(*images, rules=None, **expect)``: the layout rules on each image, recorded as
+    this test's findings; warns on warnings and fails naming every error of every image.
+
+    ``expect`` overrides the session's expectations for these images (``expect_version="1.0"``,
+    ``max_image_mb=5``, ``platforms=...``: the fields of :class:`LayoutTarget`).
+    """
+
+    def check(*images: ImageUnderTest, rules: Iterable[str] | None = None, **expect) -> list[Finding]:
+        if not images:
+            raise TypeError("layout_check() needs at least one image")
+        target = replace(layout_target, **expect) if expect else layout_target
+        found: list[Finding] = []
+        for image in images:
+            found += harness_step(  # type: ignore[operator]
+                "running the layout rules", lambda image=image: layout_findings(image, target, rules)
+            )
+        return harness_findings.check(found)
+
+    return check
