@@ -115,12 +115,21 @@ def read_image_of(
     if key not in memo:
         try:
             memo[key] = read_requested_image(request, harness.cache_dir, wanted)
-        except HarnessError as exc:  # EnvironmentMissing too: harness_step makes it a skip
+        except EnvironmentMissing as exc:  # harness_step makes it a skip
             memo[key] = exc
+        except HarnessError as exc:
+            memo[key] = _not_a_folder_either(exc, reference, config.rootpath)
     got = memo[key]
     if isinstance(got, HarnessError):
         raise got
     return ReferencedImage(got.acquired, got.image, got.name, label or str(reference), reference)
+
+
+def _not_a_folder_either(exc: HarnessError, reference: str | None, root: Path) -> HarnessError:
+    """A name no engine or registry knows may have been meant as a release folder: say it is not one."""
+    if reference is None or reference.startswith(READER_SCHEMES) or (root / reference).exists():
+        return exc
+    return HarnessError(f"{exc} (and {root / reference} is no release folder)")
 
 
 def _request_of(reference: str | None, ext_name: str | None, harness: HarnessConfig, root: Path) -> ImageRequest:

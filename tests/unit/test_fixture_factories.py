@@ -165,3 +165,19 @@ def test_postgres_fixture_offers_only_the_backend_it_can_start() -> None:
     postgres_fixture("new")  # native: made
     with pytest.raises(ValueError, match="only the native backend"):
         postgres_fixture("new", backend="composite")
+
+
+def test_a_reference_to_a_missing_release_folder_fails_its_tests_naming_the_folder(
+    example: Path, layout_cache: Path
+) -> None:
+    conftest = example / "conftest.py"
+    conftest.write_text(conftest.read_text().replace('image_fixture("release/1.0")', 'image_fixture("release/2.0")'))
+    result = run_example(example, LAYOUT_TESTS, cache_dir=layout_cache)
+    outcomes = _outcomes(result)
+    assert result.returncode == 1, _output(result)[-4000:]
+    assert outcomes["test_new_release_passes_the_layout_rules"] == "PASSED", result.stdout[-3000:]
+    assert outcomes["test_old_release_passes_the_layout_rules"] == "ERROR", result.stdout[-3000:]
+    missing = example / "release" / "2.0"
+    assert "extharness: getting the image old (release/2.0): " in result.stdout, result.stdout[-3000:]
+    assert f"(and {missing} is no release folder)" in result.stdout, result.stdout[-3000:]
+    assert "Traceback" not in _output(result)
