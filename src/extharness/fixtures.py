@@ -44,7 +44,12 @@ from extharness.pytest_plugin import (
     is_active_session,
     read_requested_image,
 )
-from extharness.source.acquire import READER_SCHEMES, ImageRequest, request_for_reference
+from extharness.source.acquire import (
+    READER_SCHEMES,
+    ImageRequest,
+    looks_like_registry_reference,
+    request_for_reference,
+)
 
 if TYPE_CHECKING:
     from extharness.postgres.server import RunningServer
@@ -127,7 +132,9 @@ def read_image_of(
 
 def _not_a_folder_either(exc: HarnessError, reference: str | None, root: Path) -> HarnessError:
     """A name no engine or registry knows may have been meant as a release folder: say it is not one."""
-    if reference is None or reference.startswith(READER_SCHEMES) or (root / reference).exists():
+    if reference is None or reference.startswith(READER_SCHEMES) or looks_like_registry_reference(reference):
+        return exc
+    if (root / reference).exists():
         return exc
     return HarnessError(f"{exc} (and {root / reference} is no release folder)")
 

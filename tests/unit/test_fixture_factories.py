@@ -181,3 +181,16 @@ def test_a_reference_to_a_missing_release_folder_fails_its_tests_naming_the_fold
     assert "extharness: getting the image old (release/2.0): " in result.stdout, result.stdout[-3000:]
     assert f"(and {missing} is no release folder)" in result.stdout, result.stdout[-3000:]
     assert "Traceback" not in _output(result)
+
+
+def test_relative_paths_of_references_are_anchored_at_the_rootdir(tmp_path: Path) -> None:
+    from extharness.fixtures import _anchored
+
+    (tmp_path / "release" / "1.1").mkdir(parents=True)
+    assert _anchored("oci-archive:dist/new.tar", tmp_path) == f"oci-archive:{tmp_path}/dist/new.tar"
+    assert _anchored("oci:dist/layout:1.1", tmp_path) == f"oci:{tmp_path}/dist/layout:1.1"
+    assert _anchored("docker-archive:/abs/x.tar", tmp_path) == "docker-archive:/abs/x.tar"
+    assert _anchored("release/1.1", tmp_path) == str(tmp_path / "release" / "1.1")
+    # not a folder under the rootdir: an engine image name or a registry reference, left as it is
+    assert _anchored("ghcr.io/owner/pg_ticker-ext:1.1", tmp_path) == "ghcr.io/owner/pg_ticker-ext:1.1"
+    assert _anchored("localhost/extharness/x:1", tmp_path) == "localhost/extharness/x:1"
