@@ -26,6 +26,7 @@ from extharness.source.sample_rs import SAMPLE_RS_DIR, SAMPLE_RS_NAME, build_sam
 REPO = Path(__file__).resolve().parents[2]
 TIER_TIMEOUT = float(os.environ.get("EXTHARNESS_SAMPLE_RS_TIER_TIMEOUT", "900"))
 VERSION = crate_version()
+pytestmark = pytest.mark.xdist_group("pgrx-sample")  # one worker builds it; the others go on meanwhile
 UPDATE_SCRIPTS = sorted(p.name for p in (SAMPLE_RS_DIR / "sql").glob(f"{SAMPLE_RS_NAME}--*--*.sql"))
 
 
