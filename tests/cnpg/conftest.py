@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -400,6 +401,7 @@ def cluster_upgrade(
     deployment = CnpgDeployment(kube_api, spec, keep=harness_config.keep_cluster)
     request.node.stash[DEPLOYMENT] = (deployment, harness_config.artifacts_dir)
     label = upgrade_source_label(cluster_upgrade_source)
+    started = time.monotonic()
     try:
         try:
             deployment.__enter__()
@@ -414,6 +416,7 @@ def cluster_upgrade(
                     preload=list(deployment_spec.preload),
                 )
             )
+            outcome.record.seconds = time.monotonic() - started  # type: ignore[union-attr]
         except (HarnessError, psycopg.Error, ApiException) as exc:  # what the cluster or the server said
             outcome = ClusterUpgrade(None, f"upgrading from {label} on a Cluster: {' '.join(str(exc).split())}")
         yield outcome

@@ -10,6 +10,7 @@ are made once per session; servers are shared per backend, databases are per tes
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -203,8 +204,11 @@ def upgrade_run(
             )
 
     missing: str | None = None
+    started = time.monotonic()
     try:
-        return run()
+        record = run()
+        record.seconds = time.monotonic() - started
+        return record
     except EnvironmentMissing as exc:
         missing = str(exc)
     except HarnessError as exc:

@@ -62,6 +62,7 @@ class UpgradeRecord:
     version_after_downgrade: str | None = None
     members_after_downgrade: dict[str, str] | None = None
     server_log: str = ""
+    seconds: float | None = None  # the run's wall time, from the old release's start to the downgrade tried
 
     @property
     def case(self) -> str:
