@@ -173,3 +173,25 @@ def test_sample_command_builds_the_published_1_0(tmp_path: Path):
     assert "default_version = '1.0'" in (out / "artifact/extension/pg_ticker.control").read_text()
     library = (out / "artifact/lib/pg_ticker.so").read_bytes()
     assert b"1.0.0\0" in library and b"1.1.0\0" not in library
+
+
+# The member definitions of pg_trickle's pgtrickle.pgt_ducklake_provenance after the 0.66.0 -> 0.67.0
+# image upgrade and after a fresh 0.67.0 install (a real run, 2026-12-02): the update script adds a
+# table comment the install script lacks, so the two have a different number of attributes.
+PROVENANCE_AFTER_UPDATE = "r  | delta_row_count bigint not null default 0, ducklake_snapshot_id bigint not null, provenance_id bigint not null default nextval('pgtrickle.pgt_ducklake_provenance_provenance_id_seq'::regclass), refresh_id bigint not null default 0, stream_table_name text not null, stream_table_oid bigint not null, written_at timestamp with time zone not null default now() | pgt_ducklake_provenance_delta_row_count_not_null NOT NULL delta_row_count; pgt_ducklake_provenance_ducklake_snapshot_id_not_null NOT NULL ducklake_snapshot_id; pgt_ducklake_provenance_pkey PRIMARY KEY (provenance_id); pgt_ducklake_provenance_provenance_id_not_null NOT NULL provenance_id; pgt_ducklake_provenance_refresh_id_not_null NOT NULL refresh_id; pgt_ducklake_provenance_stream_table_name_not_null NOT NULL stream_table_name; pgt_ducklake_provenance_stream_table_oid_not_null NOT NULL stream_table_oid; pgt_ducklake_provenance_written_at_not_null NOT NULL written_at | CREATE UNIQUE INDEX pgt_ducklake_provenance_pkey ON pgtrickle.pgt_ducklake_provenance USING btree (provenance_id); CREATE INDEX idx_provenance_st_oid ON pgtrickle.pgt_ducklake_provenance USING btree (stream_table_oid, written_at DESC); CREATE INDEX idx_provenance_snapshot ON pgtrickle.pgt_ducklake_provenance USING btree (ducklake_snapshot_id) | comment 'INT-11 (v0.67.0): Audit trail linking each DuckLake snapshot to the pg_trickle stream table that produced it. One row per successful DuckLake sink run. Enables end-to-end lineage from raw PostgreSQL events through the differential computation to the Parquet file on object storage.'"
+PROVENANCE_FRESH = "r  | delta_row_count bigint not null default 0, ducklake_snapshot_id bigint not null, provenance_id bigint not null default nextval('pgtrickle.pgt_ducklake_provenance_provenance_id_seq'::regclass), refresh_id bigint not null default 0, stream_table_name text not null, stream_table_oid bigint not null, written_at timestamp with time zone not null default now() | pgt_ducklake_provenance_delta_row_count_not_null NOT NULL delta_row_count; pgt_ducklake_provenance_ducklake_snapshot_id_not_null NOT NULL ducklake_snapshot_id; pgt_ducklake_provenance_pkey PRIMARY KEY (provenance_id); pgt_ducklake_provenance_provenance_id_not_null NOT NULL provenance_id; pgt_ducklake_provenance_refresh_id_not_null NOT NULL refresh_id; pgt_ducklake_provenance_stream_table_name_not_null NOT NULL stream_table_name; pgt_ducklake_provenance_stream_table_oid_not_null NOT NULL stream_table_oid; pgt_ducklake_provenance_written_at_not_null NOT NULL written_at | CREATE UNIQUE INDEX pgt_ducklake_provenance_pkey ON pgtrickle.pgt_ducklake_provenance USING btree (provenance_id); CREATE INDEX idx_provenance_st_oid ON pgtrickle.pgt_ducklake_provenance USING btree (stream_table_oid, written_at DESC); CREATE INDEX idx_provenance_snapshot ON pgtrickle.pgt_ducklake_provenance USING btree (ducklake_snapshot_id)"
+
+
+def test_an_attribute_only_one_side_has_is_named_alone():
+    (finding,) = member_findings(
+        {"table pgtrickle.pgt_ducklake_provenance": PROVENANCE_AFTER_UPDATE},
+        {"table pgtrickle.pgt_ducklake_provenance": PROVENANCE_FRESH},
+        "0.66.0 -> 0.67.0",
+    )
+    assert finding.rule == "sql.upgrade.object-differs"
+    assert finding.message == (
+        "after the update: comment 'INT-11 (v0.67.0): Audit trail linking each DuckLake snapshot to the pg_trickle "
+        "stream table that produced it. One row per successful DuckLake sink run. Enables end-to-end lineage from raw "
+        "PostgreSQL events through the differential computation to the Parquet file on object storage.'; "
+        "fresh install: (none)"
+    )

@@ -120,12 +120,16 @@ def attribute_difference(after_update: str, fresh: str) -> str:
 
     >>> attribute_difference("r {a=r/o} | a int", "r {a=arw/o} | a int")
     'after the update: r {a=r/o}; fresh install: r {a=arw/o}'
+    >>> attribute_difference("r | a int | comment 'log'", "r | a int")
+    "after the update: comment 'log'; fresh install: (none)"
     """
     left, right = after_update.split(" | "), fresh.split(" | ")
     if len(left) == len(right):
         pairs = [(a, b) for a, b in zip(left, right) if a != b]
-    else:
-        pairs = [(after_update, fresh)]
+    else:  # an attribute only one side has (a comment, column comments): name what is not shared
+        only_left = [a for a in left if a not in right]
+        only_right = [b for b in right if b not in left]
+        pairs = [(" | ".join(only_left), " | ".join(only_right))]
     return "; ".join(f"after the update: {a or '(none)'}; fresh install: {b or '(none)'}" for a, b in pairs)
 
 

@@ -218,6 +218,10 @@ _DEFINITIONS = {
         "WHERE oid = %(oid)s",
         "SELECT format('start %%s increment %%s min %%s max %%s cycle %%s', seqstart, seqincrement, seqmin, seqmax, "
         "seqcycle) FROM pg_catalog.pg_sequence WHERE seqrelid = %(oid)s",
+        "SELECT 'column comments ' || string_agg(format('%%s %%L', a.attname, d.description), ', ' ORDER BY a.attname) "
+        "FROM pg_catalog.pg_description d JOIN pg_catalog.pg_attribute a "
+        "ON a.attrelid = d.objoid AND a.attnum = d.objsubid "
+        "WHERE d.classoid = 'pg_catalog.pg_class'::regclass AND d.objoid = %(oid)s AND d.objsubid > 0",
     ],
     "pg_proc": [
         "SELECT format('%%s returns %%s language %%s kind %%s volatile %%s strict %%s parallel %%s secdef %%s '"
@@ -251,7 +255,8 @@ def member_objects(conn: psycopg.Connection, ext: str) -> dict[str, str]:
 
     The definition covers what an update script can get wrong while keeping the object's
     identity: table columns, constraints, indexes and triggers, view and function bodies,
-    function attributes, privileges, comments, and the extension's dumped configuration.
+    function attributes, privileges, comments (a table's column comments too), and the extension's
+    dumped configuration.
     """
     members: dict[str, str] = {}
     for identity, catalog, oid in conn.execute(_MEMBERS, (ext,)).fetchall():
