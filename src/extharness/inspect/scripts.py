@@ -111,6 +111,8 @@ _LOAD_LIBDIR = re.compile(r"""\bLOAD\s+(?:E?'\$libdir/[^']*'|"\$libdir/[^"]*")""
 
 def find_libdir_loads(sql: str) -> list[tuple[int, str]]:
     """Lines (1-based) with ``LOAD '$libdir/...'``, outside ``--`` comments."""
+    if not _LOAD_LIBDIR.search(sql):  # no match in the whole text: none in any line (one C-speed pass)
+        return []
     found = []
     for number, line in enumerate(sql.splitlines(), start=1):
         code = line.split("--", 1)[0]
