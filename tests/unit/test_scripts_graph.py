@@ -181,7 +181,7 @@ _PIECES = ["LOAD", "load", " ", "\n", "\t", "'$libdir/x'", '"$libdir/y"', "E'$li
 
 @given(st.lists(st.sampled_from(_PIECES), max_size=30))
 def test_find_libdir_loads_whole_text_shortcut_changes_nothing(pieces: list[str]) -> None:
-    # find_libdir_loads returns early when the pattern matches nowhere in the whole text; the
+    # find_libdir_loads returns early when $libdir is nowhere in the whole text; the
     # line-by-line answer must be the same either way (LOAD and its argument split over lines too)
     sql = "".join(pieces)
     by_line = []
