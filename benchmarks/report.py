@@ -367,7 +367,7 @@ def direct_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "extharness.cli"]
 
 
-def cst_section(sample: CraftedImage, repeat: int) -> list[str]:
+def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -> list[str]:
     """container-structure-test, ``extharness layout`` and ``pytest -m layout`` on the same docker
     archives, side by side in one run: median wall time and peak memory, and the issue's targets."""
     started, load_start = datetime.now(UTC), load_average()
@@ -429,7 +429,8 @@ def cst_section(sample: CraftedImage, repeat: int) -> list[str]:
                                      fig.median <= 0.5 * c.median))  # fmt: skip
     load_end = load_average()
     lines += [
-        f"Measured {started:%Y-%m-%d %H:%M} UTC, load average (1, 5, 15 min) {load_start} at the start of the "
+        (f"Measured separately by `{command}` from the repository root, " if command else "Measured ")
+        + f"{started:%Y-%m-%d %H:%M} UTC, load average (1, 5, 15 min) {load_start} at the start of the "
         f"section and {load_end} at its end; median of {repeat} runs after one unmeasured warm-up, the tools "
         "taking turns (cst, `extharness layout`, `pytest -m layout`, ...) on the same docker archive, so that "
         "each meets the same load. Peak memory is the largest resident set of each command over "
@@ -554,8 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         if args.only == "layout":
             print(f"3. layout versus container-structure-test (load average {load_average()})", flush=True)
-            section = cst_section(CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None)),
-                                  args.repeat)  # fmt: skip
+            sample = CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None))
+            command = shlex.join(["python", "benchmarks/report.py", *(argv if argv is not None else sys.argv[1:])])
+            section = cst_section(sample, args.repeat, command)
         else:
             section = cnpg_section()
         text = "\n".join(section)
