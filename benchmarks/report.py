@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n".join(section)
         print(text)
         if args.replace_section:
-            write_section(out, section[0], text)
+            write_section(out, section[0], text.rstrip("\n") + "\n\n")  # a blank line before the next section
             print(f"replaced '{section[0]}' in {out}")
         return 0
     given = argv if argv is not None else sys.argv[1:]
