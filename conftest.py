@@ -7,6 +7,10 @@ project's ``tests/unit`` in the same virtualenv is left as it is.
 Two things keep ``pytest -m layout`` (every test path, the tier by marker) about as fast as the
 layout tests alone: a tier folder whose tests the ``-m`` expression cannot select is not collected
 at all, and hypothesis's plugin is dropped when nothing collected imported hypothesis.
+
+With ``-n``, the long groups are handed out first (the pgrx sample's build, the kit's clusters,
+the cnpg tier's deployments), so their waiting overlaps the many short tests instead of coming
+after them: xdist gives out work units in collection order (``--no-loadscope-reorder``).
 """
 
 import itertools
@@ -24,9 +28,25 @@ TESTS = Path(__file__).resolve().parent / "tests"
 _WORDS = {"and", "or", "not", "True", "False", "None"}
 
 
+#: xdist groups in the order they are handed out, before every other test (the longest first).
+LONG_GROUPS = ("pgrx-sample", "kit", "cnpg-deployment")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "numprocesses", None) and hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # keep the order below (xdist sorts by group size otherwise)
+
+
+def _long_group_first(item: pytest.Item) -> int:
+    marker = item.get_closest_marker("xdist_group")
+    name = (marker.args[0] if marker.args else marker.kwargs.get("name")) if marker is not None else None
+    return LONG_GROUPS.index(name) if name in LONG_GROUPS else len(LONG_GROUPS)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mark_tier_folders(items, TESTS)
+    items.sort(key=_long_group_first)  # stable: each group, and the rest, keep their own order
 
 
 def could_select(markexpr: str, folder: str) -> bool:

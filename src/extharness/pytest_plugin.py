@@ -31,6 +31,10 @@ from extharness.source.engine import detect_engine
 
 FINDINGS_KEY = "extharness_findings"
 
+# The fixture factories' module (extharness.fixtures) is a plugin too: its `layout_check` fixture
+# is then there in every session, like the fixtures below. Imported by pytest after this module.
+pytest_plugins = ["extharness.fixtures"]
+
 
 class HarnessFindingWarning(UserWarning):
     """A finding of severity warning: the test passes, the report shows it."""

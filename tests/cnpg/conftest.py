@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from cluster_setup import ClusterSetup
 
 from extharness.checks.upgrade import UpgradeRecord
 from extharness.config import HarnessConfig
@@ -315,6 +316,13 @@ def cnpg_deployment(
         deployment.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="module")
+def cluster_setup(cnpg_deployment: CnpgDeployment) -> ClusterSetup:
+    """The module's Cluster and Database, waited for by each test that needs them; a failure is
+    reported once, as a ``cnpg.cluster.healthy`` / ``cnpg.database.applied`` finding."""
+    return ClusterSetup(cnpg_deployment)
+
+
 # -- the upgrade CNPG users make: old image -> candidate image, then the Database version ----------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cluster_upgrade_source" in metafunc.fixturenames:
@@ -349,6 +357,9 @@ def cluster_upgrade(
 ) -> Iterator[ClusterUpgrade]:
     """A Cluster on the old release's image, its data written, rolled onto the candidate image and
     its Database version bumped (``kube.upgrade``); the namespace goes at the module's end."""
+    import psycopg
+    from kubernetes.client.exceptions import ApiException
+
     from extharness.inspect.extension import describe
     from extharness.kube.upgrade import replay_cluster_upgrade
     from extharness.source.engine import detect_engine
@@ -403,8 +414,8 @@ def cluster_upgrade(
                     preload=list(deployment_spec.preload),
                 )
             )
-        except HarnessError as exc:
-            outcome = ClusterUpgrade(None, f"upgrading from {label} on a Cluster: {exc}")
+        except (HarnessError, psycopg.Error, ApiException) as exc:  # what the cluster or the server said
+            outcome = ClusterUpgrade(None, f"upgrading from {label} on a Cluster: {' '.join(str(exc).split())}")
         yield outcome
     finally:
         deployment.__exit__(None, None, None)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from cluster_setup import ClusterSetup
 from fake_api import FakeApiServer
 
 from extharness.errors import HarnessError
@@ -20,6 +22,7 @@ from extharness.kube import imagevolume as iv
 from extharness.kube import operator
 from extharness.kube.deploy import CnpgDeployment, render, spec_for
 from extharness.kube.imagevolume import IMAGEVOLUME, ProbeResult
+from extharness.pytest_plugin import FINDINGS_KEY, FindingRecorder
 
 #: Objects recorded from the real CloudNativePG 1.29.1 operator (tests/kit/recording.py).
 RECORDED = Path(__file__).parents[1] / "unit" / "recorded"
@@ -437,3 +440,30 @@ def test_diagnostics_gather_status_events_pods_and_logs(api: FakeApiServer, tmp_
     assert "could not read" in diagnostics.summary  # the waiting container's log, said, not raised
     pulled = next(v["image"]["reference"] for v in pod["spec"]["volumes"] if v["name"] == "ext-pg-ticker")
     assert f"ext-pg-ticker: image {pulled}" in (tmp_path / "diag/pods/extharness-1-initdb-abc.txt").read_text()
+
+
+def test_a_refused_database_fails_the_first_test_with_its_finding_and_skips_the_next(api: FakeApiServer) -> None:
+    """``cluster_setup``: the Cluster is healthy, the Database is refused (the real operator's
+    failure shape); the first test fails naming ``cnpg.database.applied``, the next skips naming it."""
+    spec = spec_for(IMAGEVOLUME, extension="pg_ticker", operand_image="op:18", extension_image="x:1")
+    cluster, database = render(spec, "extharness-s")
+    cluster["status"] = recorded("cnpg-cluster-healthy")["status"]
+    database["status"] = recorded("cnpg-database-failed")["status"]
+    base = "/apis/postgresql.cnpg.io/v1/namespaces/extharness-s"
+    api.route("GET", base + "/clusters/extharness", (200, cluster))
+    api.route("GET", base + "/databases/extharness-app", (200, database))
+    setup = ClusterSetup(CnpgDeployment(api.api_client(), spec, namespace="extharness-s"))
+    first, second = (SimpleNamespace(nodeid=f"test_cluster.py::{n}", user_properties=[]) for n in ("a", "b"))
+
+    assert "phase 'Cluster in healthy state'" in setup.healthy(FindingRecorder(first))  # type: ignore[arg-type]
+    with pytest.raises(pytest.fail.Exception) as failed:
+        setup.ready(FindingRecorder(first))  # type: ignore[arg-type]
+    assert str(failed.value).startswith("cnpg.database.applied error: Database/extharness-app: Database extharness-app")
+    assert "extharness_no_such_function" in str(failed.value)  # PostgreSQL's words, through CNPG's status
+    (recorded_findings,) = [value for key, value in first.user_properties if key == FINDINGS_KEY]
+    assert [(f["rule"], f["severity"], f["path"]) for f in recorded_findings] == [
+        ("cnpg.database.applied", "error", "Database/extharness-app")
+    ]
+    with pytest.raises(pytest.skip.Exception, match=r"cnpg.database.applied \(reported once, by test_cluster.py::a\)"):
+        setup.ready(FindingRecorder(second))  # type: ignore[arg-type]
+    assert second.user_properties == []

@@ -2,7 +2,10 @@
 
 Needs Docker and kind (``docs/cnpg-tier.md``); without them every test here skips with one
 line in well under a second. The path (ImageVolume or the composite fallback) is detected,
-recorded in the report, and can be forced with ``--cnpg-mode``.
+recorded in the report, and can be forced with ``--cnpg-mode``. What a test finds wrong is a
+finding (``deploy.RULES``: ``cnpg.cluster.healthy``, ``cnpg.imagevolume.mount``, ...) naming the
+pod, setting, library or smoke step; a Cluster or Database that never gets ready is reported
+once, by the first test that needs it (``cluster_setup``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import os
 import warnings
 
 import pytest
+from cluster_setup import ClusterSetup
 
-from extharness.checks.findings import Finding, Severity
+from extharness.checks.findings import Severity
 from extharness.config import HarnessConfig
-from extharness.kube.deploy import CnpgDeployment, DeploymentSpec
+from extharness.errors import HarnessError
+from extharness.kube.deploy import CnpgDeployment, DeploymentSpec, cluster_finding
 from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME, Decision, Signals
 from extharness.kube.operator import OperatorInfo
-from extharness.pytest_plugin import HarnessFindingWarning, harness_step, record_findings
+from extharness.pytest_plugin import FindingRecorder, HarnessFindingWarning
 
 pytestmark = pytest.mark.xdist_group("cnpg-deployment")  # one deployment per module, on one worker
 
@@ -34,7 +39,7 @@ def test_operator_is_available(cnpg_operator: OperatorInfo, record_property) -> 
 
 
 def test_imagevolume_support_is_detected_and_recorded(
-    request: pytest.FixtureRequest,
+    harness_findings: FindingRecorder,
     record_property,
     harness_config: HarnessConfig,
     imagevolume_signals: Signals,
@@ -51,13 +56,13 @@ def test_imagevolume_support_is_detected_and_recorded(
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     (harness_config.artifacts_dir / f"cnpg-detection-{worker}.json").write_text(json.dumps(detection, indent=2) + "\n")
     severity = Severity.INFO if imagevolume_decision.mode == IMAGEVOLUME else Severity.WARNING
-    finding = Finding(
+    finding = cluster_finding(
         "cnpg.imagevolume.path",
-        severity,
         "cluster",
         f"{imagevolume_decision.mode}: {imagevolume_decision.reason} [{imagevolume_signals.summary()}]",
+        severity,
     )
-    record_findings(request.node, [finding])
+    harness_findings.record(finding)
     if severity == Severity.WARNING and harness_config.cnpg_mode == "auto":
         warnings.warn(HarnessFindingWarning(str(finding)), stacklevel=1)
     if EXPECT_PATH:
@@ -66,76 +71,103 @@ def test_imagevolume_support_is_detected_and_recorded(
         )
 
 
-def test_cluster_becomes_healthy(cnpg_deployment: CnpgDeployment) -> None:
-    harness_step("waiting for the Cluster", cnpg_deployment.wait_healthy)
+def test_cluster_becomes_healthy(cluster_setup: ClusterSetup, harness_findings: FindingRecorder) -> None:
+    cluster_setup.healthy(harness_findings)
 
 
-def test_database_applies_the_extension(cnpg_deployment: CnpgDeployment) -> None:
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+def test_database_applies_the_extension(cluster_setup: ClusterSetup, harness_findings: FindingRecorder) -> None:
+    cluster_setup.ready(harness_findings)
 
 
 def test_extension_image_is_mounted_in_every_instance(
-    cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec
+    cnpg_deployment: CnpgDeployment,
+    cluster_setup: ClusterSetup,
+    deployment_spec: DeploymentSpec,
+    harness_findings: FindingRecorder,
 ) -> None:
     if deployment_spec.mode == FALLBACK:
         pytest.skip("fallback-composite path: the extension is inside the operand image, no image volume")
-    harness_step("waiting for the Cluster", cnpg_deployment.wait_healthy)
-    problems = cnpg_deployment.verify_mounts()
-    assert not problems, "\n".join(problems)
+    cluster_setup.healthy(harness_findings)
+    harness_findings.check(cnpg_deployment.verify_mounts())
 
 
 def test_postgres_searches_the_mounted_extension(
-    cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec
+    cnpg_deployment: CnpgDeployment,
+    cluster_setup: ClusterSetup,
+    deployment_spec: DeploymentSpec,
+    harness_findings: FindingRecorder,
 ) -> None:
     if deployment_spec.mode == FALLBACK:
         pytest.skip("fallback-composite path: the extension is in $system/$libdir")
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
-    problems = cnpg_deployment.check_cnpg_settings()
-    assert not problems, "\n".join(problems)
+    cluster_setup.ready(harness_findings)
+    harness_findings.check(cnpg_deployment.check_cnpg_settings())
 
 
-def test_extension_is_installed_at_the_expected_version(cnpg_deployment: CnpgDeployment) -> None:
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
-    problems = cnpg_deployment.check_extension()
-    assert not problems, "\n".join(problems)
+def test_extension_is_installed_at_the_expected_version(
+    cnpg_deployment: CnpgDeployment, cluster_setup: ClusterSetup, harness_findings: FindingRecorder
+) -> None:
+    cluster_setup.ready(harness_findings)
+    harness_findings.check(cnpg_deployment.check_extension())
 
 
-def test_libraries_are_preloaded(cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec) -> None:
+def test_libraries_are_preloaded(
+    cnpg_deployment: CnpgDeployment,
+    cluster_setup: ClusterSetup,
+    deployment_spec: DeploymentSpec,
+    harness_findings: FindingRecorder,
+) -> None:
     if not deployment_spec.preload:
         pytest.skip("the profile preloads nothing")
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
-    problems = cnpg_deployment.check_preload()
-    assert not problems, "\n".join(problems)
+    cluster_setup.ready(harness_findings)
+    harness_findings.check(cnpg_deployment.check_preload())
 
 
-def test_background_workers_run(cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec) -> None:
+def test_background_workers_run(
+    cnpg_deployment: CnpgDeployment,
+    cluster_setup: ClusterSetup,
+    deployment_spec: DeploymentSpec,
+    harness_findings: FindingRecorder,
+) -> None:
     if not deployment_spec.background_workers:
         pytest.skip("the profile names no background workers")
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
-    problems = cnpg_deployment.wait_workers()
-    assert not problems, "\n".join(problems)
+    cluster_setup.ready(harness_findings)
+    harness_findings.check(cnpg_deployment.wait_workers())
 
 
-def test_smoke_sql_on_the_primary(cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec) -> None:
+def test_smoke_sql_on_the_primary(
+    cnpg_deployment: CnpgDeployment,
+    cluster_setup: ClusterSetup,
+    deployment_spec: DeploymentSpec,
+    harness_findings: FindingRecorder,
+) -> None:
     if not deployment_spec.smoke:
         pytest.skip("no profile with smoke SQL for this extension (--ext-profile)")
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
-    problems = cnpg_deployment.check_smoke()
-    assert not problems, "\n".join(problems)
+    cluster_setup.ready(harness_findings)
+    harness_findings.check(cnpg_deployment.check_smoke())
 
 
 def test_rolling_update_lands_a_new_extension_image(
-    cnpg_deployment: CnpgDeployment, deployment_spec: DeploymentSpec, request: pytest.FixtureRequest
+    cnpg_deployment: CnpgDeployment,
+    cluster_setup: ClusterSetup,
+    deployment_spec: DeploymentSpec,
+    harness_findings: FindingRecorder,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Last in the module: it changes the deployment. As a user ships a new image: change the
     extension's image reference in the Cluster; CNPG rolls every instance onto it."""
     if deployment_spec.mode == FALLBACK:
         pytest.skip("fallback-composite path: the extension ships inside the operand image, no image volume to roll")
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
+    cluster_setup.ready(harness_findings)
     new_ref = request.getfixturevalue("next_extension_in_cluster")
     assert new_ref != deployment_spec.extension_image
-    harness_step(f"rolling the Cluster onto {new_ref}", lambda: cnpg_deployment.roll_extension_image(new_ref))
-    problems = cnpg_deployment.verify_mounts()
-    harness_step("waiting for the Cluster and the Database", cnpg_deployment.ready)
-    problems += cnpg_deployment.verify_sql(smoke=False)  # its data is there from the smoke test
-    assert not problems, "\n".join(problems)
+    try:
+        cnpg_deployment.roll_extension_image(new_ref)
+        not_rolled = None
+    except HarnessError as exc:
+        not_rolled = cluster_finding("cnpg.rollout", new_ref, str(exc))
+    if not_rolled is not None:  # outside the except block: the report shows the finding, not a traceback
+        harness_findings.fail(not_rolled)
+    findings = cnpg_deployment.verify_mounts()
+    cluster_setup.ready(harness_findings)
+    findings += cnpg_deployment.verify_sql(smoke=False)  # its data is there from the smoke test
+    harness_findings.check(findings)

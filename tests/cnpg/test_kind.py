@@ -269,3 +269,45 @@ def test_kubeconfig_is_private(fake_bin: Path, tmp_path: Path) -> None:
     cluster = KindCluster("theirs", workdir=tmp_path / "w")
     cluster.reuse()
     assert stat.S_IMODE(os.stat(cluster.kubeconfig).st_mode) == 0o600
+
+
+# What `kind create cluster` said on a fresh machine (kind v0.33.0, podman 4.3) when another
+# session's `kind create` made kind's network at the same moment (a real run, 2026-12-02).
+NETWORK_RACE_OUTPUT = (
+    "creating kind cluster extharness-856bc40dcb-kit136t (localhost/extharness/kind-node:v1.36.3): "
+    "`kind create cluster --name ...` failed (exit 1): • Ensuring node image (localhost/extharness/kind-node:v1.36.3) "
+    '🖼️  ... | ERROR: failed to create cluster: failed to ensure podman network: command "podman network create '
+    '-d=bridge --ipv6 --subnet fc00:f853:ccd:e793::/64 kind" failed with error: exit status 125 | Command Output: '
+    "Error: network name kind already used: network already exists"
+)
+
+
+def test_a_lost_race_for_kinds_network_is_retried_and_other_failures_are_not() -> None:
+    from extharness.runtime.processes import CommandTimedOut
+
+    calls: list[int] = []
+
+    def lose_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise HarnessError(NETWORK_RACE_OUTPUT)
+        return "created"
+
+    assert kind.create_retrying_network_race(lose_once) == "created" and len(calls) == 2
+
+    def always(exc: HarnessError):
+        def create() -> str:
+            calls.append(1)
+            raise exc
+
+        return create
+
+    for exc, tries in (
+        (HarnessError("creating kind cluster x: ERROR: failed to create cluster: node(s) already exist"), 1),
+        (CommandTimedOut("creating kind cluster x: did not finish within 600s (network already exists)"), 1),
+        (HarnessError(NETWORK_RACE_OUTPUT), 3),  # the network never settles: give up with kind's words
+    ):
+        calls.clear()
+        with pytest.raises(HarnessError) as raised:
+            kind.create_retrying_network_race(always(exc))
+        assert raised.value is exc and len(calls) == tries

@@ -19,6 +19,7 @@ import pytest
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.control import parse_control
 from extharness.inspect.oci_reader import read_image
+from extharness.runtime.settings import limit_of
 from extharness.source.acquire import ImageRequest, acquire, default_cache_dir
 from extharness.source.engine import detect_engine
 from extharness.source.sample_rs import SAMPLE_RS_DIR, SAMPLE_RS_NAME, build_sample_rs_image, crate_version
@@ -26,6 +27,12 @@ from extharness.source.sample_rs import SAMPLE_RS_DIR, SAMPLE_RS_NAME, build_sam
 REPO = Path(__file__).resolve().parents[2]
 TIER_TIMEOUT = float(os.environ.get("EXTHARNESS_SAMPLE_RS_TIER_TIMEOUT", "900"))
 VERSION = crate_version()
+pytestmark = [
+    pytest.mark.xdist_group("pgrx-sample"),  # one worker builds it; the others go on meanwhile
+    # The cold build (toolchain, cargo-pgrx, crates) runs in the first test's setup and has its own
+    # limit, EXTHARNESS_BUILD_TIMEOUT: pytest's 900 s per test would cut it off (seen on a fresh machine).
+    pytest.mark.timeout(limit_of("EXTHARNESS_BUILD_TIMEOUT") + TIER_TIMEOUT),
+]
 UPDATE_SCRIPTS = sorted(p.name for p in (SAMPLE_RS_DIR / "sql").glob(f"{SAMPLE_RS_NAME}--*--*.sql"))
 
 

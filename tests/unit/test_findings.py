@@ -11,12 +11,15 @@ import pytest
 
 from extharness.checks import upgrade
 from extharness.checks.findings import Finding, Severity, error, grouped_findings, info, summary_lines, warning
+from extharness.kube import deploy
 from extharness.kube import manifests as m
 from extharness.postgres import sqlchecks
 
 ROOT = Path(__file__).resolve().parents[2]
 SQL_TESTS = ROOT / "tests" / "sql"
 MANIFESTS = ROOT / "src" / "extharness" / "kube" / "manifests.py"
+DEPLOY = ROOT / "src" / "extharness" / "kube" / "deploy.py"
+CNPG_TESTS = ROOT / "tests" / "cnpg"
 OPERAND = "ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie"
 
 
@@ -168,3 +171,26 @@ def test_every_sql_rule_is_checked_by_a_sql_test_and_every_id_there_registered()
     registered = set(sqlchecks.RULES) | set(upgrade.RULES)
     assert sorted(used - registered) == [], "tests/sql names rule ids sqlchecks.RULES does not list"
     assert sorted(set(sqlchecks.RULES) - used) == [], "add a check in tests/sql/ reporting these rule ids"
+
+
+# -- cnpg cluster rule ids ---------------------------------------------------------------------------------
+def test_cluster_finding_refuses_an_unregistered_rule_id() -> None:
+    finding = deploy.cluster_finding("cnpg.preload", "pg_ticker", "pg_ticker is not in shared_preload_libraries ()")
+    assert (finding.rule, finding.severity, finding.path) == ("cnpg.preload", Severity.ERROR, "pg_ticker")
+    assert deploy.cluster_finding("cnpg.imagevolume.path", "cluster", "m", Severity.WARNING).severity == "warning"
+    with pytest.raises(ValueError, match="unknown cnpg rule id 'cnpg.nope'"):
+        deploy.cluster_finding("cnpg.nope", "x", "y")
+    assert not set(deploy.RULES) & (set(m.RULES) | set(upgrade.CLUSTER_RULES)), "one id, one registry"
+
+
+def test_every_cluster_rule_is_reported_and_every_id_reported_registered() -> None:
+    text = "\n".join(p.read_text() for p in [DEPLOY, *sorted(CNPG_TESTS.glob("*.py"))])
+    used = set(re.findall(r"""cluster_finding\(\s*["'](cnpg\.[a-z.-]+)["']""", text))
+    used |= set(re.findall(r"""_reached\(\s*["'](cnpg\.[a-z.-]+)["']""", text))  # tests/cnpg/cluster_setup.py
+    assert sorted(used - set(deploy.RULES)) == [], "cluster checks use rule ids deploy.RULES does not list"
+    assert sorted(set(deploy.RULES) - used) == [], "deploy.RULES lists rule ids no cluster check reports"
+
+
+def test_every_cluster_rule_id_is_documented() -> None:
+    documented = (ROOT / "docs" / "cnpg-tier.md").read_text() + (ROOT / "README.md").read_text()
+    assert sorted(r for r in deploy.RULES if f"`{r}`" not in documented) == []

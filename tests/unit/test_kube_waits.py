@@ -73,8 +73,13 @@ def test_wait_workers():
     assert d.wait_workers(10) == []
     d.psql = lambda sql: [["x"]]
     problems = d.wait_workers(0)
-    assert problems == [
-        "background worker 'w1' not in pg_stat_activity after 0s (seen: x; raise EXTHARNESS_CNPG_WORKER_TIMEOUT)"
+    assert [(f.rule, f.severity, f.path, f.message) for f in problems] == [
+        (
+            "cnpg.workers",
+            "error",
+            "w1",
+            "background worker 'w1' not in pg_stat_activity after 0s (seen: x; raise EXTHARNESS_CNPG_WORKER_TIMEOUT)",
+        )
     ]
 
 
@@ -186,10 +191,11 @@ def test_roll_extension_image(monkeypatch):
     d.cluster = lambda: {}
     monkeypatch.setattr(deploy, "replace", lambda spec, **kw: spec)
     monkeypatch.setattr(deploy, "pod_failure", lambda p: None)
-    rolls = iter([["p not replaced"], []])
+    not_replaced = [deploy.cluster_finding("cnpg.rollout", "p", "not restarted yet")]
+    rolls = iter([not_replaced, []])
     monkeypatch.setattr(deploy, "rollout_problems", lambda *a: next(rolls))
     monkeypatch.setattr(deploy, "cluster_health", lambda c: (True, "healthy"))
     assert d.roll_extension_image("new", timeout=5, poll=0.01) == "healthy"
-    monkeypatch.setattr(deploy, "rollout_problems", lambda *a: ["p not replaced"])
-    with pytest.raises(HarnessError, match=r"rolling update to new not done after 0s: p not replaced"):
+    monkeypatch.setattr(deploy, "rollout_problems", lambda *a: not_replaced)
+    with pytest.raises(HarnessError, match=r"rolling update to new not done after 0s: p: not restarted yet"):
         d.roll_extension_image("new", timeout=0.1, poll=0.01)

@@ -53,8 +53,43 @@ def test_the_instance_pod_mounts_the_image_under_the_volume_name_of_its_cnpg_ver
     assert deploy.mount_problems(pod, "pg-ticker", reference, "1.29.1") == []
     assert deploy.mount_problems(pod, "pg-ticker", reference, None) == []  # version unknown: any CNPG name
     problems = deploy.mount_problems(pod, "pg-ticker", reference, "1.28.0")  # 1.28.0 named it pg-ticker
-    assert problems and "pg-ticker" in problems[0], problems
+    assert problems and "pg-ticker" in problems[0].message, problems
+    assert problems[0].rule == "cnpg.imagevolume.mount" and problems[0].path == pod["metadata"]["name"]
     assert deploy.pod_failure(pod) is None
+
+
+def test_a_rolling_update_has_landed_only_on_new_ready_pods_that_mount_the_new_image() -> None:
+    pod = recorded("cnpg-instance-pod")  # Running and Ready, mounting the image of its Cluster
+    name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+    reference = next(v["image"]["reference"] for v in pod["spec"]["volumes"] if v.get("image"))
+    assert deploy.rollout_problems([pod], "pg-ticker", reference, {name: "the uid before"}, 1) == []
+
+    def said(found: list) -> list[tuple[str, str, str]]:
+        assert all(f.rule == "cnpg.rollout" and f.severity == "error" for f in found), found
+        return [(f.path, f.message, str(f)) for f in found]
+
+    assert said(deploy.rollout_problems([pod], "pg-ticker", reference, {name: uid}, 1)) == [
+        (name, "not restarted yet", f"cnpg.rollout error: {name}: not restarted yet")
+    ]
+    assert said(deploy.rollout_problems([pod], "pg-ticker", "localhost/x:2", {}, 1)) == [
+        (
+            name,
+            f"mounts {reference}, not localhost/x:2",
+            f"cnpg.rollout error: {name}: mounts {reference}, not localhost/x:2",
+        )
+    ]
+    assert [(f.path, f.message) for f in deploy.rollout_problems([pod], "pg-ticker", reference, {}, 2)] == [
+        ("instance pods", "1/2 there")
+    ]
+    pending = recorded("cnpg-initdb-pod-pull-error")  # a pod whose Ready condition is False
+    pending_ref = next(v["image"]["reference"] for v in pending["spec"]["volumes"] if v.get("image"))
+    assert said(deploy.rollout_problems([pending], "pg-ticker", pending_ref, {}, 1)) == [
+        (
+            pending["metadata"]["name"],
+            "not Ready (Pending)",
+            f"cnpg.rollout error: {pending['metadata']['name']}: not Ready (Pending)",
+        )
+    ]
 
 
 def test_the_pods_the_harness_lists_carry_the_labels_it_selects_by() -> None:

@@ -120,6 +120,55 @@ def test_every_declared_target_gets_a_stub_even_when_absent(tmp_path):
     for stub in ("src/lib.rs", "src/bin/pg_ticker_rs_dump.rs", "src/bin/extra.rs", "benches/tick_bench.rs"):
         assert (recipe / stub).is_file(), f"no stub for {stub}: {proc.stdout}"
     assert "fn main" not in (recipe / "src" / "lib.rs").read_text()
-    assert (recipe / "Cargo.lock").read_bytes() == (src / "Cargo.lock").read_bytes()
+    own = 'name = "pg_ticker_rs"\nversion = "0.2.0"\n'
+    assert (recipe / "Cargo.lock").read_text() == (src / "Cargo.lock").read_text().replace(
+        own, own.replace("0.2.0", "0.0.0")
+    ), "only the tree's own version may differ from the lock file"
     assert (src / "benches" / "tick_bench.rs").is_file(), "the real tree needs the declared bench too"
     assert not (recipe / "sql").exists(), "the dependency layer must not depend on sql/ or src/"
+
+
+def _recipe_of(tmp_path: Path, name: str, version: str, pin_path_dependency: bool = False) -> dict[str, tuple]:
+    """The recipe stage run on a copy of the sample whose own version is ``version``: every file's
+    (bytes, mtime), by path."""
+    root = tmp_path / name
+    src = root / "src"
+    shutil.copytree(sample_rs.SAMPLE_RS_DIR, src, ignore=shutil.ignore_patterns("target"))
+    for manifest in ("Cargo.toml", "Cargo.lock"):
+        text = (src / manifest).read_text()
+        own = 'name = "pg_ticker_rs"\nversion = "0.2.0"'
+        assert own in text, f"the sample's {manifest} moved"
+        (src / manifest).write_text(text.replace(own, own.replace("0.2.0", version)))
+    if pin_path_dependency:  # a path dependency with a version requirement must keep the versions
+        helper = src / "helper"
+        (helper / "src").mkdir(parents=True)
+        (helper / "Cargo.toml").write_text('[package]\nname = "helper"\nversion = "0.1.0"\nedition = "2021"\n')
+        (helper / "src" / "lib.rs").write_text("")
+        text = (src / "Cargo.toml").read_text()
+        (src / "Cargo.toml").write_text(text + '\n[dependencies.helper]\npath = "helper"\nversion = "0.1"\n')
+    (root / "tmp").mkdir()
+    proc = _run(_stage_script("recipe", root))
+    assert proc.returncode == 0, proc.stderr
+    recipe = root / "recipe"
+    return {
+        str(f.relative_to(recipe)): (f.read_bytes() if f.is_file() else None, f.lstat().st_mtime)
+        for f in sorted(recipe.rglob("*"))
+    }
+
+
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed: the stub step runs cargo metadata")
+def test_releases_that_differ_only_in_their_version_share_one_recipe(tmp_path):
+    """What lets 0.66.0 and 0.67.0 of an extension reuse one dependency layer: the tree's own
+    version is masked and every time stamp fixed, so the recipe is the same, byte for byte."""
+    first = _recipe_of(tmp_path, "a", "0.66.0")
+    second = _recipe_of(tmp_path, "b", "0.67.0")
+    assert first == second
+    assert all(mtime == 0 for _content, mtime in first.values())
+    assert b'version = "0.0.0"' in first["Cargo.toml"][0]
+
+
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed: the stub step runs cargo metadata")
+def test_a_pinned_path_dependency_keeps_the_versions(tmp_path):
+    pinned = _recipe_of(tmp_path, "p", "0.67.0", pin_path_dependency=True)
+    assert b'version = "0.67.0"' in pinned["Cargo.toml"][0]
+    assert b'version = "0.0.0"' not in pinned["Cargo.lock"][0]

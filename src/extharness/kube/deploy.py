@@ -11,7 +11,9 @@ status and conditions, events, pod descriptions and logs, and the operator's log
 artifacts folder. On exit the namespace is deleted unless the cluster is kept.
 
 The checks on API objects (``cluster_health``, ``database_state``, ``mount_problems``,
-``pod_failure``) are pure functions over the dicts the API returns.
+``rollout_problems``, ``pod_failure``) are pure functions over the dicts the API returns. What
+the cluster checks find wrong is a :class:`Finding` with one of the stable ids of :data:`RULES`
+(:func:`cluster_finding`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from extharness.checks.findings import Finding, Severity
 from extharness.errors import HarnessError
 from extharness.kube import manifests
 from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME
@@ -187,6 +190,31 @@ def build_fallback_operand(engine: Any, operand_image: str, mount: Any, cache_di
     return cnpg_tag
 
 
+# -- rule ids of the cluster checks --------------------------------------------------------
+#: The cnpg tier's rule ids for the deployed Cluster (the harness's interface: CI and reports match
+#: on them) and what each checks. The manifests have theirs (``manifests.RULES``), the upgrade on a
+#: Cluster too (``checks.upgrade.CLUSTER_RULES``).
+RULES = {
+    "cnpg.imagevolume.path": "which way the extension reaches the Cluster: ImageVolume, or the composite fallback",
+    "cnpg.cluster.healthy": "the Cluster reaches 'Cluster in healthy state' with every instance ready",
+    "cnpg.database.applied": "the Database resource's extensions are applied (CNPG ran CREATE EXTENSION)",
+    "cnpg.imagevolume.mount": "every instance pod has the extension's image volume, mounted at /extensions/<name>",
+    "cnpg.settings.search-path": "extension_control_path and dynamic_library_path are what CNPG sets for the extensions",
+    "cnpg.extension.version": "pg_extension has the extension, at the expected version",
+    "cnpg.preload": "shared_preload_libraries holds the profile's libraries",
+    "cnpg.workers": "the profile's background workers run on the primary",
+    "cnpg.smoke": "the profile's smoke SQL gives the expected rows on the primary",
+    "cnpg.rollout": "a changed extension image reference rolls every instance onto the new image",
+}
+
+
+def cluster_finding(rule: str, subject: str, message: str, severity: Severity = Severity.ERROR) -> Finding:
+    """A finding of the cluster check ``rule`` about ``subject`` (a pod, a setting, a library...)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown cnpg rule id {rule!r} (add it to deploy.RULES)")
+    return Finding(rule, severity, subject, message)
+
+
 # -- pure checks over API objects ----------------------------------------------------------
 def cluster_health(cluster: Mapping[str, Any]) -> tuple[bool, str]:
     """(healthy, one-line summary) from a Cluster object."""
@@ -234,16 +262,18 @@ def database_state(database: Mapping[str, Any], extensions: Sequence[str]) -> tu
 
 def mount_problems(
     pod: Mapping[str, Any], extension_name: str, reference: str | None = None, cnpg_version: str | None = None
-) -> list[str]:
+) -> list[Finding]:
     """Does the instance pod carry the image volume and mount it at ``/extensions/<name>``?
-    (The volume's name depends on the CNPG version; unknown, any of its names is accepted.)"""
+    (The volume's name depends on the CNPG version; unknown, any of its names is accepted.)
+    ``cnpg.imagevolume.mount`` findings about the pod."""
     spec = pod.get("spec") or {}
+    subject = str((pod.get("metadata") or {}).get("name") or "pod")
     wanted_path = manifests.mount_path(extension_name)
     if cnpg_version:
         names = {manifests.volume_name(extension_name, cnpg_version)}
     else:
         names = {manifests.volume_name(extension_name, v) for v in ("1.28.0", "1.28.1", "1.28.2")}
-    problems = []
+    problems: list[str] = []
     volume = next((v for v in spec.get("volumes") or [] if v.get("name") in names and v.get("image")), None)
     if volume is None:
         problems.append(
@@ -262,35 +292,35 @@ def mount_problems(
             problems.append(f"the postgres container has no mount at {wanted_path}")
         elif mount.get("name") not in names:
             problems.append(
-                f"{wanted_path} is mounted from volume {mount.get('name')!r}, expected "
-                f"{' or '.join(sorted(names))}"
+                f"{wanted_path} is mounted from volume {mount.get('name')!r}, expected {' or '.join(sorted(names))}"
             )
-    return problems
+    return [cluster_finding("cnpg.imagevolume.mount", subject, problem) for problem in problems]
 
 
 def rollout_problems(
     pods: Sequence[Mapping[str, Any]], extension_name: str, reference: str, before: Mapping[str, str], instances: int
-) -> list[str]:
+) -> list[Finding]:
     """What keeps a rolling update to extension image ``reference`` from having landed: every
     instance pod (``instances`` of them) must be a new pod (its uid not in ``before``, name ->
-    uid of the pods before the change), mount ``reference`` and be Ready."""
-    problems = []
+    uid of the pods before the change), mount ``reference`` and be Ready. ``cnpg.rollout``
+    findings about each pod (and the instance count)."""
+    problems: list[tuple[str, str]] = []
     if len(pods) < instances:
-        problems.append(f"{len(pods)}/{instances} instance pods")
+        problems.append(("instance pods", f"{len(pods)}/{instances} there"))
     for pod in pods:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-        name = meta.get("name")
+        name = str(meta.get("name"))
         if before.get(name) == meta.get("uid"):
-            problems.append(f"{name}: not restarted yet")
+            problems.append((name, "not restarted yet"))
             continue
         volumes = [v for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("image")]
         refs = [v["image"].get("reference") for v in volumes]
         if reference not in refs:
-            problems.append(f"{name}: mounts {', '.join(map(str, refs)) or 'no image volume'}, not {reference}")
+            problems.append((name, f"mounts {', '.join(map(str, refs)) or 'no image volume'}, not {reference}"))
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
         if not ready:
-            problems.append(f"{name}: not Ready ({status.get('phase')})")
-    return problems
+            problems.append((name, f"not Ready ({status.get('phase')})"))
+    return [cluster_finding("cnpg.rollout", subject, message) for subject, message in problems]
 
 
 def failed_job_pods(pods: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -652,7 +682,10 @@ class CnpgDeployment:
         def rolled() -> str | None:
             nonlocal problems
             pods = self.pods()
-            problems = rollout_problems(pods, self.spec.extension_name, reference, before, self.spec.instances)
+            problems = [
+                f"{f.path}: {f.message}"
+                for f in rollout_problems(pods, self.spec.extension_name, reference, before, self.spec.instances)
+            ]
             for pod in pods:
                 failure = pod_failure(pod)
                 if failure:
@@ -744,14 +777,14 @@ class CnpgDeployment:
         return parse_rows(out)
 
     # -- verification ------------------------------------------------------------------
-    def verify_mounts(self) -> list[str]:
-        problems = []
-        for pod in self.pods():
-            for problem in mount_problems(
-                pod, self.spec.extension_name, self.spec.extension_image, self.spec.cnpg_version
-            ):
-                problems.append(f"{pod['metadata']['name']}: {problem}")
-        return problems
+    def verify_mounts(self) -> list[Finding]:
+        """Every instance pod mounts the extension image (``cnpg.imagevolume.mount``, one pod each)."""
+        spec = self.spec
+        return [
+            finding
+            for pod in self.pods()
+            for finding in mount_problems(pod, spec.extension_name, spec.extension_image, spec.cnpg_version)
+        ]
 
     def ready(self) -> str:
         """Healthy cluster and applied Database, waited for once (a failure is raised again)."""
@@ -764,19 +797,22 @@ class CnpgDeployment:
             raise self._ready
         return self._ready
 
-    def check_extension(self) -> list[str]:
-        """``pg_extension`` has the extension, at the expected version."""
+    def check_extension(self) -> list[Finding]:
+        """``pg_extension`` has the extension, at the expected version (``cnpg.extension.version``)."""
         spec = self.spec
         ext = spec.extension.replace("'", "''")
         rows = self.psql(f"SELECT extname, extversion FROM pg_extension WHERE extname = '{ext}'")
         if not rows:
-            return [f"pg_extension has no {spec.extension} in database {spec.database}"]
-        if spec.expected_version and rows[0][1] != spec.expected_version:
-            return [f"{spec.extension} version {rows[0][1]}, expected {spec.expected_version}"]
-        return []
+            message = f"pg_extension has no {spec.extension} in database {spec.database}"
+        elif spec.expected_version and rows[0][1] != spec.expected_version:
+            message = f"{spec.extension} version {rows[0][1]}, expected {spec.expected_version}"
+        else:
+            return []
+        return [cluster_finding("cnpg.extension.version", spec.extension, message)]
 
-    def check_cnpg_settings(self) -> list[str]:
-        """PostgreSQL searches the mount: the paths CNPG sets for the declared extensions."""
+    def check_cnpg_settings(self) -> list[Finding]:
+        """PostgreSQL searches the mount: the paths CNPG sets for the declared extensions
+        (``cnpg.settings.search-path``, one setting each)."""
         problems = []
         postgresql = self.cluster_doc["spec"].get("postgresql") or {}
         # CNPG appends the user's own values after the extension entries (pkg/postgres/configuration.go)
@@ -784,30 +820,39 @@ class CnpgDeployment:
         for guc, value in expected.items():
             got = self.psql(f"SHOW {guc}")
             if not got or got[0][0] != value:
-                problems.append(f"{guc} is {got[0][0] if got else None!r}, CNPG should have set {value!r}")
+                problems.append(
+                    cluster_finding(
+                        "cnpg.settings.search-path",
+                        guc,
+                        f"{guc} is {got[0][0] if got else None!r}, CNPG should have set {value!r}",
+                    )
+                )
         return problems
 
-    def check_preload(self) -> list[str]:
+    def check_preload(self) -> list[Finding]:
+        """The profile's libraries are in ``shared_preload_libraries`` (``cnpg.preload``, one library each)."""
         preload, _ = manifests.split_settings(self.spec.settings, self.spec.preload)
         if not preload:
             return []
         loaded = [x.strip() for x in (self.psql("SHOW shared_preload_libraries") or [[""]])[0][0].split(",")]
         return [
-            f"{lib} is not in shared_preload_libraries ({', '.join(loaded)})" for lib in preload if lib not in loaded
+            cluster_finding("cnpg.preload", lib, f"{lib} is not in shared_preload_libraries ({', '.join(loaded)})")
+            for lib in preload
+            if lib not in loaded
         ]
 
-    def check_smoke(self) -> list[str]:
-        """The profile's smoke SQL in order, stopping at the first step that fails."""
+    def check_smoke(self) -> list[Finding]:
+        """The profile's smoke SQL in order, stopping at the first step that fails (``cnpg.smoke``)."""
         for i, step in enumerate(self.spec.smoke):
             try:
                 problem = expectation_problem(step, self.psql(step.sql))
             except HarnessError as exc:
                 problem = str(exc)
             if problem:
-                return [f"smoke[{i}]: {problem}"]  # later steps build on this one
+                return [cluster_finding("cnpg.smoke", f"smoke[{i}]", problem)]  # later steps build on this one
         return []
 
-    def verify_sql(self, smoke: bool = True) -> list[str]:
+    def verify_sql(self, smoke: bool = True) -> list[Finding]:
         """Everything on the primary: extension, CNPG's paths, preload, workers, smoke SQL
         (``smoke=False`` after a restart: the smoke SQL has written its data already)."""
         problems = self.check_extension()
@@ -818,7 +863,8 @@ class CnpgDeployment:
             problems += self.wait_workers()
         return problems + (self.check_smoke() if smoke else [])
 
-    def wait_workers(self, timeout: float = WORKER_TIMEOUT) -> list[str]:
+    def wait_workers(self, timeout: float = WORKER_TIMEOUT) -> list[Finding]:
+        """The profile's background workers appear in ``pg_stat_activity`` (``cnpg.workers``, one each)."""
         missing = list(self.spec.background_workers)
         seen: list[str] = []
 
@@ -831,8 +877,12 @@ class CnpgDeployment:
         if waits.poll(all_there, timeout, interval=2):
             return []
         return [
-            f"background worker {w!r} not in pg_stat_activity after {timeout:.0f}s (seen: {', '.join(seen)}; "
-            "raise EXTHARNESS_CNPG_WORKER_TIMEOUT)"
+            cluster_finding(
+                "cnpg.workers",
+                w,
+                f"background worker {w!r} not in pg_stat_activity after {timeout:.0f}s (seen: {', '.join(seen)}; "
+                "raise EXTHARNESS_CNPG_WORKER_TIMEOUT)",
+            )
             for w in missing
         ]
 

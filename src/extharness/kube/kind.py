@@ -163,6 +163,23 @@ def available() -> str | None:
     return None
 
 
+#: What podman says when two ``kind create cluster`` runs make kind's shared network at once (the
+#: podman provider checks for it, then creates it): the loser fails before making any node.
+NETWORK_RACE = re.compile(r"network name kind already used|network already exists")
+
+
+def create_retrying_network_race(create: Any, attempts: int = 3) -> Any:
+    """Run ``create`` (a ``kind create cluster``); when it lost the race to create kind's podman
+    network to a concurrent one (xdist workers, two sessions on a fresh machine), run it again:
+    the network exists now, and nothing else was made."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return create()
+        except HarnessError as exc:
+            if isinstance(exc, CommandTimedOut) or attempt == attempts or not NETWORK_RACE.search(str(exc)):
+                raise
+
+
 @dataclass
 class KindCluster:
     """One kind cluster: created from a generated config, or reused by name and never deleted."""
@@ -200,11 +217,13 @@ class KindCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config_text or render_kind_config(self.node_image, self.workers))
         try:
-            self._kind(
-                "create", "cluster", "--name", self.name, "--image", self.node_image, "--config",
-                str(self.config_file), "--kubeconfig", str(self.kubeconfig), "--wait", "180s",
-                timeout=CREATE_TIMEOUT, what=f"creating kind cluster {self.name} ({self.node_image})",
-                setting="EXTHARNESS_KIND_CREATE_TIMEOUT",
+            create_retrying_network_race(
+                lambda: self._kind(
+                    "create", "cluster", "--name", self.name, "--image", self.node_image, "--config",
+                    str(self.config_file), "--kubeconfig", str(self.kubeconfig), "--wait", "180s",
+                    timeout=CREATE_TIMEOUT, what=f"creating kind cluster {self.name} ({self.node_image})",
+                    setting="EXTHARNESS_KIND_CREATE_TIMEOUT",
+                )
             )  # fmt: skip
         except BaseException as exc:
             # kind removes a cluster whose creation fails, but not one whose creation is killed

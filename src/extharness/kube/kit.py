@@ -42,6 +42,7 @@ from functools import partial
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.kube.kind import create_retrying_network_race
 from extharness.runtime.processes import run
 from extharness.runtime.settings import limit_of
 from extharness.source.acquire import default_cache_dir, held_lock
@@ -927,11 +928,11 @@ def up(variant: Variant) -> Path:
         log.write_text("")
         with _step(f"cluster-create-{variant.name}", f"kind create cluster {variant.cluster_name} ({image})"):
             try:
-                _kit_run(
+                create_retrying_network_race(lambda: _kit_run(
                     [str(kind), "create", "cluster", "--name", variant.cluster_name, "--image", image,
                      "--config", str(config), "--kubeconfig", str(kubeconfig), "--wait", "120s", "--retain"],
                     what=f"creating cluster {variant.cluster_name}", log=log, env=_kind_env(), timeout=600,
-                )  # fmt: skip
+                ))  # fmt: skip
             except BaseException:
                 _say(f"kind create failed; node logs kept under {kit_dir() / 'logs'}")
                 _export_logs(variant, kind)
