@@ -539,14 +539,64 @@ def kit_section() -> list[str]:
     return lines + [""]
 
 
+UPGRADE_PROPERTY = "extharness_upgrade_seconds"
+
+
+def upgrade_seconds(junit: Path) -> float | None:
+    """The wall time of the upgrade run, as the tier's first upgrade test recorded it."""
+    import xml.etree.ElementTree as ET
+
+    for prop in ET.parse(junit).getroot().iter("property"):
+        if prop.get("name") == UPGRADE_PROPERTY:
+            return float(prop.get("value", "nan"))
+    return None
+
+
+def upgrade_section() -> list[str]:
+    """One image-to-image upgrade (the sample's 1.0 release image -> its 1.1 image) per sql backend
+    and on the kit's 1.36 cluster with CNPG: the upgrade run's own wall time (old image installed,
+    data written, candidate swapped in, updated, compared with a fresh install, downgrade tried)
+    and the whole pytest run's (start-up, shared set-up, the checks)."""
+    from extharness.kube import kit
+    from extharness.postgres.backend_summary import BACKENDS
+
+    lines = [
+        "## 6. Image-to-image upgrades", "",
+        "The built-in sample's 1.0 release image upgraded to its 1.1 image the way CNPG users upgrade "
+        "(`--upgrade-from`'s default for the sample), once per backend: `pytest tests/sql/test_upgrade_images.py "
+        "-p no:xdist --pg-backend B`, and on a new kit cluster `pytest tests/cnpg/test_upgrade_cluster.py -p "
+        "no:xdist` (a Cluster on the old image, rolled onto the candidate, its `Database` version bumped). "
+        "*Upgrade run*: from installing the old release to the refused downgrade, as the fixture timed it (on the "
+        "cluster: from applying the Cluster on the old image); *pytest*: the whole command, shared set-up "
+        "included (on the cluster: the kind cluster, the operator, the ImageVolume probe and the cluster's "
+        "deletion).", "",
+        "| where | upgrade run (s) | pytest (s) | outcome |", "|---|---:|---:|---|",
+    ]  # fmt: skip
+    runs = [(b, ["tests/sql/test_upgrade_images.py", "--pg-backend", b], clean_env()) for b in BACKENDS]
+    reason = kit.unavailable(kit.VARIANTS[kit.DEFAULT_VARIANT])
+    if not reason:
+        path = f"{kit.built_kind_binary().parent}{os.pathsep}{os.environ['PATH']}"  # type: ignore[union-attr]
+        runs.append((f"cnpg (kit {kit.DEFAULT_VARIANT})", ["tests/cnpg/test_upgrade_cluster.py"], clean_env(PATH=path)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for where, args, env in runs:
+            junit = Path(tmp) / f"{len(lines)}.xml"
+            wall, code, out = pytest_run([*args, "-p", "no:xdist", f"--junitxml={junit}"], env)
+            took = upgrade_seconds(junit) if junit.exists() else None
+            result = outcome(out) if code == 0 else f"failed (exit {code}): {outcome(out)}"
+            lines.append(f"| {where} | {'-' if took is None else f'{took:.1f}'} | {wall:.1f} | {result} |")
+    if reason:
+        lines.append(f"| cnpg | - | - | not measured: {reason} |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (the best is reported)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmark-report.md"), help="report file")
     parser.add_argument(
         "--only",
-        choices=("layout", "cnpg"),
-        help="measure one section (layout: 3, cnpg: 5) and print it; with --replace-section also put it in "
+        choices=("layout", "cnpg", "upgrade"),
+        help="measure one section (layout: 3, cnpg: 5, upgrade: 6) and print it; with --replace-section also put it in "
         "place of that section of --out",
     )
     parser.add_argument("--replace-section", action="store_true", help="with --only: update that section of --out")
@@ -558,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
             sample = CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None))
             command = shlex.join(["python", "benchmarks/report.py", *(argv if argv is not None else sys.argv[1:])])
             section = cst_section(sample, args.repeat, command)
+        elif args.only == "upgrade":
+            print(f"6. image-to-image upgrades (load average {load_average()})", flush=True)
+            section = upgrade_section()
         else:
             section = cnpg_section()
         text = "\n".join(section)
@@ -581,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     kit = kit_section()
     print("5. the cnpg tier on a real cluster", flush=True)
     cnpg = cnpg_section()
+    print("6. image-to-image upgrades", flush=True)
+    upgrades = upgrade_section()
     load_end = load_average()
 
     header = [
@@ -600,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         "slows them down. docs/benchmarks.md has the cold-cache figures of the sql tier per backend.", "",
     ]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(header + tiers + growth + versus_cst + kit + cnpg).rstrip("\n") + "\n")
+    out.write_text("\n".join(header + tiers + growth + versus_cst + kit + cnpg + upgrades).rstrip("\n") + "\n")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
 
