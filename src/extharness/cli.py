@@ -1,6 +1,10 @@
 """``extharness``: run the harness tiers from anywhere, or look inside an image.
 
 extharness check [pytest options]     the layout, sql and cnpg tiers (same as ./harness check)
+extharness layout [--ext-image REF | --ext-artifacts DIR] [--expect-version V] [--platforms P,P]
+                  [--expect-tags T,T] [--findings-json FILE] ...
+                                      the layout tier without pytest: one line per finding, exit 0,
+                                      1 on an error finding, 2 on bad input (--help lists the options)
 extharness inspect IMAGE [--ext-name NAME]
                                       platforms, labels, files and control file of an image
 extharness sample [--version V] --out DIR [--pg-config FILE]
@@ -119,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "check":
             return _check(rest)
+        if command == "layout":
+            from extharness import layout_command
+
+            return layout_command.main(rest)
         if command == "inspect":
             return _inspect(rest)
         if command == "sample":
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("extharness: interrupted", file=sys.stderr)
         return 130
-    print(f"extharness: unknown command {command!r} (check, inspect, sample)", file=sys.stderr)
+    print(f"extharness: unknown command {command!r} (check, layout, inspect, sample)", file=sys.stderr)
     return 2
 
 

@@ -281,12 +281,13 @@ def read_requested_image(request: ImageRequest, cache_dir: Path, wanted: str | N
     """Any image request (the one under test, a release to upgrade from) acquired and read."""
     from extharness.inspect.oci_reader import read_image
     from extharness.source.acquire import READER_SCHEMES
-    from extharness.source.registry import read_registry_image
 
     acquired = acquire(request, cache_dir)
     if acquired.reader_ref.startswith(READER_SCHEMES):
         image = read_image(acquired.reader_ref)
     else:
+        from extharness.source.registry import read_registry_image  # loads oras and requests (~0.1 s)
+
         image = read_registry_image(acquired.reader_ref, cache_dir)
     return ImageUnderTest(acquired, image, choose_extension(image, wanted))
 

@@ -351,3 +351,24 @@ def test_odd_entry_names_are_kept_as_anomalies() -> None:
     anomalies = " | ".join(image.images[0].anomalies)
     assert "'../../etc/x'" in anomalies and "'/abs.sql'" in anomalies and "more than once" in anomalies
     assert image.images[0].files.content_of("/etc/x") == b"1"  # read inside the image, never outside
+
+
+@pytest.mark.parametrize("size", [0, 1000, (2 << 20) - 1, (5 << 20) + 12345])
+def test_stored_size_of_an_uncompressed_layer_is_its_gzip_size(size: int) -> None:
+    # GzipSize deflates large layers in primed pieces on threads: the same size as one stream,
+    # give or take a few bytes per MiB (small layers: exactly one zlib.compress)
+    import random
+    import zlib
+
+    from extharness.inspect.oci_reader import GzipSize
+
+    rng = random.Random(size)
+    words = [rng.randbytes(rng.randrange(1, 12)).hex() for _ in range(500)]
+    text = " ".join(rng.choice(words) for _ in range(size // 8 + 1)).encode()[:size]
+    data = text[: size // 2] + rng.randbytes(size - size // 2)  # text, then incompressible bytes
+    one_stream = len(zlib.compress(data, 6))
+    got = GzipSize(data).result()
+    if size < 2 << 20:
+        assert got == one_stream
+    else:
+        assert abs(got - one_stream) <= 0.001 * one_stream + 64, (got, one_stream)

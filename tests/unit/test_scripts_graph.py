@@ -14,7 +14,7 @@ import itertools
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from extharness.inspect.scripts import ScriptSet, find_libdir_loads
+from extharness.inspect.scripts import _LOAD_LIBDIR, ScriptSet, find_libdir_loads
 
 EXT = "xt"
 VERSIONS = ["1.0", "1.1", "1.2", "2.0", "2.0.1", "10", "a", "b"]
@@ -174,3 +174,19 @@ def test_find_libdir_loads_reports_exactly_the_offending_lines(lines: list[tuple
 
 def test_find_libdir_loads_keeps_code_before_a_trailing_comment() -> None:
     assert find_libdir_loads("SELECT 1; LOAD '$libdir/xt'; -- why\n") == [(1, "LOAD '$libdir/xt'")]
+
+
+_PIECES = ["LOAD", "load", " ", "\n", "\t", "'$libdir/x'", '"$libdir/y"', "E'$libdir/z'", "--", "'", "SELECT 1;", "x"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=30))
+def test_find_libdir_loads_whole_text_shortcut_changes_nothing(pieces: list[str]) -> None:
+    # find_libdir_loads returns early when $libdir is nowhere in the whole text; the
+    # line-by-line answer must be the same either way (LOAD and its argument split over lines too)
+    sql = "".join(pieces)
+    by_line = []
+    for number, line in enumerate(sql.splitlines(), start=1):
+        match = _LOAD_LIBDIR.search(line.split("--", 1)[0])
+        if match:
+            by_line.append((number, match.group(0)))
+    assert find_libdir_loads(sql) == by_line

@@ -15,7 +15,6 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from extharness.errors import HarnessError
-from extharness.postgres.server import label_flags
 
 DEFAULT_OPERAND_IMAGE = "ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie"
 #: CloudNativePG runs postgres as UID 26, group 26 (the operand image's postgres user): the one
@@ -149,6 +148,8 @@ def probe_operand(reference: str, engine, cache_dir: Path, target_glibc: str | N
     """Read the operand image's facts with the engine, if it has the image locally (cached)."""
     if engine is None or not engine.image_exists(reference):
         return None
+    from extharness.postgres.server import label_flags  # here: the server module loads psycopg (~0.1 s)
+
     image_id = engine.run("image", "inspect", "--format", "{{.Id}}", reference).stdout.strip()
     cache = cache_dir / "operand" / f"{image_id.replace(':', '_')}.json"
     if cache.exists():

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from extharness.errors import HarnessError
 from extharness.runtime.progress import progress
 
@@ -29,6 +27,8 @@ def held_lock(
     The holder writes who it is into the lock file; a waiter that gives up raises one
     HarnessError naming the lock, what it guards, how long it waited and who holds it.
     """
+    from filelock import FileLock, Timeout  # here: ~15 ms to import, and most runs take no lock (a read image)
+
     limit = lock_timeout() if timeout is None else timeout
     lock = FileLock(str(path), on_acquired=holder_recorder(what))
     try:
