@@ -542,14 +542,19 @@ def kit_section() -> list[str]:
 UPGRADE_PROPERTY = "extharness_upgrade_seconds"
 
 
-def upgrade_seconds(junit: Path) -> float | None:
-    """The wall time of the upgrade run, as the tier's first upgrade test recorded it."""
+def upgrade_seconds(junit: Path) -> dict[str, float]:
+    """The upgrade run's wall time per backend (the test id's first parameter; ``cluster`` on the
+    cnpg tier), as the tier's first upgrade test recorded it."""
     import xml.etree.ElementTree as ET
 
-    for prop in ET.parse(junit).getroot().iter("property"):
-        if prop.get("name") == UPGRADE_PROPERTY:
-            return float(prop.get("value", "nan"))
-    return None
+    found = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        for prop in case.iter("property"):
+            if prop.get("name") == UPGRADE_PROPERTY:
+                params = case.get("name", "").partition("[")[2].rstrip("]").split("-")
+                where = params[0] if params[0] in ("native", "composite", "imagevolume") else "cluster"
+                found[where] = float(prop.get("value", "nan"))
+    return found
 
 
 def upgrade_section() -> list[str]:
@@ -558,13 +563,12 @@ def upgrade_section() -> list[str]:
     data written, candidate swapped in, updated, compared with a fresh install, downgrade tried)
     and the whole pytest run's (start-up, shared set-up, the checks)."""
     from extharness.kube import kit
-    from extharness.postgres.backend_summary import BACKENDS
 
     lines = [
         "## 6. Image-to-image upgrades", "",
         "The built-in sample's 1.0 release image upgraded to its 1.1 image the way CNPG users upgrade "
         "(`--upgrade-from`'s default for the sample), once per backend: `pytest tests/sql/test_upgrade_images.py "
-        "-p no:xdist --pg-backend B`, and on a new kit cluster `pytest tests/cnpg/test_upgrade_cluster.py -p "
+        "-p no:xdist --pg-backend native|container`, and on a new kit cluster `pytest tests/cnpg/test_upgrade_cluster.py -p "
         "no:xdist` (a Cluster on the old image, rolled onto the candidate, its `Database` version bumped). "
         "*Upgrade run*: from installing the old release to the refused downgrade, as the fixture timed it (on the "
         "cluster: from applying the Cluster on the old image); *pytest*: the whole command, shared set-up "
@@ -572,18 +576,35 @@ def upgrade_section() -> list[str]:
         "deletion).", "",
         "| where | upgrade run (s) | pytest (s) | outcome |", "|---|---:|---:|---|",
     ]  # fmt: skip
-    runs = [(b, ["tests/sql/test_upgrade_images.py", "--pg-backend", b], clean_env()) for b in BACKENDS]
+    # --pg-backend selects native or container (composite and imagevolume together): two sql runs
+    runs = [
+        (sel, ["tests/sql/test_upgrade_images.py", "--pg-backend", sel], clean_env()) for sel in ("native", "container")
+    ]
     reason = kit.unavailable(kit.VARIANTS[kit.DEFAULT_VARIANT])
     if not reason:
         path = f"{kit.built_kind_binary().parent}{os.pathsep}{os.environ['PATH']}"  # type: ignore[union-attr]
-        runs.append((f"cnpg (kit {kit.DEFAULT_VARIANT})", ["tests/cnpg/test_upgrade_cluster.py"], clean_env(PATH=path)))
+        runs.append(("cluster", ["tests/cnpg/test_upgrade_cluster.py"], clean_env(PATH=path)))
     with tempfile.TemporaryDirectory() as tmp:
-        for where, args, env in runs:
-            junit = Path(tmp) / f"{len(lines)}.xml"
+        for selection, args, env in runs:
+            junit = Path(tmp) / f"{selection}.xml"
             wall, code, out = pytest_run([*args, "-p", "no:xdist", f"--junitxml={junit}"], env)
-            took = upgrade_seconds(junit) if junit.exists() else None
+            took = upgrade_seconds(junit) if junit.exists() else {}
             result = outcome(out) if code == 0 else f"failed (exit {code}): {outcome(out)}"
-            lines.append(f"| {where} | {'-' if took is None else f'{took:.1f}'} | {wall:.1f} | {result} |")
+            names = (
+                ("native",)
+                if selection == "native"
+                else ("composite", "imagevolume")
+                if selection == "container"
+                else ("cluster",)
+            )
+            for name in names:
+                where = f"cnpg, kit {kit.DEFAULT_VARIANT} cluster" if name == "cluster" else name
+                seconds = f"{took[name]:.1f}" if name in took else "-"
+                lines.append(
+                    f"| {where} | {seconds} | {wall:.1f} | `--pg-backend {selection}`: {result} |"
+                    if name != "cluster"
+                    else f"| {where} | {seconds} | {wall:.1f} | {result} |"
+                )
     if reason:
         lines.append(f"| cnpg | - | - | not measured: {reason} |")
     return lines + [""]
