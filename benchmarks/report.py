@@ -574,6 +574,7 @@ def upgrade_section() -> list[str]:
         "cluster: from applying the Cluster on the old image); *pytest*: the whole command, shared set-up "
         "included (on the cluster: the kind cluster, the operator, the ImageVolume probe and the cluster's "
         "deletion).", "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average at the start {load_average()}.", "",
         "| where | upgrade run (s) | pytest (s) | outcome |", "|---|---:|---:|---|",
     ]  # fmt: skip
     # --pg-backend selects native or container (composite and imagevolume together): two sql runs
