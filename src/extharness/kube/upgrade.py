@@ -25,12 +25,10 @@ from extharness.postgres.profiles import Profile
 from extharness.postgres.sqlchecks import (
     error_text,
     installed_extension,
-    loaded_modules,
     member_objects,
     run_smoke,
-    wait_for_backend_types,
 )
-from extharness.postgres.upgrade import query_rows
+from extharness.postgres.upgrade import new_record, query_rows, record_preload
 
 #: Databases besides the Cluster's own (the profile's data goes there): smoke SQL, a fresh install.
 SMOKE_DB, FRESH_DB = "xh_upgrade_smoke", "xh_upgrade_fresh"
@@ -52,15 +50,8 @@ def replay_cluster_upgrade(
     PostgreSQL refuses (the install, the update) is recorded and ends the run.
     """
     ext = new_layout.name
-    record = UpgradeRecord(
-        extension=ext,
-        old=old,
-        old_version=old_layout.control.default_version if old_layout.control else None,
-        new_version=new_layout.control.default_version if new_layout.control else None,
-        preload=list(preload),
-    )
+    record = new_record(old, old_layout, new_layout, profile, preload)
     data_check = profile.data_check if profile else None
-    record.data_check = " ".join(data_check.sql.split()) if data_check else None
     data_db = deployment.database_doc["metadata"]["name"]
 
     # 1. the old release: the Database resources create the extension at the old default version
@@ -82,13 +73,7 @@ def replay_cluster_upgrade(
     deployment.roll_extension_image(candidate_ref)
     if preload:
         with deployment.connect("postgres") as conn:
-            record.workers_expected = list(profile.background_workers) if profile else []
-            record.workers_missing = wait_for_backend_types(conn, record.workers_expected, WORKER_TIMEOUT)
-            record.modules_seen = [
-                (m["module_name"] or "", m["version"] or "", m["file_name"] or "") for m in loaded_modules(conn)
-            ]
-        if profile and profile.module_name and profile.module_version:
-            record.module_expected = (profile.module_name, profile.module_version)
+            record_preload(record, conn, profile, WORKER_TIMEOUT)
 
     # 3. the Database version bumped: the operator's ALTER EXTENSION ... UPDATE TO
     for name in (data_db, smoke_db):

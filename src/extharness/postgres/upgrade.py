@@ -56,6 +56,32 @@ def _full_error(exc: psycopg.Error) -> tuple[str, str]:
     return error_text(exc), (diag.context or "") if diag is not None else ""
 
 
+def new_record(
+    old: str, old_layout: ExtensionLayout, new_layout: ExtensionLayout, profile: Profile | None, preload: list[str]
+) -> UpgradeRecord:
+    """The record an upgrade run (on a backend, or on a Cluster: ``kube.upgrade``) starts from."""
+    data_check = profile.data_check if profile else None
+    return UpgradeRecord(
+        extension=new_layout.name,
+        old=old,
+        old_version=old_layout.control.default_version if old_layout.control else None,
+        new_version=new_layout.control.default_version if new_layout.control else None,
+        preload=list(preload),
+        data_check=" ".join(data_check.sql.split()) if data_check else None,
+    )
+
+
+def record_preload(record: UpgradeRecord, conn: psycopg.Connection, profile: Profile | None, timeout: float) -> None:
+    """What the server shows once the candidate's library is preloaded: its workers, its loaded modules."""
+    record.workers_expected = list(profile.background_workers) if profile else []
+    record.workers_missing = wait_for_backend_types(conn, record.workers_expected, timeout)
+    record.modules_seen = [
+        (m["module_name"] or "", m["version"] or "", m["file_name"] or "") for m in loaded_modules(conn)
+    ]
+    if profile and profile.module_name and profile.module_version:
+        record.module_expected = (profile.module_name, profile.module_version)
+
+
 def replay_upgrade(
     start_old: Start,
     swap: Callable[[], None],
@@ -69,15 +95,8 @@ def replay_upgrade(
 ) -> UpgradeRecord:
     """Install from the old image, swap in the candidate, update, and record what happened."""
     ext = new_layout.name
-    record = UpgradeRecord(
-        extension=ext,
-        old=old,
-        old_version=old_layout.control.default_version if old_layout.control else None,
-        new_version=new_layout.control.default_version if new_layout.control else None,
-        preload=list(preload),
-    )
+    record = new_record(old, old_layout, new_layout, profile, preload)
     data_check = profile.data_check if profile else None
-    record.data_check = " ".join(data_check.sql.split()) if data_check else None
 
     # 1. the old release, as the Cluster ran it before the image reference changed
     with start_old() as server:
@@ -104,15 +123,7 @@ def replay_upgrade(
     with start_new() as server:
         if preload:
             with server.connect() as conn:
-                record.workers_missing = wait_for_backend_types(
-                    conn, profile.background_workers if profile else [], WORKER_TIMEOUT
-                )
-                record.workers_expected = list(profile.background_workers) if profile else []
-                record.modules_seen = [
-                    (m["module_name"] or "", m["version"] or "", m["file_name"] or "") for m in loaded_modules(conn)
-                ]
-            if profile and profile.module_name and profile.module_version:
-                record.module_expected = (profile.module_name, profile.module_version)
+                record_preload(record, conn, profile, WORKER_TIMEOUT)
         for db in (DATA_DB, SMOKE_DB):
             with server.connect(db) as conn:
                 try:
