@@ -61,9 +61,34 @@ def test_wait_database(monkeypatch):
     monkeypatch.setattr(deploy, "database_state", lambda db, ex: (None, "pending"))
     with pytest.raises(HarnessError, match=r"Database db1 not applied after 0s: pending"):
         d.wait_database(0.1, 0.01)
+    monkeypatch.setenv("EXTHARNESS_CNPG_DATABASE_RETRY", "0.2")
     monkeypatch.setattr(deploy, "database_state", lambda db, ex: (False, "bad ext"))
+    started = time.monotonic()
     with pytest.raises(HarnessError, match=r"^Database db1: bad ext$"):
         d.wait_database(30, 0.01)
+    assert 0.2 <= time.monotonic() - started < 5  # held through the retry grace, then reported at once
+
+
+def test_wait_database_outlives_a_passing_failure(monkeypatch):
+    """CNPG marks a Database failed when the instance is not up yet, then retries (the message
+    recorded from a real 1.34 run); that failure must not be the answer."""
+    passing = (
+        'Database not applied: while detecting the database "app": while scanning if database "app" exists: '
+        "failed to connect to `user=postgres database=postgres`: /controller/run/.s.PGSQL.5432 "
+        "(/controller/run): dial error: dial unix /controller/run/.s.PGSQL.5432: connect: no such file or directory"
+    )
+    monkeypatch.setenv("EXTHARNESS_CNPG_DATABASE_RETRY", "0.3")
+    states = iter([(None, "pending")] + [(False, passing)] * 5 + [(True, "applied")])
+    monkeypatch.setattr(deploy, "database_state", lambda db, ex: next(states))
+    d = fake_dep()
+    d.database = lambda name=None: {}
+    assert d.wait_database(5, 0.01) == "applied"
+    # a failure whose message changes starts its clock again
+    states = iter([(False, passing)] * 10 + [(False, "bad ext")] * 1000)
+    started = time.monotonic()
+    with pytest.raises(HarnessError, match=r"^Database db1: bad ext$"):
+        d.wait_database(30, 0.02)
+    assert time.monotonic() - started >= 0.3 + 10 * 0.02 * 0.9
 
 
 def test_wait_workers():

@@ -35,6 +35,7 @@ from extharness.kube import manifests
 from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME
 from extharness.postgres.profiles import Profile, SmokeStep
 from extharness.runtime import waits
+from extharness.runtime.settings import limit_of
 
 GROUP, VERSION = "postgresql.cnpg.io", "v1"
 HEALTHY_PHASE = "Cluster in healthy state"
@@ -597,12 +598,28 @@ class CnpgDeployment:
 
     def settle_database(self, name: str, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> tuple[bool, str]:
         """(applied, why) once the operator has reconciled the Database's current generation:
-        ``(False, CNPG's message)`` when it refused, e.g. an ``ALTER EXTENSION`` PostgreSQL rejected."""
+        ``(False, CNPG's message)`` when it refused, e.g. an ``ALTER EXTENSION`` PostgreSQL rejected.
+
+        A failure counts only once it has stood through one retry of the operator: CNPG marks a
+        Database failed on any error, a passing one too (the instance's socket not there yet), and
+        tries again every 30 s (``databaseReconciliationInterval``,
+        internal/management/controller/database_controller.go). A failure whose message changes
+        starts its clock again."""
         why = "not read yet"
+        grace = limit_of("EXTHARNESS_CNPG_DATABASE_RETRY")
+        failing: tuple[str, float] | None = None  # (message, first seen)
 
         def settled() -> tuple[bool, str] | None:
-            nonlocal why
+            nonlocal why, failing
             state, why = database_state(self.database(name), [self.spec.extension])
+            if state is False:
+                now = time.monotonic()
+                if failing is None or failing[0] != why:
+                    failing = (why, now)
+                if now - failing[1] < min(grace, timeout):
+                    return None
+                return False, why
+            failing = None
             return None if state is None else (state, why)
 
         found = waits.poll(settled, timeout, interval=poll)

@@ -87,9 +87,24 @@ LIMITS: tuple[Limit, ...] = (
     Limit("EXTHARNESS_KIND_CREATE_TIMEOUT", 600, "kind create cluster", "kube/kind.py"),
     Limit("EXTHARNESS_KIND_LOAD_TIMEOUT", 600, "kind load image-archive, saving the image for it", "kube/kind.py"),
     Limit("EXTHARNESS_KIND_DELETE_TIMEOUT", 180, "kind delete cluster", "kube/kind.py"),
-    Limit("EXTHARNESS_SAMPLE_RS_LOCK_TIMEOUT", 5400, "waiting for another pg_ticker_rs (pgrx) sample build", "source/sample_rs.py"),
-    Limit("EXTHARNESS_KIT_BUILD_TIMEOUT", 3600, "one Go build of the cluster kit (Kubernetes, CNPG, kind, etcd)", "kube/kit.py"),
-    Limit("EXTHARNESS_KIT_STEP_TIMEOUT", 1200, "any other step of the cluster kit (debootstrap, image builds)", "kube/kit.py"),
+    Limit(
+        "EXTHARNESS_SAMPLE_RS_LOCK_TIMEOUT",
+        5400,
+        "waiting for another pg_ticker_rs (pgrx) sample build",
+        "source/sample_rs.py",
+    ),
+    Limit(
+        "EXTHARNESS_KIT_BUILD_TIMEOUT",
+        3600,
+        "one Go build of the cluster kit (Kubernetes, CNPG, kind, etcd)",
+        "kube/kit.py",
+    ),
+    Limit(
+        "EXTHARNESS_KIT_STEP_TIMEOUT",
+        1200,
+        "any other step of the cluster kit (debootstrap, image builds)",
+        "kube/kit.py",
+    ),
     Limit("EXTHARNESS_FETCH_TIMEOUT", 60, "downloading the CNPG operator manifest", "kube/operator.py"),
     Limit(
         "EXTHARNESS_CNPG_READY_TIMEOUT",
@@ -99,6 +114,12 @@ LIMITS: tuple[Limit, ...] = (
     ),
     Limit("EXTHARNESS_CNPG_HEALTHY_TIMEOUT", 600, "a Cluster becoming healthy", "kube/deploy.py"),
     Limit("EXTHARNESS_CNPG_DATABASE_TIMEOUT", 300, "a Database applied with the extension", "kube/deploy.py"),
+    Limit(
+        "EXTHARNESS_CNPG_DATABASE_RETRY",
+        45,
+        "a failed Database staying failed through CNPG's 30 s retry before it counts",
+        "kube/deploy.py",
+    ),
     Limit("EXTHARNESS_CNPG_WORKER_TIMEOUT", 60, "background workers in the pod's pg_stat_activity", "kube/deploy.py"),
     Limit("EXTHARNESS_IMAGEVOLUME_PROBE_TIMEOUT", 180, "the ImageVolume probe pod", "kube/imagevolume.py"),
 )
