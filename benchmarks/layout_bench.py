@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             archive = Path(tmp) / f"{label.replace(' ', '')}.docker.tar"
             ref = image.write_docker_archive(archive)
             read = read_image(ref)
-            size = read.images[0].compressed_size / 1e6
+            size = read.images[0].stored_size()[0] / 1e6
             findings = run_all(read, SAMPLE, target)
             errors = [str(f) for f in findings if f.severity.value == "error"]
             if errors:

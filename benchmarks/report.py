@@ -202,7 +202,7 @@ def layout_row(label: str, image: CraftedImage, folder: Path, repeat: int,
     """One row of layout timings for ``image``."""
     with archive_of(image, folder, label) as (_archive, ref):
         read = read_image(ref)
-        size = read.images[0].compressed_size / 1e6
+        size = read.images[0].stored_size()[0] / 1e6
         scripts = sum(1 for f in read.images[0].files if f.path.endswith(".sql"))
         errors = [str(f) for f in run_all(read, SAMPLE, target) if f.severity.value == "error"]
         if errors:
@@ -389,7 +389,7 @@ def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -
             oci = image.write_archive(folder / "image.oci.tar")  # the same image with gzip layers
             with archive_of(image, folder, label) as (archive, ref):
                 read = read_image(ref)
-                size = read.images[0].compressed_size / 1e6
+                size = read.images[0].stored_size()[0] / 1e6
                 if errors := [str(f) for f in run_all(read, SAMPLE, target) if f.severity.value == "error"]:
                     raise SystemExit(f"the {label} image does not pass the layout rules: {errors[:3]}")
                 config = folder / "cst.yaml"
@@ -403,10 +403,13 @@ def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -
                     "pytest": ([sys.executable, "-m", "pytest", "-m", "layout", "-q", "-p", "no:cacheprovider",
                                 *options], env),
                     "oci": ([*direct, "layout", f"--ext-image={oci}", f"--max-image-mb={MAX_IMAGE_MB}"], env),
+                    # a limit just over the compressed size, under deflate's bound: the gzip estimate must run
+                    "estimate": ([*direct, "layout", f"--ext-image={ref}", f"--max-image-mb={size * 1.1:.3f}"], env),
                 })  # fmt: skip
             (folder / "image.oci.tar").unlink()
-            c, d, p, o = (figures[name] for name in ("cst", "direct", "pytest", "oci"))
-            oci_rows.append(f"| {label} | {seconds(o.median)} | {o.peak_mb} |")
+            c, d, p, o, e = (figures[name] for name in ("cst", "direct", "pytest", "oci", "estimate"))
+            oci_rows.append(f"| {label} | {seconds(e.median)} | {e.peak_mb} | {e.median / c.median:.2f}x | "
+                            f"{seconds(o.median)} | {o.peak_mb} |")  # fmt: skip
             rows.append(
                 f"| {label} | {megabytes(size)} | {checks} | {seconds(c.median)} | {c.peak_mb} | "
                 f"{seconds(d.median)} | {d.peak_mb} | {d.median / c.median:.2f}x | {seconds(p.median)} | "
@@ -423,6 +426,10 @@ def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -
                                  f"{d.median:.3f} s = {d.median / c.median:.2f}x of {c.median:.3f} s",
                                  d.median <= 2 * c.median))  # fmt: skip
             if size_mb >= 10:
+                verdicts.append((f"{label}, gzip estimate forced (`--max-image-mb {size * 1.1:.2f}`): "
+                                 "`extharness layout` at most 0.5x container-structure-test",
+                                 f"{e.median:.2f} s = {e.median / c.median:.2f}x of {c.median:.2f} s",
+                                 e.median <= 0.5 * c.median))  # fmt: skip
                 for what, fig in (("`extharness layout`", d), ("`pytest -m layout`", p)):
                     verdicts.append((f"{label}: {what} at most 0.5x container-structure-test",
                                      f"{fig.median:.2f} s = {fig.median / c.median:.2f}x of {c.median:.2f} s",
@@ -454,11 +461,15 @@ def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -
         "vs cst | `pytest -m layout` (s) | best (s) | peak (MB) | vs cst | in-process (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows, "",
-        "The harness also works out what a registry would store of a docker archive's uncompressed layers "
-        "(gzip level 6, the size rule's figure; container-structure-test does not). The same images as "
-        "oci-archive, whose layers are stored gzipped, need no such estimate (container-structure-test's tar "
-        "driver reads docker archives only):", "",
-        "| image | `extharness layout` on the oci-archive (s) | peak (MB) |", "|---|---:|---:|", *oci_rows, "",
+        "A docker archive stores its layers uncompressed. The size rule judges what a registry would store "
+        "(gzip level 6; container-structure-test does not judge size): it first takes deflate's upper bound of "
+        "the layers, and works out the gzip size only when that bound is over `--max-image-mb`. With "
+        f"`--max-image-mb {MAX_IMAGE_MB}` above, no image needs it. The two commands below are the cases that "
+        "cost: a limit just over the compressed size (under the bound) forces the estimate; and the same images "
+        "as oci-archive, whose layers are already gzipped, need none (cst's tar driver reads docker archives "
+        "only, so that column has no cst counterpart):", "",
+        "| image | `extharness layout`, estimate forced (s) | peak (MB) | vs cst | on the oci-archive (s) | peak (MB) |",
+        "|---|---:|---:|---:|---:|---:|", *oci_rows, "",
         "Targets of issue 13 (Speed), judged on these medians:", "",
         "| target | measured | met |", "|---|---|---|",
         *(f"| {what} | {fig} | {'yes' if ok else 'no'} |" for what, fig, ok in verdicts), "",

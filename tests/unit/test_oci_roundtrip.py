@@ -253,8 +253,12 @@ def test_docker_archive_size_is_what_a_registry_stores(tmp_path: Path) -> None:
     oci = read_image(
         f"oci-archive:{write_oci_archive(build_blobs([PlatformContent(AMD64, items)]), tmp_path / 'o.tar')}"
     )
-    assert docker.images[0].compressed_size < len(layer) / 10
-    assert abs(docker.images[0].compressed_size - oci.images[0].compressed_size) < 1024
+    bound, exact = docker.images[0].stored_size(limit=len(layer) * 2)
+    assert not exact and bound >= len(layer)  # under the limit: deflate's upper bound, nothing compressed
+    estimate, exact = docker.images[0].stored_size(limit=len(layer) / 10)
+    assert exact and estimate < len(layer) / 10  # over it: the gzip size a registry would store
+    assert abs(estimate - oci.images[0].stored_size()[0]) < 1024
+    assert docker.images[0].stored_size() == (estimate, True)  # worked out once, then kept
 
 
 def test_docker_archive_with_a_tampered_blob_is_refused(tmp_path: Path) -> None:
@@ -372,3 +376,25 @@ def test_stored_size_of_an_uncompressed_layer_is_its_gzip_size(size: int) -> Non
         assert got == one_stream
     else:
         assert abs(got - one_stream) <= 0.001 * one_stream + 64, (got, one_stream)
+
+
+def test_size_rule_on_a_docker_archive_compresses_only_when_the_bound_is_over_the_limit(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from extharness.checks.metadata import size
+    from extharness.checks.target import LayoutTarget
+    from extharness.source.oci_writer import layer_tar
+
+    def judged(payload: bytes, max_mb: float) -> list:
+        items = [LayerEntry("/share/extension/big.sql", FileType.FILE, 0o644, payload)]
+        archive = write_docker_archive(tmp_path / f"{len(payload)}-{max_mb}.tar", AMD64, {}, [layer_tar(items)])
+        image = read_image(f"docker-archive:{archive}").images[0]
+        return list(size(SimpleNamespace(image=image), LayoutTarget(operand=None, max_image_mb=max_mb)))  # type: ignore[arg-type]
+
+    text = b"-- padding\n" * 300_000  # 3.3 MB that gzip makes about 10 kB of
+    (under,) = judged(text, 10)
+    assert under.severity.value == "info" and under.message.startswith("at most 3.3"), under.message
+    (estimated,) = judged(text, 1)  # the bound is over 1 MB: the gzip size decides, and passes
+    assert estimated.severity.value == "info" and estimated.message.startswith("0.0"), estimated.message
+    (over,) = judged(os.urandom(1_500_000), 1)  # random bytes do not compress: over the limit
+    assert over.severity.value == "error" and "over --max-image-mb 1" in over.message, over.message

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import posixpath
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 
@@ -162,6 +162,20 @@ class PlatformImage:
     manifest_digest: str = ""
     compressed_size: int = 0  # sum of layer blob sizes, as a registry would store them
     anomalies: list[str] = field(default_factory=list)  # odd archive entries seen while reading
+    #: Set when ``compressed_size`` is only an upper bound (a docker archive's layers are stored
+    #: uncompressed): works out the gzip size a registry would store, when that is needed.
+    estimate_compressed: Callable[[], int] | None = field(default=None, compare=False, repr=False)
+
+    def stored_size(self, limit: float | None = None) -> tuple[int, bool]:
+        """(bytes a registry stores of this image, exact?). An upper bound (exact False) is given
+        as is when it is at most ``limit``: the exact figure cannot be over it either. Otherwise
+        the estimate is worked out once and kept."""
+        if self.estimate_compressed is None:
+            return self.compressed_size, True
+        if limit is not None and self.compressed_size <= limit:
+            return self.compressed_size, False
+        self.compressed_size, self.estimate_compressed = self.estimate_compressed(), None
+        return self.compressed_size, True
 
 
 @dataclass
