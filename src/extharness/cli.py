@@ -51,23 +51,16 @@ def _check(args: list[str]) -> int:
 
 
 def _inspect(argv: list[str]) -> int:
-    from extharness.inspect.extension import choose_extension, describe
-    from extharness.source.acquire import ImageRequest, acquire
+    from extharness.inspect.extension import describe
+    from extharness.runtime.cache import default_cache_dir
+    from extharness.source.acquire import ImageRequest, open_image
 
     parser = argparse.ArgumentParser(prog="extharness inspect")
     parser.add_argument("image", help="oci:DIR, oci-archive:FILE, docker-archive:FILE, engine image or registry ref")
     parser.add_argument("--ext-name")
     ns = parser.parse_args(argv)
-    from extharness.inspect.oci_reader import read_image
-    from extharness.runtime.cache import default_cache_dir
-    from extharness.source.registry import read_registry_image
-
-    acquired = acquire(ImageRequest(image=ns.image))
-    if acquired.reader_ref.startswith(("oci:", "oci-archive:", "docker-archive:")):
-        image = read_image(acquired.reader_ref)
-    else:
-        image = read_registry_image(acquired.reader_ref, default_cache_dir())
-    name = choose_extension(image, ns.ext_name)
+    opened = open_image(ImageRequest(image=ns.image), default_cache_dir(), ns.ext_name)
+    acquired, image, name = opened.acquired, opened.image, opened.name
     print(f"image: {acquired.description}")
     if image.index_digest:
         print(f"digest: {image.index_digest}")

@@ -70,26 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def layout_findings(harness: Any) -> tuple[str, str, list[Any]]:
+def command_findings(harness: Any) -> tuple[str, str, list[Any]]:
     """(what was read, the extension's name, every finding) for ``harness`` (a ``HarnessConfig``)."""
     from extharness.checks.run import run_all
     from extharness.checks.target import LayoutTarget
-    from extharness.inspect.extension import choose_extension
     from extharness.inspect.operand import baseline_profile, probe_operand
-    from extharness.source.acquire import READER_SCHEMES, acquire, looks_like_registry_reference
+    from extharness.source.acquire import READER_SCHEMES, looks_like_registry_reference, open_image
     from extharness.source.engine import detect_engine
 
     request = harness.request
-    acquired = acquire(request, harness.cache_dir)
-    if acquired.reader_ref.startswith(READER_SCHEMES):
-        from extharness.inspect.oci_reader import read_image
-
-        image = read_image(acquired.reader_ref)
-    else:
-        from extharness.source.registry import read_registry_image
-
-        image = read_registry_image(acquired.reader_ref, harness.cache_dir)
-    name = choose_extension(image, request.ext_name or _profile_extension(harness.profile))
+    opened = open_image(request, harness.cache_dir, request.ext_name or _profile_extension(harness.profile))
+    acquired, image, name = opened.acquired, opened.image, opened.name
     engine = detect_engine()
     operand = probe_operand(harness.operand_image, engine, harness.cache_dir, harness.target_glibc)
     operand = operand or baseline_profile(harness.operand_image, harness.target_glibc)
@@ -141,7 +132,7 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     wanted = {env_name(dest) for dest in LAYOUT_OPTIONS}  # a stray EXTHARNESS_PG_BACKEND is not this command's
     harness = HarnessConfig.from_sources(vars(ns), {k: v for k, v in env.items() if k in wanted}, {})
     harness.request.validate()
-    described, name, findings = layout_findings(harness)
+    described, name, findings = command_findings(harness)
     grouped = grouped_findings(f.as_dict() for f in findings)
     out = sys.stdout
     for finding in grouped:

@@ -12,7 +12,6 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,10 +22,9 @@ from extharness.checks.run import layouts_of, run_rule
 from extharness.checks.target import LayoutTarget
 from extharness.config import ACTIVATE_INI, OPTIONS, HarnessConfig, is_active, options_help
 from extharness.errors import EnvironmentMissing, HarnessError
-from extharness.inspect.extension import ExtensionLayout, choose_extension
-from extharness.inspect.model import ExtensionImage
+from extharness.inspect.extension import ExtensionLayout
 from extharness.inspect.operand import OperandProfile, baseline_profile, probe_operand
-from extharness.source.acquire import AcquiredImage, ImageRequest, acquire
+from extharness.source.acquire import ImageRequest, OpenedImage, open_image
 from extharness.source.engine import detect_engine
 
 FINDINGS_KEY = "extharness_findings"
@@ -279,17 +277,7 @@ def _get_image_under_test(harness: HarnessConfig) -> ImageUnderTest:
 
 def read_requested_image(request: ImageRequest, cache_dir: Path, wanted: str | None) -> ImageUnderTest:
     """Any image request (the one under test, a release to upgrade from) acquired and read."""
-    from extharness.inspect.oci_reader import read_image
-    from extharness.source.acquire import READER_SCHEMES
-
-    acquired = acquire(request, cache_dir)
-    if acquired.reader_ref.startswith(READER_SCHEMES):
-        image = read_image(acquired.reader_ref)
-    else:
-        from extharness.source.registry import read_registry_image  # loads oras and requests (~0.1 s)
-
-        image = read_registry_image(acquired.reader_ref, cache_dir)
-    return ImageUnderTest(acquired, image, choose_extension(image, wanted))
+    return open_image(request, cache_dir, wanted)
 
 
 # -- the release users upgrade from (sql and cnpg tiers) ------------------------------------------------
@@ -358,11 +346,8 @@ def harness_step(what: str, fn: Callable[[], object]) -> object:
     pytest.fail(failure or what, pytrace=False)
 
 
-@dataclass
-class ImageUnderTest:
-    acquired: AcquiredImage
-    image: ExtensionImage
-    name: str
+#: The image the tiers test: acquired, read, its extension chosen (source/acquire.py's OpenedImage).
+ImageUnderTest = OpenedImage
 
 
 @pytest.fixture(scope="session")

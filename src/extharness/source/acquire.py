@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
-from extharness.inspect.model import Platform
+from extharness.inspect.model import ExtensionImage, Platform
 from extharness.runtime.cache import cache_key, default_cache_dir
 from extharness.runtime.locks import held_lock  # also imported from here by kube/ and tests/cnpg
 from extharness.runtime.progress import progress
@@ -80,7 +80,12 @@ class ImageRequest:
 def request_for_reference(ref: str, like: ImageRequest) -> ImageRequest:
     """``ref`` as ``--ext-image`` or ``--ext-artifacts`` takes it (a folder is a release folder),
     built and read like the image under test (``like``: its builder, platform, pg_config)."""
-    common = {"ext_name": like.ext_name, "builder": like.builder, "pg_config": like.pg_config, "platform": like.platform}
+    common = {
+        "ext_name": like.ext_name,
+        "builder": like.builder,
+        "pg_config": like.pg_config,
+        "platform": like.platform,
+    }
     path = Path(ref).expanduser()
     if not ref.startswith(READER_SCHEMES) and path.is_dir():
         return ImageRequest(artifacts=path, **common)
@@ -172,7 +177,11 @@ def build_from_release_folder(
 def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str = sample.CURRENT_RELEASE) -> Path:
     """The built-in sample's release folder of ``version``, built once per source/compiler fingerprint."""
     fingerprint = sample.source_fingerprint(pg_config=pg_config, variant_make_args=sample.release_make_args(version))
-    out = cache_dir / "sample" / (fingerprint[:20] if version == sample.CURRENT_RELEASE else f"{version}-{fingerprint[:20]}")
+    out = (
+        cache_dir
+        / "sample"
+        / (fingerprint[:20] if version == sample.CURRENT_RELEASE else f"{version}-{fingerprint[:20]}")
+    )
     out.mkdir(parents=True, exist_ok=True)
     what = sample.SAMPLE_NAME + ("" if version == sample.CURRENT_RELEASE else f" {version}")
     with held_lock(out / ".lock", f"building the sample extension {what}"):
@@ -284,3 +293,35 @@ def acquire(
     if not request.artifacts:
         acquired.description = f"built-in sample {sample.SAMPLE_NAME} ({acquired.description})"
     return acquired
+
+
+# -- the acquired image, opened as the model ---------------------------------------------------------------
+@dataclass
+class OpenedImage:
+    """An image acquired, read into the model, and its extension chosen."""
+
+    acquired: AcquiredImage
+    image: ExtensionImage
+    name: str
+
+
+def read_acquired(acquired: AcquiredImage, cache_dir: Path) -> ExtensionImage:
+    """The one way an acquired image becomes the model: the archive and layout readers for
+    ``oci:``, ``oci-archive:`` and ``docker-archive:``, the registry reader for the rest."""
+    if acquired.reader_ref.startswith(READER_SCHEMES):
+        from extharness.inspect.oci_reader import read_image
+
+        return read_image(acquired.reader_ref)
+    from extharness.source.registry import read_registry_image  # loads oras and requests (~0.1 s)
+
+    return read_registry_image(acquired.reader_ref, cache_dir)
+
+
+def open_image(request: ImageRequest, cache_dir: Path, wanted: str | None = None) -> OpenedImage:
+    """Any image request acquired (built, saved, pulled), read, and its extension chosen (``wanted``,
+    else the only one the image holds)."""
+    from extharness.inspect.extension import choose_extension
+
+    acquired = acquire(request, cache_dir)
+    image = read_acquired(acquired, cache_dir)
+    return OpenedImage(acquired, image, choose_extension(image, wanted))
