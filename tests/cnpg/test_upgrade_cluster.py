@@ -18,6 +18,8 @@ from extharness.checks.upgrade import (
     data_findings,
     downgrade_findings,
     member_findings,
+    not_updated,
+    nothing_to_downgrade,
     on_cluster,
     preload_findings,
     smoke_findings,
@@ -52,13 +54,11 @@ def upgraded(cluster_upgrade, cluster_upgrade_source: str, request: pytest.Fixtu
 
 
 def _updated(record: UpgradeRecord) -> None:
-    """Skip a check of the updated extension when the update did not run (reported once)."""
-    if not record.reached_update:
-        first = on_cluster(update_findings(record))[0]
-        pytest.skip(
-            f"not checked: the update from {record.old} did not run ({first.rule} {first.path}, reported by "
-            "test_cluster_old_release_updates_to_candidate)"
-        )
+    """Skip a check of the updated extension when the update did not run: a root cause is reported
+    once, by test_cluster_old_release_updates_to_candidate (whatever the order tests run in)."""
+    reason = not_updated(record, "test_cluster_old_release_updates_to_candidate", cluster=True)
+    if reason:
+        pytest.skip(reason)
 
 
 def test_cluster_old_release_updates_to_candidate(upgraded, request, record_property):
@@ -94,10 +94,6 @@ def test_cluster_preload_after_update(upgraded, request):
 
 def test_cluster_downgrade_refused(upgraded, request):
     _updated(upgraded)
-    if upgraded.old_version == upgraded.new_version:
-        pytest.fail(
-            f"the release to upgrade from ({upgraded.old}) is already at {upgraded.new_version}: "
-            "give --upgrade-from an earlier release",
-            pytrace=False,
-        )
+    if problem := nothing_to_downgrade(upgraded):
+        pytest.fail(problem, pytrace=False)
     _passes(request, downgrade_findings(upgraded))

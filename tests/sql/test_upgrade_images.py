@@ -18,6 +18,8 @@ from extharness.checks.upgrade import (
     data_findings,
     downgrade_findings,
     member_findings,
+    not_updated,
+    nothing_to_downgrade,
     preload_findings,
     smoke_findings,
     update_findings,
@@ -34,12 +36,9 @@ def _passes(request: pytest.FixtureRequest, findings: list[Finding]) -> None:
 def _updated(record: UpgradeRecord) -> None:
     """Skip a check of the updated extension when the update did not run: a root cause is reported
     once, by test_old_release_updates_to_candidate (whatever the order tests run in)."""
-    if not record.reached_update:
-        first = update_findings(record)[0]
-        pytest.skip(
-            f"not checked: the update from {record.old} did not run ({first.rule} {first.path}, reported by "
-            "test_old_release_updates_to_candidate)"
-        )
+    reason = not_updated(record, "test_old_release_updates_to_candidate")
+    if reason:
+        pytest.skip(reason)
 
 
 def test_old_release_updates_to_candidate(backend, image_upgrade, request, record_property):
@@ -75,10 +74,6 @@ def test_preload_after_update(backend, image_upgrade, request, target):
 
 def test_downgrade_refused(backend, image_upgrade, request):
     _updated(image_upgrade)
-    if image_upgrade.old_version == image_upgrade.new_version:
-        pytest.fail(
-            f"the release to upgrade from ({image_upgrade.old}) is already at {image_upgrade.new_version}: "
-            "give --upgrade-from an earlier release",
-            pytrace=False,
-        )
+    if problem := nothing_to_downgrade(image_upgrade):
+        pytest.fail(problem, pytrace=False)
     _passes(request, downgrade_findings(image_upgrade))

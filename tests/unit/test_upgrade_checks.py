@@ -195,3 +195,17 @@ def test_an_attribute_only_one_side_has_is_named_alone():
         "PostgreSQL events through the differential computation to the Parquet file on object storage.'; "
         "fresh install: (none)"
     )
+
+
+def test_later_checks_skip_naming_the_failed_update_once() -> None:
+    from extharness.checks.upgrade import not_updated, nothing_to_downgrade
+
+    assert not_updated(_record(), "test_first") is None
+    failed = _record(update_error='ERROR: function "gone" does not exist')
+    reason = not_updated(failed, "test_first")
+    assert reason and reason.startswith("not checked: the update from old-release did not run (sql.upgrade.")
+    assert reason.endswith("reported by test_first)"), reason
+    assert "(cnpg.upgrade." in (not_updated(failed, "test_first", cluster=True) or "")
+    assert nothing_to_downgrade(_record()) is None
+    same = nothing_to_downgrade(_record(old_version="1.1"))
+    assert same and "already at 1.1" in same and "--upgrade-from" in same

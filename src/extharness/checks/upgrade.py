@@ -278,6 +278,29 @@ def downgrade_findings(record: UpgradeRecord) -> list[Finding]:
     return found
 
 
+# -- what the later checks of one record need -----------------------------------------------------------
+def not_updated(record: UpgradeRecord, reported_by: str, cluster: bool = False) -> str | None:
+    """Why a check of the updated extension cannot run (the update did not), naming the finding
+    ``reported_by`` reports once; None when the update ran."""
+    if record.reached_update:
+        return None
+    findings = update_findings(record)
+    first = (on_cluster(findings) if cluster else findings)[0]
+    return (
+        f"not checked: the update from {record.old} did not run ({first.rule} {first.path}, reported by {reported_by})"
+    )
+
+
+def nothing_to_downgrade(record: UpgradeRecord) -> str | None:
+    """The usage problem when the old release is already at the candidate's version."""
+    if record.old_version != record.new_version:
+        return None
+    return (
+        f"the release to upgrade from ({record.old}) is already at {record.new_version}: "
+        "give --upgrade-from an earlier release"
+    )
+
+
 # -- the same checks on a real cluster -------------------------------------------------------------------
 #: The rule ids of an upgrade made on a CloudNativePG Cluster (``cnpg.upgrade.*``): the same checks
 #: over the same record, made by a changed image reference and a bumped ``Database`` version.
