@@ -104,9 +104,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--pg-backend",
         "pg_backend",
-        "PostgreSQL backends: native, container, all, or auto (every one that can run)",
+        "PostgreSQL backends: native, composite, imagevolume, container (composite and imagevolume), all, "
+        "or auto (every one that can run)",
         "auto",
-        ("auto", "native", "container", "all"),
+        ("auto", "native", "composite", "imagevolume", "container", "all"),
     ),
     Option("--pg-image", "pg_image", "PostgreSQL image for the composite backend", DEFAULT_PG_IMAGE),
     Option(
@@ -121,7 +122,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--kind-node-image", "kind_node_image", "kind node image for a new cluster", DEFAULT_KIND_NODE_IMAGE),
     Option("--kind-cluster", "kind_cluster", "use this existing kind cluster (never deleted by the harness)"),
     Option("--keep-cluster", "keep_cluster", "keep the kind cluster the harness created", False, kind="switch"),
-    Option("--kubeconfig", "kubeconfig", "use the cluster of this kubeconfig (never changed beyond the harness's own objects)"),
+    Option(
+        "--kubeconfig",
+        "kubeconfig",
+        "use the cluster of this kubeconfig (never changed beyond the harness's own objects)",
+    ),
     Option("--kube-context", "kube_context", "context of --kubeconfig to use (default: its current context)"),
     Option(
         "--image-loader",
@@ -141,7 +146,9 @@ OPTIONS: tuple[Option, ...] = (
         "CloudNativePG operator version to install: X.Y.Z, or a line X.Y for the newest patch the harness knows",
         DEFAULT_CNPG_VERSION,
     ),
-    Option("--cnpg-manifest", "cnpg_manifest", "install the CloudNativePG operator from this manifest file (air-gapped)"),
+    Option(
+        "--cnpg-manifest", "cnpg_manifest", "install the CloudNativePG operator from this manifest file (air-gapped)"
+    ),
     Option(
         "--cnpg-mode",
         "cnpg_mode",

@@ -44,7 +44,14 @@ from extharness.pytest_plugin import (
     upgrade_sources,
 )
 
-SELECTIONS = {"auto": BACKENDS, "all": BACKENDS, "native": ("native",), "container": ("composite", "imagevolume")}
+SELECTIONS = {
+    "auto": BACKENDS,
+    "all": BACKENDS,
+    "native": ("native",),
+    "composite": ("composite",),
+    "imagevolume": ("imagevolume",),
+    "container": ("composite", "imagevolume"),
+}
 
 
 # -- what is checked ---------------------------------------------------------------------------------------
@@ -119,18 +126,25 @@ def extension_mount(target: SqlTarget) -> Iterator[ImageVolumeMount]:
 # -- backends ----------------------------------------------------------------------------------------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        choice = harness_config_of(metafunc.config).pg_backend
-        names = SELECTIONS[choice]
-        marker = metafunc.definition.get_closest_marker("mounted_backends_only")
-        if marker is not None:  # the check is about a mounted folder: composite has none
-            names = tuple(n for n in names if n != "composite")
-        metafunc.parametrize("backend", names, indirect=True, scope="session")
+        _parametrize_backend(metafunc)
     if "upgrade_source" in metafunc.fixturenames:
         sources = upgrade_sources(harness_config_of(metafunc.config))
         metafunc.parametrize("upgrade_source", sources, ids=[upgrade_source_id(s) for s in sources], scope="session")
     if "update_pair" in metafunc.fixturenames:
         pairs = _update_pairs(metafunc.config)
         metafunc.parametrize("update_pair", pairs, ids=[p if isinstance(p, str) else f"{p[0]}-{p[1]}" for p in pairs])
+
+
+def _parametrize_backend(metafunc: pytest.Metafunc) -> None:
+    choice = harness_config_of(metafunc.config).pg_backend
+    names = SELECTIONS[choice]
+    if metafunc.definition.get_closest_marker("mounted_backends_only") is not None:
+        names = tuple(n for n in names if n != "composite")  # the check is about a mounted folder: composite has none
+        if not names:
+            reason = f"about the mounted extension folder, which --pg-backend {choice} (composite) does not have"
+            metafunc.parametrize("backend", [pytest.param("composite", marks=pytest.mark.skip(reason=reason))])
+            return
+    metafunc.parametrize("backend", names, indirect=True, scope="session")
 
 
 def _update_pairs(config: pytest.Config) -> list:

@@ -85,7 +85,7 @@ def test_extharness_check_help_starts_with_its_own_usage_and_options() -> None:
     lines = result.stdout.splitlines()
     assert result.returncode == 0, result.stderr[-2000:]
     assert lines[0].startswith("usage: extharness check [extharness options]"), lines[:3]
-    assert _first(lines, "  --pg-backend {auto,native,container,all}") < _first(lines, "usage: ")
+    assert _first(lines, "  --pg-backend {auto,native,composite,imagevolume,container,all}") < _first(lines, "usage: ")
 
 
 def _first(lines: list[str], prefix: str) -> int:
@@ -106,7 +106,7 @@ def test_ini_switch_turns_it_on_and_then_the_environment_counts(
     pytester.makeini("[pytest]\nextharness = true\n")
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
     line = _one_error_line(pytester.runpytest_subprocess("-p", "no:cacheprovider"))
-    assert line == "ERROR: extharness: EXTHARNESS_PG_BACKEND='bogus': choose one of auto, native, container, all"
+    assert line == "ERROR: extharness: EXTHARNESS_PG_BACKEND='bogus': choose one of auto, native, composite, imagevolume, container, all"
 
 
 # -- precedence, end to end -----------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def test_precedence(cli, env, ini, expected) -> None:
     [
         (
             {"EXTHARNESS_PG_BACKEND": "bogus"},
-            "EXTHARNESS_PG_BACKEND='bogus': choose one of auto, native, container, all",
+            "EXTHARNESS_PG_BACKEND='bogus': choose one of auto, native, composite, imagevolume, container, all",
         ),
         ({"EXTHARNESS_CNPG_MODE": "maybe"}, "EXTHARNESS_CNPG_MODE='maybe': choose one of auto, imagevolume, fallback"),
         ({"EXTHARNESS_MAX_IMAGE_MB": "ten"}, "EXTHARNESS_MAX_IMAGE_MB='ten': not a number"),
