@@ -59,7 +59,6 @@ from extharness.checks.findings import Finding
 from extharness.checks.run import run_all
 from extharness.checks.target import LayoutTarget
 from extharness.errors import HarnessError
-from extharness.inspect import oci_reader
 from extharness.inspect.control import KNOWN_PARAMETERS, ControlFile, ControlFileError, parse_control
 from extharness.inspect.elf import ElfSummary, NotElf, summarize
 from extharness.inspect.extension import describe
@@ -700,7 +699,7 @@ def test_known_hostile_outer_members(reader: ImageReader, library: bytes, extra:
 
 
 def test_gzip_bomb_over_the_layer_limit(reader: ImageReader, library: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oci_reader, "MAX_LAYER_BYTES", 1 << 20)
+    monkeypatch.setenv("EXTHARNESS_MAX_LAYER_BYTES", str(1 << 20))
     docs = valid_oci(library)
     docs.layers = [gzip_bytes(layer_tar([LayerEntry("/lib/zeros", content=bytes(8 << 20))]))]
     outcome = reader.check_bytes("oci-archive", tar_archive(docs.members()))
@@ -708,7 +707,7 @@ def test_gzip_bomb_over_the_layer_limit(reader: ImageReader, library: bytes, mon
 
 
 def test_archive_member_over_the_layer_limit(reader: ImageReader, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oci_reader, "MAX_LAYER_BYTES", 1 << 20)
+    monkeypatch.setenv("EXTHARNESS_MAX_LAYER_BYTES", str(1 << 20))
     outcome = reader.check_bytes("oci-archive", raw_tar(raw_member("index.json", bytes(2 << 20))))
     assert isinstance(outcome, HarnessError) and "over the limit" in str(outcome)
 
@@ -731,8 +730,8 @@ def test_many_bombs_within_the_layer_limit_stay_bounded(
     Before MAX_IMAGE_BYTES the reader unpacked every copy: with the default 1 GiB layer limit
     a 100 kB archive meant terabytes of gzip.
     """
-    monkeypatch.setattr(oci_reader, "MAX_LAYER_BYTES", 1 << 20)
-    monkeypatch.setattr(oci_reader, "MAX_IMAGE_BYTES", 16 << 20)
+    monkeypatch.setenv("EXTHARNESS_MAX_LAYER_BYTES", str(1 << 20))
+    monkeypatch.setenv("EXTHARNESS_MAX_IMAGE_BYTES", str(16 << 20))
     raw = layer_tar([LayerEntry("/lib/zeros", content=bytes((1 << 20) - 10240))])
     if scheme == "oci-archive":
         docs = valid_oci(library)

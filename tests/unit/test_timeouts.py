@@ -293,7 +293,7 @@ def test_kind_create_timeout_deletes_the_half_made_cluster(tmp_path: Path, monke
     script = tmp_path / "kind"
     script.write_text(FAKE_KIND)
     script.chmod(0o755)
-    monkeypatch.setattr(kind, "CREATE_TIMEOUT", 1.0)
+    monkeypatch.setenv("EXTHARNESS_KIND_CREATE_TIMEOUT", "1")
     cluster = kind.KindCluster("xh-timeout", workdir=tmp_path / "work", kind_cli=str(script))
     error, elapsed = run_timed(cluster.ensure)
     message = str(error)

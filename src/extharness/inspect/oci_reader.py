@@ -33,16 +33,24 @@ from extharness.inspect.model import (
     PlatformImage,
     normalize_path,
 )
+from extharness.runtime.settings import limit_of
 
-#: Refuse layers that decompress to more than this (bytes): a scratch extension image is MBs.
-MAX_LAYER_BYTES = int(os.environ.get("EXTHARNESS_MAX_LAYER_BYTES", str(1 << 30)))
 #: Refuse JSON documents (index, manifest, config) larger than this.
 MAX_JSON_BYTES = 4 << 20
-#: Refuse images whose layers unpack to more than this in all: one small gzip bomb listed
-#: thousands of times stays under MAX_LAYER_BYTES per layer but would take hours.
-MAX_IMAGE_BYTES = int(os.environ.get("EXTHARNESS_MAX_IMAGE_BYTES", str(4 << 30)))
 #: Refuse indexes that lead to more manifests than this (nesting multiplies them).
 MAX_MANIFESTS = 256
+
+
+def max_layer_bytes() -> int:
+    """Refuse layers that decompress to more than this (bytes): a scratch extension image is MBs."""
+    return int(limit_of("EXTHARNESS_MAX_LAYER_BYTES"))
+
+
+def max_image_bytes() -> int:
+    """Refuse images whose layers unpack to more than this in all: one small gzip bomb listed
+    thousands of times stays under the layer limit per layer but would take hours."""
+    return int(limit_of("EXTHARNESS_MAX_IMAGE_BYTES"))
+
 
 INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -169,7 +177,7 @@ class ArchiveStore:
         member = self._members.get(normalize_path(path).lstrip("/"))
         if member is None or not member.isfile():
             raise HarnessError(f"{self.path}: missing {_printable(path)} (a truncated or incomplete archive)")
-        if member.size > MAX_LAYER_BYTES:
+        if member.size > max_layer_bytes():
             raise HarnessError(f"{self.path}: {_printable(path)} declares {member.size} bytes, over the limit")
         assert self._tar is not None
         try:
@@ -200,19 +208,19 @@ def _load_json(data: bytes, where: str) -> Any:
 def _decompress(data: bytes, where: str) -> bytes:
     try:
         if data[:2] == b"\x1f\x8b":
-            out = gzip.GzipFile(fileobj=io.BytesIO(data)).read(MAX_LAYER_BYTES + 1)
+            out = gzip.GzipFile(fileobj=io.BytesIO(data)).read(max_layer_bytes() + 1)
         elif data[:4] == b"\x28\xb5\x2f\xfd":
             try:
                 import zstandard
             except ImportError:
                 raise HarnessError(f"{where}: zstd layer; pip install zstandard to read it") from None
-            out = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(MAX_LAYER_BYTES + 1)
+            out = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(max_layer_bytes() + 1)
         else:
             out = data
     except (OSError, EOFError, zlib.error):
         raise HarnessError(f"{where}: layer cannot be decompressed (its data ends early or is damaged)") from None
-    if len(out) > MAX_LAYER_BYTES:
-        raise HarnessError(f"{where}: layer decompresses to more than {MAX_LAYER_BYTES} bytes")
+    if len(out) > max_layer_bytes():
+        raise HarnessError(f"{where}: layer decompresses to more than {max_layer_bytes()} bytes")
     return out
 
 
@@ -230,9 +238,9 @@ _TAR_TYPES: dict[bytes, FileType] = {
 
 
 def _count_unpacked(total: int, where: str) -> int:
-    if total > MAX_IMAGE_BYTES:
+    if total > max_image_bytes():
         raise HarnessError(
-            f"{where}: layers unpack to more than {MAX_IMAGE_BYTES} bytes in all "
+            f"{where}: layers unpack to more than {max_image_bytes()} bytes in all "
             "(EXTHARNESS_MAX_IMAGE_BYTES); is one layer listed over and over?"
         )
     return total
@@ -365,7 +373,7 @@ class OCIReader:
     store: BlobStore
     where: str
     read_blob: Callable[[str], bytes] | None = None
-    unpacked: int = 0  # bytes of all layers so far, against MAX_IMAGE_BYTES
+    unpacked: int = 0  # bytes of all layers so far, against max_image_bytes()
     manifests_read: int = 0  # against MAX_MANIFESTS
 
     def blob(self, digest: str) -> bytes:

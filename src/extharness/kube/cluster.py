@@ -18,20 +18,22 @@ In order of preference:
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.runtime.processes import last_lines, run
+from extharness.runtime.settings import limit_of
 
-LOAD_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_LOAD_TIMEOUT", "600"))
-#: ``run`` with the limit every command that moves images has
-_loading = partial(run, timeout=LOAD_TIMEOUT, setting="EXTHARNESS_KIND_LOAD_TIMEOUT")
+
+def _loading(cmd: list[str], **kwargs: Any) -> Any:
+    """``run`` with the limit every command that moves images has."""
+    return run(cmd, timeout=limit_of("EXTHARNESS_KIND_LOAD_TIMEOUT"), setting="EXTHARNESS_KIND_LOAD_TIMEOUT", **kwargs)
+
+
 LOADER_KINDS = ("kind", "ctr", "registry", "none")
 
 

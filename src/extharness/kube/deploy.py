@@ -19,7 +19,6 @@ the cluster checks find wrong is a :class:`Finding` with one of the stable ids o
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -39,9 +38,6 @@ from extharness.runtime.settings import limit_of
 
 GROUP, VERSION = "postgresql.cnpg.io", "v1"
 HEALTHY_PHASE = "Cluster in healthy state"
-HEALTHY_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_HEALTHY_TIMEOUT", "600"))
-DATABASE_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_DATABASE_TIMEOUT", "300"))
-WORKER_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_WORKER_TIMEOUT", "60"))
 WEBHOOK_WARMUP = 90.0
 #: Failed pods of the Cluster's jobs (initdb) after which the harness stops waiting.
 FAILED_JOB_PODS = 2
@@ -526,9 +522,10 @@ class CnpgDeployment:
         return primary
 
     # -- waiting -----------------------------------------------------------------------
-    def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT, poll: float = 5) -> str:
+    def wait_healthy(self, timeout: float | None = None, poll: float = 5) -> str:
         """Until ``status.phase`` is "Cluster in healthy state" with every instance ready; a
         failure is remembered (the next caller gets it at once, not another timeout)."""
+        timeout = limit_of("EXTHARNESS_CNPG_HEALTHY_TIMEOUT") if timeout is None else timeout
         if isinstance(self._healthy, HarnessError):
             raise self._healthy
         try:
@@ -588,7 +585,7 @@ class CnpgDeployment:
             return f"(log unreadable: {exc.status} {exc.reason})"
         return "; ".join(log_errors(log))
 
-    def wait_database(self, timeout: float = DATABASE_TIMEOUT, poll: float = 3, name: str | None = None) -> str:
+    def wait_database(self, timeout: float | None = None, poll: float = 3, name: str | None = None) -> str:
         """Until the Database (``name``, default the deployment's) has applied its extensions."""
         name = name or self.database_doc["metadata"]["name"]
         applied, why = self.settle_database(name, timeout, poll)
@@ -596,7 +593,7 @@ class CnpgDeployment:
             raise HarnessError(f"Database {name}: {why}")
         return why
 
-    def settle_database(self, name: str, timeout: float = DATABASE_TIMEOUT, poll: float = 3) -> tuple[bool, str]:
+    def settle_database(self, name: str, timeout: float | None = None, poll: float = 3) -> tuple[bool, str]:
         """(applied, why) once the operator has reconciled the Database's current generation:
         ``(False, CNPG's message)`` when it refused, e.g. an ``ALTER EXTENSION`` PostgreSQL rejected.
 
@@ -605,6 +602,7 @@ class CnpgDeployment:
         tries again every 30 s (``databaseReconciliationInterval``,
         internal/management/controller/database_controller.go). A failure whose message changes
         starts its clock again."""
+        timeout = limit_of("EXTHARNESS_CNPG_DATABASE_TIMEOUT") if timeout is None else timeout
         why = "not read yet"
         grace = limit_of("EXTHARNESS_CNPG_DATABASE_RETRY")
         failing: tuple[str, float] | None = None  # (message, first seen)
@@ -677,10 +675,11 @@ class CnpgDeployment:
             with conn:
                 yield conn
 
-    def roll_extension_image(self, reference: str, timeout: float = HEALTHY_TIMEOUT, poll: float = 3) -> str:
+    def roll_extension_image(self, reference: str, timeout: float | None = None, poll: float = 3) -> str:
         """Change the extension's image reference in the Cluster (what a user does to ship a new
         image) and wait until the rolling update has replaced every instance pod with one that
         mounts ``reference`` and the Cluster is healthy again; returns the health summary."""
+        timeout = limit_of("EXTHARNESS_CNPG_HEALTHY_TIMEOUT") if timeout is None else timeout
         from kubernetes import client
 
         if self.spec.mode != IMAGEVOLUME:
@@ -880,8 +879,9 @@ class CnpgDeployment:
             problems += self.wait_workers()
         return problems + (self.check_smoke() if smoke else [])
 
-    def wait_workers(self, timeout: float = WORKER_TIMEOUT) -> list[Finding]:
+    def wait_workers(self, timeout: float | None = None) -> list[Finding]:
         """The profile's background workers appear in ``pg_stat_activity`` (``cnpg.workers``, one each)."""
+        timeout = limit_of("EXTHARNESS_CNPG_WORKER_TIMEOUT") if timeout is None else timeout
         missing = list(self.spec.background_workers)
         seen: list[str] = []
 

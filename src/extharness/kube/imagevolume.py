@@ -13,7 +13,6 @@ The ``gather_*`` functions at the bottom talk to a real cluster through the offi
 from __future__ import annotations
 
 import enum
-import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 from extharness.errors import HarnessError
 from extharness.kube import manifests
 from extharness.runtime import waits
+from extharness.runtime.settings import limit_of
 
 IMAGEVOLUME = "imagevolume"
 FALLBACK = "fallback-composite"
@@ -35,7 +35,6 @@ DEFAULT_ON = (1, 35)  # on by default from 1.35 (GA in 1.36)
 MIN_CONTAINERD = Version("2.1.0")
 MIN_CRIO = Version("1.31")
 #: Seconds the probe pod may take to give a verdict (then the probe counts as not run).
-PROBE_TIMEOUT = float(os.environ.get("EXTHARNESS_IMAGEVOLUME_PROBE_TIMEOUT", "180"))
 
 
 class ImageVolumeUnsupported(HarnessError):
@@ -391,10 +390,11 @@ def run_probe(
     extension_image: str,
     operand_image: str,
     extension: str,
-    timeout: float = PROBE_TIMEOUT,
+    timeout: float | None = None,
     poll: float = 2,
 ) -> ProbeOutcome:
     """Create the probe pod, wait for its verdict, delete it."""
+    timeout = limit_of("EXTHARNESS_IMAGEVOLUME_PROBE_TIMEOUT") if timeout is None else timeout
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -448,7 +448,7 @@ def gather_signals(
     extension_image: str | None,
     operand_image: str,
     extension: str,
-    probe_timeout: float = PROBE_TIMEOUT,
+    probe_timeout: float | None = None,
 ) -> Signals:
     """All signals from a real cluster; the probe runs only when there is an image to mount."""
     probe = ProbeOutcome()

@@ -30,15 +30,13 @@ from typing import Any
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.runtime.processes import CommandTimedOut, run
+from extharness.runtime.settings import limit_of
 from extharness.source.acquire import held_lock
 
 DEFAULT_NODE_IMAGE = "kindest/node:v1.36.1"
 MIN_KIND = (0, 29)
 GATE_VERSIONS = ((1, 33), (1, 34))  # beta, off by default: the harness turns it on
 
-CREATE_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_CREATE_TIMEOUT", "600"))
-LOAD_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_LOAD_TIMEOUT", "600"))
-DELETE_TIMEOUT = float(os.environ.get("EXTHARNESS_KIND_DELETE_TIMEOUT", "180"))
 SHORT_TIMEOUT = 30.0
 PROBE_TIMEOUT = 10.0  # `docker info`: a daemon that does not answer in 10 s is not usable
 
@@ -221,7 +219,7 @@ class KindCluster:
                 lambda: self._kind(
                     "create", "cluster", "--name", self.name, "--image", self.node_image, "--config",
                     str(self.config_file), "--kubeconfig", str(self.kubeconfig), "--wait", "180s",
-                    timeout=CREATE_TIMEOUT, what=f"creating kind cluster {self.name} ({self.node_image})",
+                    timeout=limit_of("EXTHARNESS_KIND_CREATE_TIMEOUT"), what=f"creating kind cluster {self.name} ({self.node_image})",
                     setting="EXTHARNESS_KIND_CREATE_TIMEOUT",
                 )
             )  # fmt: skip
@@ -267,7 +265,7 @@ class KindCluster:
         try:
             self._kind(
                 "delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig),
-                timeout=DELETE_TIMEOUT, what=f"deleting kind cluster {self.name}",
+                timeout=limit_of("EXTHARNESS_KIND_DELETE_TIMEOUT"), what=f"deleting kind cluster {self.name}",
                 setting="EXTHARNESS_KIND_DELETE_TIMEOUT",
             )  # fmt: skip
         except HarnessError:
@@ -288,7 +286,7 @@ class KindCluster:
             str(archive),
             "--name",
             self.name,
-            timeout=LOAD_TIMEOUT,
+            timeout=limit_of("EXTHARNESS_KIND_LOAD_TIMEOUT"),
             what=f"loading {archive.name} into kind cluster {self.name}",
             setting="EXTHARNESS_KIND_LOAD_TIMEOUT",
         )
@@ -304,7 +302,7 @@ class KindCluster:
             run(
                 [cli, "save", "-o", str(archive), ref],
                 what=f"saving {ref}",
-                timeout=LOAD_TIMEOUT,
+                timeout=limit_of("EXTHARNESS_KIND_LOAD_TIMEOUT"),
                 setting="EXTHARNESS_KIND_LOAD_TIMEOUT",
             )
             self.load_archive(archive)
@@ -364,7 +362,10 @@ class SharedKindCluster:
     def _lock(self, what: str):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return held_lock(
-            self.state_dir / f"extharness-{self.key}.lock", what, CREATE_TIMEOUT + 120, "EXTHARNESS_KIND_CREATE_TIMEOUT"
+            self.state_dir / f"extharness-{self.key}.lock",
+            what,
+            limit_of("EXTHARNESS_KIND_CREATE_TIMEOUT") + 120,
+            "EXTHARNESS_KIND_CREATE_TIMEOUT",
         )
 
     def _read(self) -> dict[str, Any] | None:

@@ -358,9 +358,7 @@ def fetch_debs() -> dict[str, Path]:
                     (state / sub).mkdir(parents=True)
                 mirror = debian_mirror()
                 suites = sorted({deb.suite for deb in missing})
-                (state / "etc" / "sources.list").write_text(
-                    "".join(f"deb {mirror} {suite} main\n" for suite in suites)
-                )
+                (state / "etc" / "sources.list").write_text("".join(f"deb {mirror} {suite} main\n" for suite in suites))
                 opts = [
                     f"-oDir::Etc={state / 'etc'}", f"-oDir::State::Lists={state / 'lists'}",
                     f"-oDir::Cache={state / 'cache'}", "-oDir::State::status=/dev/null",
@@ -372,7 +370,9 @@ def fetch_debs() -> dict[str, Path]:
                 _kit_run(["apt-get", *opts, "update"], what=f"apt-get update ({', '.join(suites)})", log=log)
                 _kit_run(
                     ["apt-get", *opts, "download", *(f"{d.name}={d.version}" for d in missing)],
-                    what="apt-get download", log=log, cwd=out,
+                    what="apt-get download",
+                    log=log,
+                    cwd=out,
                 )
             finally:
                 shutil.rmtree(state, ignore_errors=True)
@@ -395,7 +395,9 @@ KIT_LABEL = "io.extharness.kit.recipe"
 def _podman() -> str:
     podman = shutil.which("podman")
     if podman is None:
-        raise EnvironmentMissing("the cluster kit runs kind with the podman provider: install podman (./harness setup --provision)")
+        raise EnvironmentMissing(
+            "the cluster kit runs kind with the podman provider: install podman (./harness setup --provision)"
+        )
     return podman
 
 
@@ -426,7 +428,9 @@ def node_base_image() -> str:
 
         debootstrap = shutil.which("debootstrap")
         if os.geteuid() != 0 or debootstrap is None:
-            raise EnvironmentMissing("building the kind node image needs root and debootstrap (./harness setup --provision)")
+            raise EnvironmentMissing(
+                "building the kind node image needs root and debootstrap (./harness setup --provision)"
+            )
         log = kit_dir() / "logs" / "kind-base.log"
         log.write_text("")
         work = _fresh_dir(kit_dir() / "work" / "kind-base")
@@ -455,8 +459,11 @@ def node_base_image() -> str:
                 _kit_run(
                     ["cp", "-r", "--no-preserve=mode", f"{files}/.", str(rootfs)], what="copying kind's node files"
                 )
-                for script in ("usr/local/bin/entrypoint", "usr/local/bin/clean-install", *(
-                    f"kind/bin/{p.name}" for p in (files / "kind" / "bin").iterdir())):
+                for script in (
+                    "usr/local/bin/entrypoint",
+                    "usr/local/bin/clean-install",
+                    *(f"kind/bin/{p.name}" for p in (files / "kind" / "bin").iterdir()),
+                ):
                     os.chmod(rootfs / script, 0o755)
                 (rootfs / "etc" / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
                 (rootfs / "etc" / "cni" / "net.d" / "10-extharness-bridge.conflist").write_text(BRIDGE_CNI)
@@ -577,9 +584,15 @@ def component_images(pin: GoModule, bins: Path) -> list[Path]:
         archives.append(_single_binary_image(
             f"{IMAGE_REPOSITORY}/{name}:{pin.version}", key, {f"/usr/local/bin/{name}": bins / name},
             f"/usr/local/bin/{name}", log))  # fmt: skip
-    archives.append(_single_binary_image(
-        f"localhost/extharness/pause:{PAUSE_VERSION}", _digest(pin, "pause"), {"/pause": bins / "pause"}, "/pause", log
-    ))
+    archives.append(
+        _single_binary_image(
+            f"localhost/extharness/pause:{PAUSE_VERSION}",
+            _digest(pin, "pause"),
+            {"/pause": bins / "pause"},
+            "/pause",
+            log,
+        )
+    )
     archives.append(etcd_image(log))
     archives.append(kube_proxy_image(pin, bins, log))
     return archives
@@ -606,12 +619,18 @@ def _node_root_files(binaries: dict[str, str], log: Path) -> dict[str, Path]:
         found = 0
         for line in result.stdout.splitlines():
             parts = line.split()
-            path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else "")
+            path = (
+                parts[2]
+                if "=>" in parts and len(parts) > 2
+                else (parts[0] if parts and parts[0].startswith("/") else "")
+            )
             if path.startswith("/"):
                 files[path] = (root / path.lstrip("/")).resolve()
                 found += 1
         if not found:
-            raise HarnessError(f"ldd found no libraries of {inside} in the node root: {result.stdout.strip() or 'no output'}")
+            raise HarnessError(
+                f"ldd found no libraries of {inside} in the node root: {result.stdout.strip() or 'no output'}"
+            )
     return files
 
 
@@ -669,7 +688,9 @@ def storage_manifest() -> str:
     """kind's own default-storage manifest (``defaultStorageManifest`` in the kind module's
     ``pkg/build/nodeimage/const_storage.go``), read from the pinned module with its two image
     constants replaced by the images built here."""
-    source = go_module(KIND, kit_dir() / "logs" / "kind-module.log") / "pkg" / "build" / "nodeimage" / "const_storage.go"
+    source = (
+        go_module(KIND, kit_dir() / "logs" / "kind-module.log") / "pkg" / "build" / "nodeimage" / "const_storage.go"
+    )
     return go_string_constant(
         source.read_text(),
         "defaultStorageManifest",
@@ -760,9 +781,11 @@ def node_image(pin: GoModule) -> str:
                     )
                 _kit_run([_podman(), "exec", name, "sh", "-c", f"echo {pin.version} > /kind/version && mkdir -p /kind/manifests"],
                          what="kind version", log=log)  # fmt: skip
-                for path, text in (("/etc/extharness-pod-egress.nft", POD_EGRESS_RULES),
-                                   ("/kind/manifests/default-storage.yaml", storage),
-                                   ("/etc/systemd/system/extharness-pod-egress.service", POD_EGRESS_UNIT)):
+                for path, text in (
+                    ("/etc/extharness-pod-egress.nft", POD_EGRESS_RULES),
+                    ("/kind/manifests/default-storage.yaml", storage),
+                    ("/etc/systemd/system/extharness-pod-egress.service", POD_EGRESS_UNIT),
+                ):
                     _kit_run([_podman(), "exec", "-i", name, "sh", "-c", f"cat > {path}"], what=f"writing {path}", log=log,
                              input=text)  # fmt: skip
                 _kit_run([_podman(), "exec", name, "systemctl", "enable", "extharness-pod-egress.service"],
@@ -826,7 +849,9 @@ def cnpg_operator(pin: GoModule) -> tuple[Path, str]:
             text = (work / "src" / "releases" / f"cnpg-{version}.yaml").read_text()
             upstream = f"{CNPG_UPSTREAM_IMAGE}:{version}"
             if upstream not in text:
-                raise HarnessError(f"releases/cnpg-{version}.yaml does not name {upstream}: cannot point it at the local build")
+                raise HarnessError(
+                    f"releases/cnpg-{version}.yaml does not name {upstream}: cannot point it at the local build"
+                )
             _fresh_dir(out)
             (out / manifest.name).write_text(
                 text.replace(upstream, ref).replace("imagePullPolicy: Always", "imagePullPolicy: IfNotPresent")
@@ -931,7 +956,8 @@ def up(variant: Variant) -> Path:
                 create_retrying_network_race(lambda: _kit_run(
                     [str(kind), "create", "cluster", "--name", variant.cluster_name, "--image", image,
                      "--config", str(config), "--kubeconfig", str(kubeconfig), "--wait", "120s", "--retain"],
-                    what=f"creating cluster {variant.cluster_name}", log=log, env=_kind_env(), timeout=600,
+                    what=f"creating cluster {variant.cluster_name}", log=log, env=_kind_env(),
+                    timeout=limit_of("EXTHARNESS_KIND_CREATE_TIMEOUT"), setting="EXTHARNESS_KIND_CREATE_TIMEOUT",
                 ))  # fmt: skip
             except BaseException:
                 _say(f"kind create failed; node logs kept under {kit_dir() / 'logs'}")

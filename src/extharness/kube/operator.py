@@ -30,6 +30,7 @@ from typing import Any
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.kube.manifests import MANAGED_BY_SELECTOR
 from extharness.runtime import waits
+from extharness.runtime.settings import limit_of
 
 NAMESPACE = "cnpg-system"
 DEPLOYMENT = "cnpg-controller-manager"
@@ -39,8 +40,6 @@ FIELD_MANAGER = "extharness"
 RELEASE_URL = (
     "https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/release-{minor}/releases/cnpg-{version}.yaml"
 )
-FETCH_TIMEOUT = float(os.environ.get("EXTHARNESS_FETCH_TIMEOUT", "60"))
-READY_TIMEOUT = float(os.environ.get("EXTHARNESS_CNPG_READY_TIMEOUT", "300"))
 
 #: Kinds that must exist before the others can be applied.
 _FIRST = {"Namespace": 0, "CustomResourceDefinition": 1}
@@ -77,7 +76,7 @@ def fetch_manifest(version: str, cache_dir: Path) -> list[dict[str, Any]]:
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (fixed https URL)
+            with urllib.request.urlopen(url, timeout=limit_of("EXTHARNESS_FETCH_TIMEOUT")) as response:  # noqa: S310 (fixed https URL)
                 text = response.read().decode()
         except (urllib.error.URLError, OSError) as exc:
             raise EnvironmentMissing(
@@ -308,9 +307,14 @@ def _wait_gone(names: list[str], read: Callable[[str], object], timeout: float) 
 
 
 def wait_available(
-    api_client: Any, timeout: float = READY_TIMEOUT, poll: float = 3, namespace: str = NAMESPACE, name: str = DEPLOYMENT
+    api_client: Any,
+    timeout: float | None = None,
+    poll: float = 3,
+    namespace: str = NAMESPACE,
+    name: str = DEPLOYMENT,
 ) -> None:
     """Wait until the operator deployment is Available and its webhook has ready endpoints."""
+    timeout = limit_of("EXTHARNESS_CNPG_READY_TIMEOUT") if timeout is None else timeout
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -380,7 +384,7 @@ def ensure_operator(
     api_client: Any,
     version: str,
     cache_dir: Path,
-    timeout: float = READY_TIMEOUT,
+    timeout: float | None = None,
     manifest_file: Path | None = None,
     before_install: Callable[[], object] | None = None,
 ) -> OperatorInfo:

@@ -20,7 +20,7 @@ import psycopg
 
 from extharness.checks.upgrade import UpgradeRecord
 from extharness.inspect.extension import ExtensionLayout
-from extharness.kube.deploy import WORKER_TIMEOUT, CnpgDeployment
+from extharness.kube.deploy import CnpgDeployment
 from extharness.postgres.profiles import Profile
 from extharness.postgres.sqlchecks import (
     error_text,
@@ -29,6 +29,7 @@ from extharness.postgres.sqlchecks import (
     run_smoke,
 )
 from extharness.postgres.upgrade import new_record, query_rows, record_preload
+from extharness.runtime.settings import limit_of
 
 #: Databases besides the Cluster's own (the profile's data goes there): smoke SQL, a fresh install.
 SMOKE_DB, FRESH_DB = "xh_upgrade_smoke", "xh_upgrade_fresh"
@@ -73,7 +74,7 @@ def replay_cluster_upgrade(
     deployment.roll_extension_image(candidate_ref)
     if preload:
         with deployment.connect("postgres") as conn:
-            record_preload(record, conn, profile, WORKER_TIMEOUT)
+            record_preload(record, conn, profile, limit_of("EXTHARNESS_CNPG_WORKER_TIMEOUT"))
 
     # 3. the Database version bumped: the operator's ALTER EXTENSION ... UPDATE TO
     for name in (data_db, smoke_db):

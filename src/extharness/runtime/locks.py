@@ -15,7 +15,9 @@ from extharness.runtime.progress import progress
 
 def lock_timeout() -> float:
     """``EXTHARNESS_LOCK_TIMEOUT`` (seconds, default 3600), read when a lock is taken."""
-    return float(os.environ.get("EXTHARNESS_LOCK_TIMEOUT", "3600"))
+    from extharness.runtime.settings import limit_of
+
+    return limit_of("EXTHARNESS_LOCK_TIMEOUT")
 
 
 @contextmanager

@@ -7,9 +7,7 @@ source of the "every setting" section of docs/timeouts.md::
     python -m extharness.runtime.settings --write docs/timeouts.md
 
 (``tests/unit/test_settings.py`` fails when that section is out of date, or when the code reads
-an ``EXTHARNESS_*`` limit that the table does not list.) The kube modules and the OCI reader's size
-limits are still read by their own modules at import; the table lists them with the same defaults,
-and the test checks they agree.
+an ``EXTHARNESS_*`` limit that the table does not list, or reads one from ``os.environ`` itself.)
 """
 
 from __future__ import annotations
@@ -80,8 +78,6 @@ LIMITS: tuple[Limit, ...] = (
     Limit(
         "EXTHARNESS_REGISTRY_PUSH_TIMEOUT", 300, "skopeo copy to the local test registry", "source/local_registry.py"
     ),
-    # read by their own modules for now, at import (same names and defaults; tests/unit/test_settings.py
-    # compares): the reader's size limits, and kube/ (which the lead moves onto the floor)
     Limit("EXTHARNESS_MAX_LAYER_BYTES", 1 << 30, "largest layer or blob read", "inspect/oci_reader.py", "bytes"),
     Limit("EXTHARNESS_MAX_IMAGE_BYTES", 4 << 30, "all layers of an image unpacked", "inspect/oci_reader.py", "bytes"),
     Limit("EXTHARNESS_KIND_CREATE_TIMEOUT", 600, "kind create cluster", "kube/kind.py"),

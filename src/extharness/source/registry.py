@@ -31,10 +31,10 @@ from extharness.inspect.oci_reader import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_JSON_BYTES,
-    MAX_LAYER_BYTES,
     OCIReader,
     _is_attestation,
     _load_json,
+    max_layer_bytes,
 )
 
 #: Seconds to wait for a registry to connect or answer (one request, not the whole pull).
@@ -316,8 +316,9 @@ class RegistryClient:
             return claimed
         return self.manifest(ref).digest
 
-    def download_blob(self, ref: RegistryReference, digest: str, dest: Path, limit: int = MAX_LAYER_BYTES) -> Path:
+    def download_blob(self, ref: RegistryReference, digest: str, dest: Path, limit: int | None = None) -> Path:
         """Stream a blob to ``dest`` (atomically), verifying its digest; nothing is kept on mismatch."""
+        limit = max_layer_bytes() if limit is None else limit
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(self)}.tmp")
         hasher = hashlib.sha256()
