@@ -91,3 +91,36 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
     program = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
     result = subprocess.run([sys.executable, "-c", program, *names], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+#: Container drivers the harness no longer has: the engine CLI is the only one (postgres/containers.py).
+GONE_DRIVERS = ("testcontainers", "docker")
+
+
+def test_no_module_imports_a_docker_api_driver() -> None:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                named = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                named = [node.module or ""]
+            else:
+                continue
+            found += [f"{path.relative_to(PACKAGE)}:{node.lineno} {n}" for n in named
+                      if n.split(".")[0] in GONE_DRIVERS]  # fmt: skip
+    assert not found, f"imports of a Docker API driver: {found}"
+
+
+def test_importing_every_module_loads_no_docker_api_driver() -> None:
+    names = sorted(import_graph())
+    program = (
+        "import importlib, sys\n"
+        "for name in sys.argv[2:]:\n"
+        "    importlib.import_module(name)\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1].split(','))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program, ",".join(GONE_DRIVERS), *names], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [], f"loaded by importing extharness: {result.stdout}"

@@ -360,7 +360,7 @@ def sql_leftovers(run: str, tmpdir: Path) -> dict[str, list[str]]:
 
 def _needs(backend: str) -> None:
     if backend == "container" and detect_engine() is None:
-        pytest.skip("no container engine: install podman or docker (or set DOCKER_HOST)")
+        pytest.skip("no container engine: install podman or docker")
 
 
 def _server_process_up(run: str) -> bool:

@@ -168,5 +168,5 @@ def test_two_native_sessions_share_the_cache(shared: dict[str, Path]) -> None:
 
 def test_two_sessions_with_every_backend_share_the_cache(shared: dict[str, Path]) -> None:
     if detect_engine() is None:
-        pytest.skip("no container engine: install podman or docker (or set DOCKER_HOST)")
+        pytest.skip("no container engine: install podman or docker")
     check(shared, race(shared, "all", engine=True), "all backends")

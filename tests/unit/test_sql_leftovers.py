@@ -1,7 +1,7 @@
 """``pytest -m sql`` leaves nothing behind: after a pass, a failure, and Ctrl-C in the middle.
 
 Each scenario runs the sql tier in a subprocess with its own run id, then counts what carries
-that id: processes (postgres' cluster_name, the private podman API socket), temporary folders
+that id: processes (postgres' cluster_name), temporary folders
 (``extharness-<run>-*``) and containers (label ``io.extharness.run``). Ctrl-C is a SIGINT to the
 subprocess' process group once a server of the run is up, as a terminal sends it. Run with
 ``-s`` to see the counts.
@@ -147,7 +147,7 @@ def test_nothing_left_after_ctrl_c_native():
 
 def test_nothing_left_after_ctrl_c_containers():
     if detect_engine() is None:
-        pytest.skip("no container engine: install podman or docker (or set DOCKER_HOST)")
+        pytest.skip("no container engine: install podman or docker")
     run = f"lc{secrets.token_hex(3)}"
     code, out, found = _interrupt(
         run,

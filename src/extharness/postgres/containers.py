@@ -2,19 +2,21 @@
 
 - ``composite``: ``--pg-image`` (default ``postgres:18.1``; offline, the postgres stand-in)
   with the extension's files copied into ``$libdir`` and ``$system`` — what pg_trickle's
-  release gate did. Run with testcontainers.
+  release gate did — started through the image's own entrypoint as its default user.
 - ``imagevolume``: the unmodified ``--operand-image`` (offline, the CNPG minimal stand-in)
   with the extension image mounted read-only at ``/extensions/<name>`` — the engine's image
   mount (``--mount type=image``, as Kubernetes ImageVolume does) where it has one, else the
   extracted files bind-mounted read-only — CNPG's settings, and postgres as UID 26.
 
 Both are queried with psycopg on a port published on 127.0.0.1 only; every container has a
-unique name and the run's label, gets a random password that is never printed, and is
+unique name and the run's labels, gets a random password that is never printed, and is
 removed in ``finally``.
 
-testcontainers needs a Docker API. With docker, or ``DOCKER_HOST`` set, it uses that; with
-only podman, :func:`docker_api` starts a private ``podman system service`` socket for this
-process and stops it again when the backend closes (no shared daemon is left running).
+There is one driver, the engine CLI (``podman run``/``docker run``, :func:`run_postgres`),
+for every container of both backends, the throw-away helpers included. It expresses the image
+mount (``--mount type=image``), which the Docker API path through testcontainers (this
+module's second driver until it was removed) could not, and it needs no API service: no
+private ``podman system service`` socket to start, wait for and stop per run.
 """
 
 from __future__ import annotations
@@ -24,19 +26,18 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.operand import CNPG_POSTGRES_UID
 from extharness.postgres.mount import ImageVolumeMount
-from extharness.postgres.native import _die_with_parent, stop_process_group
 from extharness.postgres.server import (
     CNPG_MOUNT_ROOT,
     RunningServer,
@@ -61,7 +62,7 @@ PG_SHAREDIR = "/usr/share/postgresql/18"
 PG_BINDIR = "/usr/lib/postgresql/18/bin"
 SUPERUSER = "postgres"
 CNPG_UID = CNPG_POSTGRES_UID
-NO_ENGINE_REASON = "no container engine: install podman or docker (or set DOCKER_HOST)"
+NO_ENGINE_REASON = "no container engine: install podman or docker"
 
 
 _working_ulimits: dict[str, dict[str, int]] = {}
@@ -125,93 +126,6 @@ def _ulimit_flags(limits: dict[str, int]) -> list[str]:
 
 def ulimit_args(engine: Engine, image: str) -> list[str]:
     return _ulimit_flags(ulimits(engine, image))
-
-
-# -- the Docker API testcontainers talks to ------------------------------------------------------
-@contextmanager
-def docker_api(engine: Engine) -> Iterator[str]:
-    """A Docker-compatible API for testcontainers, for the duration of the block.
-
-    ``DOCKER_HOST`` if set; docker's own socket for docker; for podman a private
-    ``podman system service`` on a socket in a temporary folder, stopped at the end.
-    """
-    if os.environ.get("DOCKER_HOST") or engine.kind != "podman":
-        yield os.environ.get("DOCKER_HOST", "")
-        return
-    work = make_temp_dir("api")
-    sock = work / "podman.sock"
-    log = open(work / "service.log", "wb")
-    proc = subprocess.Popen(
-        [engine.cli, "system", "service", "--time=0", f"unix://{sock}"],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-    try:
-
-        def answers() -> bool | None:
-            if proc.poll() is not None:
-                raise EnvironmentMissing(
-                    f"podman system service exited with code {proc.returncode}: {last_lines(work / 'service.log')}"
-                )
-            return True if _accepts(sock) else None
-
-        wait_until(
-            answers,
-            limit_of("EXTHARNESS_API_START_TIMEOUT"),
-            "podman system service",
-            "EXTHARNESS_API_START_TIMEOUT",
-            interval=0.05,
-            last_state=lambda: last_lines(work / "service.log"),
-            failed=f"did not answer on {sock}",
-            error=EnvironmentMissing,
-        )
-        os.environ["DOCKER_HOST"] = f"unix://{sock}"
-        try:
-            yield os.environ["DOCKER_HOST"]
-        finally:
-            os.environ.pop("DOCKER_HOST", None)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        stop_process_group(proc, timeout=5)
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _accepts(sock: Path) -> bool:
-    if not sock.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(str(sock))
-            return True
-        except OSError:
-            return False
-
-
-def _api_ulimits(engine: Engine, image: str) -> list:
-    from docker.types import Ulimit
-
-    return [Ulimit(name=name, soft=value, hard=value) for name, value in ulimits(engine, image).items()]
-
-
-def _testcontainers():
-    """testcontainers, set up for a local engine: no reaper (we clean up ourselves), host ports."""
-    from testcontainers.core.config import ConnectionMode
-    from testcontainers.core.config import testcontainers_config as tc
-    from testcontainers.core.container import DockerContainer
-
-    if "TESTCONTAINERS_RYUK_DISABLED" not in os.environ:
-        tc.ryuk_disabled = True
-    if tc.connection_mode_override is None:
-        tc.connection_mode_override = ConnectionMode.docker_host
-    return DockerContainer
 
 
 # -- composite images -------------------------------------------------------------------------------
@@ -531,15 +445,16 @@ def _server(
 
 
 @contextmanager
-def postgres_as_uid(
+def run_postgres(
     engine: Engine,
     image: str,
-    uid: int,
     template: tuple[Path, str],
     name: str,
     settings: dict[str, str],
     *,
     backend: str,
+    uid: int | None = None,
+    image_entrypoint: bool = False,
     run_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     mount_path: str = "",
@@ -547,34 +462,38 @@ def postgres_as_uid(
     description: str = "",
     data_dir: Path | None = None,
 ) -> Iterator[RunningServer]:
-    """``image``'s own postgres binary run directly as ``uid`` (no entrypoint: CNPG's instance
-    manager starts postgres itself) on a copy of ``template`` (or on ``data_dir``, which is kept),
+    """PostgreSQL in a container of ``image``, started with the engine CLI, on a copy of
+    ``template`` (or on ``data_dir``, which is kept: a clean stop, then only the container goes),
     published on 127.0.0.1 only; the container and its data are removed afterwards, also on
-    failure or interrupt."""
+    failure or interrupt.
+
+    ``image_entrypoint``: the image's own entrypoint as its default user, with ``PGDATA`` set and
+    ``postgres -c ...`` as the command (the composite image, as pg_trickle's release gate ran
+    it; the data directory exists, so it starts the server straight away). Otherwise
+    ``<bindir>/postgres`` is the entrypoint, run as ``uid`` (CNPG's instance manager starts
+    postgres itself; there is no entrypoint to go through). ``run_args``: more ``run`` options
+    (the extension's mount); ``env``: variables handed over by name (``-e KEY``), their values
+    only in the CLI's environment, never on a command line.
+    """
     handle = _Container(engine, name, new_password() if data_dir is None else template[1])
     work = fresh_data_dir(template[0], engine, image) if data_dir is None else data_dir.parent
-    args = [
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-p",
-        "127.0.0.1::5432",
-        "--user",
-        f"{uid}:{uid}",
-        *ulimit_args(engine, image),
-        "-v",
-        f"{work / 'data'}:{PGDATA_IN}",
-        *run_args,
-        "--entrypoint",
-        f"{PG_BINDIR}/postgres",
-    ]
-    for key, value in container_labels().items():
-        args += ["--label", f"{key}={value}"]
-    for key in env or {}:
-        args += ["-e", key]
     try:
-        engine.run(*args, image, "-D", PGDATA_IN, *settings_args(settings), env=env)
+        env = dict(env or {})
+        args = ["run", "-d", "--name", name, "-p", "127.0.0.1::5432"]
+        if uid is not None:
+            args += ["--user", f"{uid}:{uid}"]
+        args += [*ulimit_args(engine, image), "-v", f"{work / 'data'}:{PGDATA_IN}", *run_args]
+        if image_entrypoint:
+            env["PGDATA"] = PGDATA_IN
+            command = ["postgres", *settings_args(settings)]
+        else:
+            args += ["--entrypoint", f"{PG_BINDIR}/postgres"]
+            command = ["-D", PGDATA_IN, *settings_args(settings)]
+        for key, value in container_labels().items():
+            args += ["--label", f"{key}={value}"]
+        for key in env:
+            args += ["-e", key]
+        engine.run(*args, image, *command, env=env)
         port = _wait_accepting(handle, template[1])
         yield _server(backend, handle, port, mount_path, settings, preload, f"{description}, port {port}")
     finally:
@@ -583,6 +502,21 @@ def postgres_as_uid(
             remove_tree(work, engine, image)
         else:
             _stop(handle)
+
+
+@contextmanager
+def postgres_as_uid(
+    engine: Engine,
+    image: str,
+    uid: int,
+    template: tuple[Path, str],
+    name: str,
+    settings: dict[str, str],
+    **options: Any,
+) -> Iterator[RunningServer]:
+    """``image``'s own postgres binary run directly as ``uid`` (no entrypoint): :func:`run_postgres`."""
+    with run_postgres(engine, image, template, name, settings, uid=uid, **options) as server:
+        yield server
 
 
 def _stop(handle: _Container) -> None:
@@ -606,7 +540,6 @@ class _ContainerBackend:
         self.engine: Engine | None = None
         self.image: str | None = None  # resolved (maybe a stand-in)
         self.template: tuple[Path, str] | None = None
-        self._stack = ExitStack()
         self._base_files: set[str] | None = None
 
     def available(self) -> str | None:
@@ -621,7 +554,7 @@ class _ContainerBackend:
         return None
 
     def close(self) -> None:
-        self._stack.close()
+        """Nothing to release: each server's container is removed when the server stops."""
 
     @contextmanager
     def data_directory(self) -> Iterator[Path]:
@@ -696,7 +629,6 @@ class CompositeBackend(_ContainerBackend):
         with held_lock(lock, f"building {tag}"):
             self.composite = build_composite_image(engine, self.image, self.mount.path, tag, uid)
         self.template = data_template(engine, self.image, uid, self.cache_dir)
-        self._stack.enter_context(docker_api(engine))
 
     @contextmanager
     def start(
@@ -706,49 +638,24 @@ class CompositeBackend(_ContainerBackend):
         self.prepare()
         engine = self._require_engine()
         assert self.composite is not None and self.template is not None
-        DockerContainer = _testcontainers()
         name = unique_name("composite")
         final = self._settings(
             {"extension_control_path": "$system", "dynamic_library_path": "$libdir"}, settings, preload, name
         )
-        # A kept data directory keeps its password: the next server logs in with it again.
-        handle = _Container(engine, name, new_password() if data_dir is None else self.template[1])
-        work = fresh_data_dir(self.template[0], engine, self.image) if data_dir is None else data_dir.parent
-        container = None
-        try:
-            # The image's own entrypoint, as the release gate ran it; the data directory exists, so
-            # it goes straight to "postgres -c ...".
-            container = (
-                DockerContainer(self.composite)
-                .with_name(name)
-                .with_env("PGDATA", PGDATA_IN)
-                .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
-                .with_command(["postgres", *settings_args(final)])
-            )
-            container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]  # loopback only
-            container.with_kwargs(labels=container_labels(), ulimits=_api_ulimits(engine, self.composite))
-            container.start()
-            port = _wait_accepting(handle, self.template[1])
-            yield _server(
-                self.name,
-                handle,
-                port,
-                "",
-                final,
-                preload,
-                f"{self.composite} (from {self.image}) via testcontainers, port {port}",
-            )
-        finally:
-            if data_dir is not None:
-                _stop(handle)  # a clean shutdown first: the next server starts on this data directory
-            if container is not None:
-                try:
-                    container.stop()
-                except Exception:
-                    pass
-            handle.remove()  # also when testcontainers never got to know the container
-            if data_dir is None:
-                remove_tree(work, engine, self.image)
+        # The image's own entrypoint and default user, as the release gate ran it.
+        with run_postgres(
+            engine,
+            self.composite,
+            self.template,
+            name,
+            final,
+            backend=self.name,
+            image_entrypoint=True,
+            preload=preload,
+            description=f"{self.composite} (from {self.image})",
+            data_dir=data_dir,
+        ) as server:
+            yield server
 
 
 class ImageVolumeBackend(_ContainerBackend):
@@ -788,7 +695,6 @@ class ImageVolumeBackend(_ContainerBackend):
             self.how = "image mount"
         else:
             self.how = "bind mount"
-            self._stack.enter_context(docker_api(engine))
 
     @contextmanager
     def start(
@@ -805,56 +711,22 @@ class ImageVolumeBackend(_ContainerBackend):
             env["LD_LIBRARY_PATH"] = ":".join(f"{self.mount_path}/{p.strip('/')}" for p in self.ld_library_paths)
         description = f"{self.image} as UID {CNPG_UID}, extension by {self.how} at {self.mount_path}"
         if self.how == "image mount":
-            with postgres_as_uid(
-                engine,
-                self.image,
-                CNPG_UID,
-                self.template,
-                name,
-                final,
-                backend=self.name,
-                run_args=["--mount", f"type=image,source={self.engine_ref},destination={self.mount_path}"],
-                env=env,
-                mount_path=self.mount_path,
-                preload=preload,
-                description=description,
-                data_dir=data_dir,
-            ) as server:
-                yield server
-            return
-        # Bind mount of the extracted folder, through testcontainers' Docker API.
-        handle = _Container(engine, name, new_password() if data_dir is None else self.template[1])
-        work = fresh_data_dir(self.template[0], engine, self.image) if data_dir is None else data_dir.parent
-        tc_container = None
-        try:
-            DockerContainer = _testcontainers()
-            tc_container = (
-                DockerContainer(self.image)
-                .with_name(name)
-                .with_volume_mapping(str(self.mount.path), self.mount_path, "ro")
-                .with_volume_mapping(str(work / "data"), PGDATA_IN, "rw")
-                .with_command(["-D", PGDATA_IN, *settings_args(final)])
-            )
-            for key, value in env.items():
-                tc_container.with_env(key, value)
-            tc_container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
-            tc_container.with_kwargs(
-                labels=container_labels(),
-                user=f"{CNPG_UID}:{CNPG_UID}",
-                entrypoint=f"{PG_BINDIR}/postgres",
-                ulimits=_api_ulimits(engine, self.image),
-            )
-            tc_container.start()
-            port = _wait_accepting(handle, self.template[1])
-            yield _server(self.name, handle, port, self.mount_path, final, preload, f"{description}, port {port}")
-        finally:
-            if data_dir is not None:
-                _stop(handle)  # a clean shutdown first: the next server starts on this data directory
-            if tc_container is not None:
-                try:
-                    tc_container.stop()
-                except Exception:
-                    pass
-            handle.remove()
-            if data_dir is None:
-                remove_tree(work, engine, self.image)
+            extension = ["--mount", f"type=image,source={self.engine_ref},destination={self.mount_path}"]
+        else:  # the extracted files
+            extension = ["-v", f"{self.mount.path}:{self.mount_path}:ro"]
+        with run_postgres(
+            engine,
+            self.image,
+            self.template,
+            name,
+            final,
+            backend=self.name,
+            uid=CNPG_UID,
+            run_args=extension,
+            env=env,
+            mount_path=self.mount_path,
+            preload=preload,
+            description=description,
+            data_dir=data_dir,
+        ) as server:
+            yield server

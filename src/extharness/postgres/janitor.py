@@ -22,11 +22,11 @@ from pathlib import Path
 
 from extharness.postgres.server import HOST_LABEL, PID_LABEL, RUN_LABEL
 
-_TEMP = re.compile(r"^extharness-([0-9a-z]+)-(\d+)-(mount|pg|api|ctx|engine)-")
+_TEMP = re.compile(r"^extharness-([0-9a-z]+)-(\d+)-(mount|pg|ctx|engine)-")
 
 
 def our_processes(run: str) -> list[str]:
-    """``pid cmdline`` of processes whose command line names this run (postgres, podman API)."""
+    """``pid cmdline`` of processes whose command line names this run (postgres' cluster_name)."""
     marker = f"extharness-{run}-".encode()
     found = []
     for entry in Path("/proc").iterdir():

@@ -72,7 +72,6 @@ LIMITS: tuple[Limit, ...] = (
         "PostgreSQL in a container accepting a login",
         "postgres/containers.py",
     ),
-    Limit("EXTHARNESS_API_START_TIMEOUT", 30, "the private podman API service answering", "postgres/containers.py"),
     Limit("EXTHARNESS_REGISTRY_TIMEOUT", 30, "each registry request (connect or read)", "source/registry.py"),
     Limit("EXTHARNESS_REGISTRY_START_TIMEOUT", 30, "the local test registry starting", "source/local_registry.py"),
     Limit(
