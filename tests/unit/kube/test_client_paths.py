@@ -25,7 +25,7 @@ from extharness.kube.imagevolume import IMAGEVOLUME, ProbeResult
 from extharness.pytest_plugin import FINDINGS_KEY, FindingRecorder
 
 #: Objects recorded from the real CloudNativePG 1.29.1 operator (tests/kit/recording.py).
-RECORDED = Path(__file__).parents[1] / "unit" / "recorded"
+RECORDED = Path(__file__).parents[1] / "recorded"
 
 
 def recorded(name: str) -> dict:
