@@ -18,14 +18,14 @@ from extharness.inspect.model import Platform
 from extharness.runtime.cache import cache_key, default_cache_dir
 from extharness.runtime.locks import held_lock  # also imported from here by kube/ and tests/cnpg
 from extharness.runtime.progress import progress
+from extharness.runtime.resources import data_path
 from extharness.source import sample
 from extharness.source.engine import Engine, detect_engine
 from extharness.source.oci_writer import PlatformContent, build_blobs, write_oci_archive
 from extharness.source.release_folder import ImageLabels, ReleaseFolder
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DOCKERFILE_EXT = REPO_ROOT / "cnpg" / "Dockerfile.ext"
-DOCKERFILE_EXT_BUILD = REPO_ROOT / "cnpg" / "Dockerfile.ext-build"
+DOCKERFILE_EXT = data_path("cnpg/Dockerfile.ext")
+DOCKERFILE_EXT_BUILD = data_path("cnpg/Dockerfile.ext-build")
 READER_SCHEMES = ("oci:", "oci-archive:", "docker-archive:")
 
 
@@ -80,7 +80,12 @@ class ImageRequest:
 def request_for_reference(ref: str, like: ImageRequest) -> ImageRequest:
     """``ref`` as ``--ext-image`` or ``--ext-artifacts`` takes it (a folder is a release folder),
     built and read like the image under test (``like``: its builder, platform, pg_config)."""
-    common = {"ext_name": like.ext_name, "builder": like.builder, "pg_config": like.pg_config, "platform": like.platform}
+    common = {
+        "ext_name": like.ext_name,
+        "builder": like.builder,
+        "pg_config": like.pg_config,
+        "platform": like.platform,
+    }
     path = Path(ref).expanduser()
     if not ref.startswith(READER_SCHEMES) and path.is_dir():
         return ImageRequest(artifacts=path, **common)
@@ -155,7 +160,7 @@ def build_from_release_folder(
         tag = f"localhost/extharness/{_safe_tag(labels.title)}:{key[:12]}"
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
         if not archive.exists() or not engine.image_exists(tag):
-            progress(f"building {tag} from {DOCKERFILE_EXT.relative_to(REPO_ROOT)} with {engine.kind}")
+            progress(f"building {tag} from cnpg/{DOCKERFILE_EXT.name} with {engine.kind}")
             # No layer cache: it is cheap here (two COPYs) and the cache can hold stale labels.
             engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform, no_cache=True)
             engine.save(tag, archive)
@@ -172,7 +177,11 @@ def build_from_release_folder(
 def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str = sample.CURRENT_RELEASE) -> Path:
     """The built-in sample's release folder of ``version``, built once per source/compiler fingerprint."""
     fingerprint = sample.source_fingerprint(pg_config=pg_config, variant_make_args=sample.release_make_args(version))
-    out = cache_dir / "sample" / (fingerprint[:20] if version == sample.CURRENT_RELEASE else f"{version}-{fingerprint[:20]}")
+    out = (
+        cache_dir
+        / "sample"
+        / (fingerprint[:20] if version == sample.CURRENT_RELEASE else f"{version}-{fingerprint[:20]}")
+    )
     out.mkdir(parents=True, exist_ok=True)
     what = sample.SAMPLE_NAME + ("" if version == sample.CURRENT_RELEASE else f" {version}")
     with held_lock(out / ".lock", f"building the sample extension {what}"):
