@@ -13,23 +13,28 @@ the cnpg tier's deployments), so their waiting overlaps the many short tests ins
 after them: xdist gives out work units in collection order (``--no-loadscope-reorder``).
 """
 
-import itertools
-import re
+import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-from extharness.pytest_plugin import TIER_FOLDERS, mark_tier_folders
+from extharness.pytest_plugin import could_select, mark_tier_folders
 
 pytest_plugins = ["extharness.pytest_plugin", "pytester"]  # pytester: nested runs in the harness self-tests
 
 TESTS = Path(__file__).resolve().parent / "tests"
-_WORDS = {"and", "or", "not", "True", "False", "None"}
 
 
 #: xdist groups in the order they are handed out, before every other test (the longest first).
 LONG_GROUPS = ("pgrx-sample", "kit", "cnpg-deployment")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    if importlib.util.find_spec("pytest_timeout") is None:
+        # pyproject's `timeout = 900` is pytest-timeout's, which an install for the layout tier
+        # alone (`pip install extharness`, no [sql]/[cnpg]) lacks: no "Unknown config option" then
+        parser.addini("timeout", "pytest-timeout's per-test limit (pytest-timeout is not installed: none)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,40 +52,6 @@ def _long_group_first(item: pytest.Item) -> int:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mark_tier_folders(items, TESTS)
     items.sort(key=_long_group_first)  # stable: each group, and the rest, keep their own order
-
-
-def could_select(markexpr: str, folder: str) -> bool:
-    """Whether ``-m markexpr`` can select any test of ``tests/<folder>``.
-
-    A test there carries its folder's tier mark (none under a folder that is not a tier) and no
-    other tier's mark (``tests/unit/test_tier_marks.py`` holds the tests to that); any other mark
-    it may or may not carry, so every combination of the expression's other names is tried.
-    True whenever unsure (a long expression, pytest's expression module changed).
-    """
-    try:
-        from _pytest.mark.expression import Expression
-
-        expression = Expression.compile(markexpr)
-    except Exception:  # noqa: BLE001  (a bad expression: pytest reports it itself, later)
-        return True
-    names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_][\w]*", markexpr)) if n not in _WORDS]
-    others = [n for n in names if n not in TIER_FOLDERS]
-    if len(others) > 8:
-        return True
-    for values in itertools.product((False, True), repeat=len(others)):
-        present = dict(zip(others, values))
-
-        def matcher(name: str, /, _assigned: dict[str, bool] = present, **kwargs: object) -> bool:
-            if name in TIER_FOLDERS:
-                return name == folder and not kwargs  # the folder's mark has no arguments
-            return _assigned.get(name, True)
-
-        try:
-            if expression.evaluate(matcher):
-                return True
-        except Exception:  # noqa: BLE001
-            return True
-    return False
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -15,39 +15,114 @@ extharness sample [--version V] --out DIR [--pg-config FILE]
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from extharness.errors import HarnessError
+from extharness.runtime.resources import data_root, is_checkout, where
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+TIERS = ("layout", "sql", "cnpg")
+#: What each tier's tests import beyond the base dependencies, and the extra that installs it.
+TIER_NEEDS: dict[str, tuple[str, ...]] = {
+    "layout": (),
+    "sql": ("psycopg",),
+    "cnpg": ("kubernetes", "yaml", "psycopg", "hypothesis"),
+}
+
+
+def tier_config_arguments(args: Sequence[str] = ()) -> list[str]:
+    """The pytest arguments that make a run of the tier tests this repository's run: its rootdir
+    and ini (``pyproject.toml``; a wheel ships its ``[tool.pytest.ini_options]``), whose root
+    conftest marks each test with its tier. Installed, pytest's cache goes to the harness's cache
+    folder, not into site-packages (which may be read-only)."""
+    root = data_root()
+    config = ["--rootdir", str(root), "-c", str(root / "pyproject.toml")]
+    if not is_checkout() and not any("no:cacheprovider" in arg for arg in args):
+        from extharness.runtime.cache import default_cache_dir
+
+        config += ["-o", f"cache_dir={default_cache_dir() / 'pytest-cache'}"]
+    return config
+
+
+def tier_test_paths(tiers: Sequence[str] = TIERS) -> list[Path]:
+    """The tier test folders (``tests/layout`` ...) of the checkout or of the installed package."""
+    return [data_root() / "tests" / tier for tier in tiers]
+
+
+def _markexpr(args: Sequence[str], default: str) -> str:
+    """The last ``-m EXPR`` (or ``-mEXPR``) of ``args``, as pytest takes it, else ``default``."""
+    found = default
+    for i, arg in enumerate(args):
+        if arg == "-m" and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("-m") and len(arg) > 2 and not arg.startswith("--"):
+            found = arg[2:]
+    return found
+
+
+def selected_tiers(args: Sequence[str]) -> list[str]:
+    """The tiers whose tests ``-m`` can select: only their folders are given to pytest, as a
+    folder's conftest is imported before any test is deselected (tests/sql's imports psycopg)."""
+    from extharness.pytest_plugin import could_select
+
+    expression = _markexpr(args, " or ".join(TIERS))
+    return [tier for tier in TIERS if could_select(expression, tier)]
+
+
+def missing_extras(tiers: Sequence[str]) -> list[str]:
+    """``<tier> needs <modules>: pip install 'extharness[<tier>]'`` for each tier not installed."""
+    lines = []
+    for tier in tiers:
+        absent = [m for m in TIER_NEEDS[tier] if importlib.util.find_spec(m) is None]
+        if absent:
+            lines.append(f"the {tier} tier needs {', '.join(absent)}: pip install 'extharness[{tier}]'")
+    return lines
 
 
 def _check(args: list[str]) -> int:
-    import pytest
-
-    tests = REPO_ROOT / "tests"
-    if "-h" in args or "--help" in args:  # the plugin prints the harness's options, then pytest's
+    helping = "-h" in args or "--help" in args
+    if helping:  # the plugin prints the harness's options, then pytest's
         print("usage: extharness check [extharness options] [pytest options]: the layout, sql and cnpg tiers\n")
-    if not tests.is_dir():
-        print(f"extharness: {tests} not found; run from a checkout (pip install -e .)", file=sys.stderr)
-        return 2
-    return int(
-        pytest.main(
-            [
-                "--rootdir",
-                str(REPO_ROOT),
-                "-c",
-                str(REPO_ROOT / "pyproject.toml"),
-                "-m",
-                "layout or sql or cnpg",
-                str(tests / "layout"),
-                str(tests / "sql"),
-                str(tests / "cnpg"),
-                *args,
-            ]
+    tiers = selected_tiers(args)
+    if not tiers and not helping:
+        # no folder to give pytest: it would fall back to the ini's testpaths (every test folder)
+        print(
+            f"extharness check: -m {_markexpr(args, '')!r} selects none of the tiers {', '.join(TIERS)}",
+            file=sys.stderr,
         )
-    )
+        return 5  # pytest's exit code when no test was collected
+    if helping:
+        tiers = [t for t in tiers if not missing_extras([t])]  # help needs no tier's extras
+    elif problems := missing_extras(tiers):
+        for line in problems:
+            print(f"extharness check: {line} (or select fewer tiers, e.g. -m layout)", file=sys.stderr)
+        return 2
+    paths = tier_test_paths(tiers)
+    missing = [str(p) for p in paths if not p.is_dir()]
+    if missing:
+        print(f"extharness: {', '.join(missing)} not found in {where()}; reinstall extharness", file=sys.stderr)
+        return 2
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *tier_config_arguments(args),
+        "-m",
+        " or ".join(TIERS),
+        *map(str, paths),
+        *args,
+    ]
+    if not is_checkout():
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # no rewritten-test caches left in site-packages
+    # pytest itself in this process's place rather than pytest.main(): extharness is imported
+    # here already, which an installed pytest11 plugin's package must not be (pytest warns it
+    # cannot assert-rewrite it); exit code, signals and output are then pytest's own.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
 
 
 def _inspect(argv: list[str]) -> int:

@@ -23,8 +23,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LAYOUT_TESTS = REPO_ROOT / "tests" / "layout"
+from extharness.cli import tier_config_arguments, tier_test_paths
+from extharness.runtime.resources import is_checkout, where
+
+LAYOUT_TESTS = tier_test_paths(("layout",))[0]
 VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?([-+.]?[0-9A-Za-z.-]*)$")
 
 
@@ -87,16 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     if not LAYOUT_TESTS.is_dir():
-        parser.error(
-            f"{LAYOUT_TESTS} not found: run extharness-gate from a checkout of the repository (pip install -e .)"
-        )
+        parser.error(f"{LAYOUT_TESTS} not found in {where()}: reinstall extharness")
     tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else release_tags(args.version)
 
     pytest_args = gate_arguments(args.image, args.version, args.platforms, tags, args.junitxml, args.summary_md)
     sys.stderr.write(f"[extharness] pytest {' '.join(pytest_args + extra)}\n")
     # A fresh interpreter rather than pytest.main(): this module has already imported extharness,
-    # which pytest would then warn it cannot assert-rewrite; the run is exactly the documented one.
-    code = subprocess.run([sys.executable, "-m", "pytest", *pytest_args, *extra], check=False).returncode
+    # which pytest would then warn it cannot assert-rewrite; the run is exactly the documented one
+    # (with the repository's ini and rootdir given, also when they are the installed package's copies).
+    env = None if is_checkout() else {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", *pytest_args, *tier_config_arguments(extra), *extra]
+    code = subprocess.run(cmd, check=False, env=env).returncode
     if args.summary_md.is_file():
         summary = args.summary_md.read_text()
         sys.stdout.write("\n" + summary)

@@ -6,8 +6,10 @@ Loaded by the repository's root ``conftest.py``. Everything substantial lives in
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import sys
 import warnings
@@ -543,3 +545,43 @@ def mark_tier_folders(items: list[pytest.Item], tests_root: Path) -> None:
             continue
         if len(relative.parts) > 1 and relative.parts[0] in TIER_FOLDERS:
             item.add_marker(getattr(pytest.mark, relative.parts[0]))
+
+
+_WORDS = {"and", "or", "not", "True", "False", "None"}
+
+
+def could_select(markexpr: str, folder: str) -> bool:
+    """Whether ``-m markexpr`` can select any test of ``tests/<folder>``.
+
+    A test there carries its folder's tier mark (none under a folder that is not a tier) and no
+    other tier's mark (``tests/unit/test_tier_marks.py`` holds the tests to that); any other mark
+    it may or may not carry, so every combination of the expression's other names is tried.
+    True whenever unsure (a long expression, pytest's expression module changed).
+
+    The root conftest skips collecting such a folder; ``extharness check`` does not pass it at all
+    (its conftest, loaded before collection, would import the tier's extras: psycopg, kubernetes).
+    """
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+    except Exception:  # noqa: BLE001  (a bad expression: pytest reports it itself, later)
+        return True
+    names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_][\w]*", markexpr)) if n not in _WORDS]
+    others = [n for n in names if n not in TIER_FOLDERS]
+    if len(others) > 8:
+        return True
+    for values in itertools.product((False, True), repeat=len(others)):
+        present = dict(zip(others, values))
+
+        def matcher(name: str, /, _assigned: dict[str, bool] = present, **kwargs: object) -> bool:
+            if name in TIER_FOLDERS:
+                return name == folder and not kwargs  # the folder's mark has no arguments
+            return _assigned.get(name, True)
+
+        try:
+            if expression.evaluate(matcher):
+                return True
+        except Exception:  # noqa: BLE001
+            return True
+    return False

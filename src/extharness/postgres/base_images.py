@@ -37,6 +37,7 @@ from extharness.inspect.operand import CNPG_POSTGRES_UID
 from extharness.runtime.cache import default_cache_dir
 from extharness.runtime.locks import held_lock
 from extharness.runtime.processes import stop_groups
+from extharness.runtime.resources import data_path
 from extharness.runtime.settings import limit_of
 from extharness.source.engine import Engine, require_engine
 
@@ -49,8 +50,9 @@ SUITE = "forky"  # the Debian suite that has postgresql-18
 DEBOOTSTRAP_SCRIPT = Path("/usr/share/debootstrap/scripts/sid")
 RUNTIME_PACKAGES = ("postgresql-18", "libnss-wrapper")  # nss_wrapper: initdb under --user <unknown uid>
 
-#: Where the Containerfiles, entrypoint and scripts live (repository root ``images/``).
-IMAGES_DIR = Path(os.environ.get("EXTHARNESS_IMAGES_DIR") or Path(__file__).resolve().parents[3] / "images")
+#: Where the Containerfiles, entrypoint and scripts live (repository root ``images/``, or the
+#: copy shipped in the package: ``extharness.runtime.resources``).
+IMAGES_DIR = Path(os.environ.get("EXTHARNESS_IMAGES_DIR") or data_path("images"))
 
 
 @dataclass(frozen=True)

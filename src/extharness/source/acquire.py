@@ -18,14 +18,14 @@ from extharness.inspect.model import ExtensionImage, Platform
 from extharness.runtime.cache import cache_key, default_cache_dir
 from extharness.runtime.locks import held_lock  # also imported from here by kube/ and tests/cnpg
 from extharness.runtime.progress import progress
+from extharness.runtime.resources import data_path
 from extharness.source import sample
 from extharness.source.engine import Engine, detect_engine
 from extharness.source.oci_writer import PlatformContent, build_blobs, write_oci_archive
 from extharness.source.release_folder import ImageLabels, ReleaseFolder
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DOCKERFILE_EXT = REPO_ROOT / "cnpg" / "Dockerfile.ext"
-DOCKERFILE_EXT_BUILD = REPO_ROOT / "cnpg" / "Dockerfile.ext-build"
+DOCKERFILE_EXT = data_path("cnpg/Dockerfile.ext")
+DOCKERFILE_EXT_BUILD = data_path("cnpg/Dockerfile.ext-build")
 READER_SCHEMES = ("oci:", "oci-archive:", "docker-archive:")
 
 
@@ -160,7 +160,7 @@ def build_from_release_folder(
         tag = f"localhost/extharness/{_safe_tag(labels.title)}:{key[:12]}"
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
         if not archive.exists() or not engine.image_exists(tag):
-            progress(f"building {tag} from {DOCKERFILE_EXT.relative_to(REPO_ROOT)} with {engine.kind}")
+            progress(f"building {tag} from cnpg/{DOCKERFILE_EXT.name} with {engine.kind}")
             # No layer cache: it is cheap here (two COPYs) and the cache can hold stale labels.
             engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform, no_cache=True)
             engine.save(tag, archive)

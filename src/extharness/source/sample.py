@@ -29,11 +29,12 @@ from elftools.elf.elffile import ELFFile
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.runtime.processes import run
+from extharness.runtime.resources import data_path, where
 from extharness.runtime.settings import limit_of
 
-#: Where the sample's sources live: ``<repo>/sample/pg_ticker`` (the package is installed
-#: editable, so this file sits at ``<repo>/src/extharness/source/sample.py``).
-SAMPLE_DIR = Path(__file__).resolve().parents[3] / "sample" / "pg_ticker"
+#: Where the sample's sources live: ``<repo>/sample/pg_ticker`` in a checkout, the copy shipped
+#: in the package otherwise (``extharness.runtime.resources``). Built in a copy: may be read-only.
+SAMPLE_DIR = data_path("sample/pg_ticker")
 SAMPLE_NAME = "pg_ticker"
 
 #: How long one ``make`` (or ``pg_config``) call may take before we give up (seconds).
@@ -68,8 +69,8 @@ def sample_dir(source_dir: Path = SAMPLE_DIR) -> Path:
     if not (source_dir / "Makefile").is_file():
         if source_dir == SAMPLE_DIR:
             raise HarnessError(
-                f"sample extension sources not found at {source_dir}: run from a checkout of "
-                "the repository (pip install -e .), where sample/pg_ticker sits next to src/"
+                f"sample extension sources not found at {source_dir} (looked in {where()}): "
+                "reinstall extharness, or run from a checkout of the repository (pip install -e .)"
             )
         raise HarnessError(f"no Makefile in {source_dir}: pass the folder of a PGXS extension")
     return source_dir

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.resources import data_path
 from extharness.runtime.settings import limit_of
 from extharness.source.engine import Engine
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SAMPLE_RS_DIR = REPO_ROOT / "sample" / "pg_ticker_rs"
+SAMPLE_RS_DIR = data_path("sample/pg_ticker_rs")
 SAMPLE_RS_NAME = "pg_ticker_rs"
-RECIPE = REPO_ROOT / "cnpg" / "Dockerfile.ext-build"
+RECIPE = data_path("cnpg/Dockerfile.ext-build")
 IMAGE_NAME = "localhost/extharness/pg_ticker_rs-ext"
 
 #: The recipe's own default builder (upstream's): used as is wherever it can be had.
