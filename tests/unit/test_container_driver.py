@@ -189,6 +189,7 @@ def test_a_kept_data_directory_is_stopped_cleanly_and_kept(removed: list[Path], 
     assert f"{kept}:{PGDATA_IN}" in option_values(args, "-v")
     name = option_values(args, "--name")[0]
     verbs = [args[0] for args, _ in engine.calls]
-    assert verbs == ["run", "stop", "rm"], verbs  # a clean shutdown before the container goes
-    assert engine.commands("stop")[0][-1] == name
+    assert verbs == ["run", "rm"], verbs  # one `rm -f -t N`: a clean shutdown, then the container goes
+    rm = engine.commands("rm")[0]
+    assert rm[-1] == name and "-t" in rm and int(rm[rm.index("-t") + 1]) > 0, rm  # waits, not rm -t 0
     assert removed == []  # the data directory stays for the next server

@@ -520,10 +520,13 @@ def postgres_as_uid(
 
 
 def _stop(handle: _Container) -> None:
-    """Shut postgres down cleanly (the engine's stop: SIGTERM, then wait), then remove the container:
-    its data directory is kept for the next server, as a rolling update keeps the volume."""
-    handle.engine.run("stop", "-t", str(int(limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT"))), handle.name, check=False)
-    handle.remove()
+    """Shut postgres down cleanly (the stop signal, then wait) and remove the container in one
+    ``rm -f -t N``: its data directory is kept for the next server, as a rolling update keeps the
+    volume. One command, not ``stop`` then ``rm``: between the two, podman's cleanup of an image
+    mount races a new container mounting the same image (runc "error mounting ...", seen here
+    under load; the same race and fix: NVIDIA/OpenShell#2568 and #2570)."""
+    timeout = str(int(limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT")))
+    handle.engine.run("rm", "-f", "-t", timeout, handle.name, check=False, timeout=float(timeout) + 30)
 
 
 # -- the backends -------------------------------------------------------------------------------------
