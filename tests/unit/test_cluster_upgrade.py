@@ -59,11 +59,12 @@ def _deployment(states):
     d.spec = NS(extension="pg_ticker")
     d.database_doc = {"metadata": {"name": "db1"}}
     answers = iter(states)
-    d.database = lambda name=None: next(answers)
+    d.database = lambda name=None: next(answers, states[-1])  # then the last state, as the API keeps it
     return d
 
 
-def test_a_refused_version_is_an_answer_not_a_timeout() -> None:
+def test_a_refused_version_is_an_answer_not_a_timeout(monkeypatch) -> None:
+    monkeypatch.setenv("EXTHARNESS_CNPG_DATABASE_RETRY", "0.2")  # CNPG's retry grace, shortened
     refused = {
         "metadata": {"generation": 3},
         "status": {
@@ -83,6 +84,8 @@ def test_a_refused_version_is_an_answer_not_a_timeout() -> None:
     assert applied is False and "no update path" in why
     with pytest.raises(HarnessError, match="Database db1: .*no update path"):
         _deployment([refused]).wait_database(5, 0.01)
+    monkeypatch.setenv("EXTHARNESS_CNPG_DATABASE_RETRY", "60")  # the time runs out first: still the answer
+    assert _deployment([refused]).settle_database("db1", timeout=0.3, poll=0.01) == (False, why)
 
 
 def test_forwarded_port_relays_both_ways_on_loopback(monkeypatch) -> None:

@@ -623,6 +623,8 @@ class CnpgDeployment:
         found = waits.poll(settled, timeout, interval=poll)
         if found is not None:
             return found
+        if failing is not None:  # still failed when the time ran out: that is the answer
+            return False, failing[0]
         raise HarnessError(
             f"Database {name} not applied after {timeout:.0f}s: {why} (raise EXTHARNESS_CNPG_DATABASE_TIMEOUT)"
         )
