@@ -614,7 +614,7 @@ class CnpgDeployment:
                 now = time.monotonic()
                 if failing is None or failing[0] != why:
                     failing = (why, now)
-                if now - failing[1] < min(grace, timeout):
+                if now - failing[1] < grace:
                     return None
                 return False, why
             failing = None
