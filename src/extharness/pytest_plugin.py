@@ -152,6 +152,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # none there, and would otherwise not know them.
     if config.option.help or getattr(config.option, "markers", False):
         return  # help works whatever the settings say
+    _refuse_option_value_taken_for_a_path(config)
     _handle_sigterm(config)
     _group_expensive_tests(config)
     try:
@@ -162,6 +163,38 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(f"extharness: {exc}") from None
     config.stash[_FINDINGS] = []
+
+
+def _refuse_option_value_taken_for_a_path(config: pytest.Config) -> None:
+    """``--ext-artifacts DIR`` (a space, DIR outside the project): pytest looks for its ini file
+    before any plugin's options are known, takes DIR for a test path, and settles on DIR as its
+    rootdir with no ini file (no addopts, no timeout, odd test ids). Said once, with the fix,
+    when the ini file pytest chose is not the one the real test paths give."""
+    try:
+        from _pytest.config.findpaths import determine_setup  # pytest's own rule, not a copy of it
+
+        expected = determine_setup(
+            inifile=config.known_args_namespace.inifilename,
+            override_ini=config.known_args_namespace.override_ini,
+            args=config.known_args_namespace.file_or_dir,
+            rootdir_cmd_arg=config.known_args_namespace.rootdir or None,
+            invocation_dir=config.invocation_params.dir,
+        )
+    except (ImportError, TypeError, AttributeError):  # another pytest's internals: no check
+        return
+    if expected[0] == config.rootpath and expected[1] == config.inipath:
+        return
+    args = list(config.invocation_params.args)
+    flags = {option.flag for option in OPTIONS}
+    taken = [f"{a}={b}" for a, b in itertools.pairwise(args) if a in flags and not b.startswith("-")]
+    if not taken:
+        return
+    raise pytest.UsageError(
+        f"extharness: pytest took the value of {', '.join(t.split('=')[0] for t in taken)} for a test path and "
+        f"chose {config.rootpath} as its rootdir ({'no ini file' if config.inipath is None else config.inipath}) "
+        f"instead of {expected[0]} ({expected[1] or 'no ini file'}): pytest reads its ini file before it knows "
+        f"plugins' options; write {' '.join(taken)} (with '=')"
+    )
 
 
 INACTIVE = (

@@ -109,6 +109,26 @@ def test_ini_switch_turns_it_on_and_then_the_environment_counts(
     assert line == "ERROR: extharness: EXTHARNESS_PG_BACKEND='bogus': choose one of auto, native, composite, imagevolume, container, all"
 
 
+def test_an_option_value_pytest_takes_for_a_test_path_is_refused_with_the_fix(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """pytest finds its ini file before plugins' options are known: ``--ext-artifacts DIR`` with
+    DIR outside the project made DIR the rootdir and dropped the project's ini without a word."""
+    outside = tmp_path_factory.mktemp("release-outside")
+    pytester.makeini("[pytest]\nextharness = true\n")
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    line = _one_error_line(pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ext-artifacts", str(outside)))
+    assert f"as its rootdir (no ini file) instead of {pytester.path} ({pytester.path / 'tox.ini'})" in line, line
+    assert line.endswith(f"write --ext-artifacts={outside} (with '=')"), line
+    # with '=' pytest never sees a path: the folder itself is judged (and refused, being empty)
+    line = _one_error_line(pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--ext-artifacts={outside}"))
+    assert "rootdir" not in line and "not a release folder" in line, line
+    # inside the project the same spelling finds the project's ini: nothing to refuse
+    (pytester.path / "dist").mkdir()
+    line = _one_error_line(pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ext-artifacts", "dist"))
+    assert "rootdir" not in line and "not a release folder" in line, line
+
+
 # -- precedence, end to end -----------------------------------------------------------------------------
 def test_explicit_default_on_the_command_line_beats_the_environment(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
