@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from extharness.checks.findings import cases_text
+
 
 def _subject(harness: Any) -> str:
     """What was checked, against which expectations (one line)."""
@@ -57,7 +59,7 @@ def markdown_summary(session: pytest.Session, findings: list[dict], harness: Any
         lines += ["### Findings", "", "| rule | severity | platform | path | message |", "|---|---|---|---|---|"]
         for f in shown:
             cases = f.get("cases") or []
-            seen = f" ({len(cases)} case(s): {', '.join(cases)})" if cases else ""
+            seen = f" ({cases_text(cases)})" if cases else ""
             message = (f["message"] + seen).replace("|", "\\|")
             lines.append(f"| {f['rule']} | {f['severity']} | {f.get('platform') or ''} | `{f['path']}` | {message} |")
         lines.append("")

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from extharness.checks import upgrade
-from extharness.checks.findings import Finding, Severity, error, grouped_findings, info, summary_lines, warning
+from extharness.checks.findings import (
+    CASES_SHOWN,
+    Finding,
+    Severity,
+    error,
+    finding_line,
+    grouped_findings,
+    info,
+    summary_lines,
+    warning,
+)
 from extharness.kube import deploy
 from extharness.kube import manifests as m
 from extharness.postgres import sqlchecks
@@ -194,3 +204,15 @@ def test_every_cluster_rule_is_reported_and_every_id_reported_registered() -> No
 def test_every_cluster_rule_id_is_documented() -> None:
     documented = (ROOT / "docs" / "cnpg-tier.md").read_text() + (ROOT / "README.md").read_text()
     assert sorted(r for r in deploy.RULES if f"`{r}`" not in documented) == []
+
+
+def test_a_long_case_list_is_counted_past_its_first_cases_and_the_message_stays_whole() -> None:
+    """Debian's pgvector: one note with 861 update paths made a 30-line terminal line."""
+    cases = tuple(f"0.{n} -> 0.8.7" for n in range(861))
+    finding = Finding("sql.upgrade.unreplayable", Severity.INFO, "vector", "x" * 500, cases=cases)
+    line = finding_line(finding.as_dict())
+    assert line == str(finding)
+    assert "x" * 500 in line and "861 case(s): 0.0 -> 0.8.7, " in line
+    assert f"0.{CASES_SHOWN - 1} -> 0.8.7, ... and {861 - CASES_SHOWN} more (all in --findings-json)]" in line
+    assert f"0.{CASES_SHOWN} -> 0.8.7" not in line
+    assert finding.as_dict()["cases"] == list(cases)  # the JSON keeps every case

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
@@ -32,8 +32,20 @@ class Finding:
 
     def __str__(self) -> str:
         where = f"[{self.platform}] " if self.platform else ""
-        seen = f" [{len(self.cases)} case(s): {', '.join(self.cases)}]" if self.cases else ""
+        seen = f" [{cases_text(self.cases)}]" if self.cases else ""
         return f"{self.rule} {self.severity.value}: {where}{self.path}: {self.message}{seen}"
+
+
+#: Cases a line names before it counts the rest (the findings JSON lists every one).
+CASES_SHOWN = 12
+
+
+def cases_text(cases: Sequence[str]) -> str:
+    """``3 case(s): a, b, c``; past ``CASES_SHOWN`` the rest counted (861 update paths of one
+    note made a 30-line terminal line), never the message itself cut."""
+    shown = ", ".join(cases[:CASES_SHOWN])
+    more = f", ... and {len(cases) - CASES_SHOWN} more (all in --findings-json)" if len(cases) > CASES_SHOWN else ""
+    return f"{len(cases)} case(s): {shown}{more}"
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def finding_line(finding: dict) -> str:
     """One finding on one line, in full (a cut-off message hides what is wrong)."""
     platform = f"[{finding['platform']}] " if finding.get("platform") else ""
     cases = finding.get("cases") or []
-    seen = f" [{len(cases)} case(s): {', '.join(cases)}]" if cases else ""
+    seen = f" [{cases_text(cases)}]" if cases else ""
     return f"{finding['rule']} {finding['severity']}: {platform}{finding['path']}: {finding['message']}{seen}"
 
 
