@@ -4,7 +4,9 @@ Where a cluster cannot mount image volumes the cnpg tier deploys CNPG's operand 
 extension's files copied into ``$libdir``/``$system``, owned by UID 26. This is that image,
 built exactly as the kind path builds it (offline: on the minimal operand stand-in), started
 as UID 26 the way a CNPG instance runs postgres, and checked with the sql tier's functions.
-Skips with one line without podman or docker.
+Skips with one line without podman or docker: every test here is on that image, built from the
+image under test (the name the harness gives it is tested without an engine in
+``tests/unit/kube/test_manifest_rules.py``).
 """
 
 from __future__ import annotations

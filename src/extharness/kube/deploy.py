@@ -156,6 +156,13 @@ def render_extension_database(
 CNPG_POSTGRES_UID = 26
 
 
+def fallback_operand_name(name: str, key: str) -> str:
+    """The fallback operand image's name for extension ``name`` and content ``key``: its tag starts
+    with the PostgreSQL major, which CNPG reads from the tag of imageName ("invalid version tag"
+    otherwise)."""
+    return f"localhost/extharness/cnpg-fallback-{name}:18-{key}"
+
+
 def build_fallback_operand(engine: Any, operand_image: str, mount: Any, cache_dir: Path) -> str:
     """The composite operand image of the fallback path: ``operand_image`` with the extension's
     files in ``$libdir``/``$system``, owned by UID 26 (CNPG's postgres); built once per content.
@@ -176,8 +183,7 @@ def build_fallback_operand(engine: Any, operand_image: str, mount: Any, cache_di
         )
     tag = composite_tag(engine, base, mount, uid)
     key = tag.rsplit(":", 1)[-1]
-    # CNPG reads the PostgreSQL major from the tag of imageName ("invalid version tag" otherwise).
-    cnpg_tag = f"localhost/extharness/cnpg-fallback-{mount.name}:18-{key}"
+    cnpg_tag = fallback_operand_name(mount.name, key)
     lock = cache_dir / "locks" / f"cnpg-fallback-{key}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with held_lock(lock, f"building {cnpg_tag}"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from extharness.kube import manifests as m
-from extharness.kube.deploy import render, spec_for
+from extharness.kube.deploy import fallback_operand_name, render, spec_for
 from extharness.kube.imagevolume import FALLBACK, IMAGEVOLUME
 from extharness.postgres.profiles import builtin_names, load_profile
 
@@ -85,6 +85,18 @@ def test_fallback_cluster_has_no_extensions_but_the_same_preload() -> None:
     assert "extensions" not in postgresql
     assert postgresql["shared_preload_libraries"] == ["pg_trickle"]
     assert database["spec"]["extensions"] == [{"name": "pg_trickle", "ensure": "present"}]
+
+
+@pytest.mark.parametrize("key", ["0a1b2c3d", "b7d95bd93a56babb"])  # a content hash may start with a letter
+def test_the_fallback_operand_name_passes_cnpg_rules(key: str, harness_findings) -> None:
+    """The name build_fallback_operand gives the composite (the cnpg tier checks it on the image
+    under test once the engine has built it, tests/cnpg/test_fallback_image.py)."""
+    image = fallback_operand_name("pg-trickle", key)
+    cluster, _ = render(
+        spec_for(FALLBACK, extension="pg_trickle", operand_image=image, profile=load_profile("pg_trickle"))
+    )
+    assert cluster["spec"]["imageName"] == image
+    harness_findings.check(m.check_cluster(cluster).findings)  # imageName: cnpg.manifest.image-tag
 
 
 def test_preload_in_settings_moves_to_its_own_field_as_a_bare_name() -> None:
