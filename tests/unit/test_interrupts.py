@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from standins import install_kind_and_docker
 
 from extharness.postgres.janitor import our_containers, our_processes, our_temp_dirs
 from extharness.source.engine import detect_engine
@@ -443,38 +444,13 @@ def test_signal_to_an_xdist_controller_alone_leaves_nothing(sig: signal.Signals,
 
 
 # -- (d) kind cluster creation ------------------------------------------------------------------------
-FAKE_KIND = r"""#!/usr/bin/env bash
-# kind stand-in: records its calls; "create cluster" registers the cluster, then takes its time.
-state="$FAKE_STATE"; echo "kind $*" >> "$state/calls"
-case "$1 $2" in
-  "version "*) echo "kind v0.30.0 go1.24.6 linux/amd64" ;;
-  "get clusters") cat "$state/clusters" 2>/dev/null || true ;;
-  "get kubeconfig") echo "apiVersion: v1"; echo "kind: Config" ;;
-  "create cluster")
-     while [ $# -gt 0 ]; do case "$1" in --name) n=$2;; --kubeconfig) k=$2;; esac; shift; done
-     echo "$n" >> "$state/clusters"; echo "apiVersion: v1" > "$k"; echo "creating" > "$state/creating"
-     sleep "$FAKE_CREATE_SECONDS" ;;
-  "delete cluster")
-     while [ $# -gt 0 ]; do case "$1" in --name) n=$2;; esac; shift; done
-     grep -vx "$n" "$state/clusters" > "$state/c.tmp" || true; mv "$state/c.tmp" "$state/clusters" ;;
-  *) echo "fake kind: unknown $*" >&2; exit 1 ;;
-esac
-"""
-
-FAKE_DOCKER = r"""#!/usr/bin/env bash
-echo "docker $*" >> "$FAKE_STATE/calls"
-case "$1" in info) echo 28.1.1 ;; *) exit 1 ;; esac
-"""
-
-
+# The stand-in kind (tests/unit/standins.py) registers the cluster, then sleeps FAKE_CREATE_SECONDS.
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_interrupted_kind_cluster_creation_deletes_the_cluster(sig: signal.Signals, tmp_path: Path) -> None:
     bindir, state, basetemp, tmpdir = (tmp_path / n for n in ("bin", "state", "basetemp", "tmp"))
     for folder in (bindir, state, tmpdir):
         folder.mkdir()
-    for name, text in (("kind", FAKE_KIND), ("docker", FAKE_DOCKER)):
-        (bindir / name).write_text(text)
-        (bindir / name).chmod(0o755)
+    install_kind_and_docker(bindir)
     run = f"ik{secrets.token_hex(3)}"
     seconds = f"300.{secrets.randbelow(10**6):06d}"  # names this test's `sleep` among other processes
     env = run_env(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from standins import install_kind_and_docker, recorded_calls
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.kube import kind
@@ -67,58 +68,16 @@ def test_session_cluster_names_are_valid_and_distinct() -> None:
     assert a != b and a.startswith("extharness-") and len(a) <= 32 and a == a.lower()
 
 
-# -- stand-in CLIs -----------------------------------------------------------------------------------
-FAKE_KIND = r"""#!/usr/bin/env bash
-state="$FAKE_STATE"; echo "kind $*" >> "$state/calls"
-case "$1 $2" in
-  "version "*) echo "kind ${FAKE_KIND_VERSION:-v0.30.0} go1.24.6 linux/amd64" ;;
-  "get clusters") cat "$state/clusters" 2>/dev/null || true ;;
-  "get kubeconfig") echo "apiVersion: v1"; echo "kind: Config" ;;
-  "create cluster")
-     while [ $# -gt 0 ]; do case "$1" in --name) n=$2;; --kubeconfig) k=$2;; esac; shift; done
-     echo "$n" >> "$state/clusters"; echo "apiVersion: v1" > "$k" ;;
-  "delete cluster")
-     while [ $# -gt 0 ]; do case "$1" in --name) n=$2;; esac; shift; done
-     grep -vx "$n" "$state/clusters" > "$state/c.tmp" || true; mv "$state/c.tmp" "$state/clusters" ;;
-  "load image-archive") test -f "$3" ;;
-  *) echo "fake kind: unknown $*" >&2; exit 1 ;;
-esac
-"""
-
-FAKE_DOCKER = r"""#!/usr/bin/env bash
-state="$FAKE_STATE"; echo "docker $*" >> "$state/calls"
-case "$1" in
-  info) [ -z "$FAKE_DOCKER_DOWN" ] || { echo "Cannot connect to the Docker daemon" >&2; exit 1; }; echo 28.1.1 ;;
-  save) python3 - "$3" "$4" <<'EOF'
-import io, json, sys, tarfile
-with tarfile.open(sys.argv[1], "w") as tar:
-    data = json.dumps([{"Config": "c.json", "RepoTags": [sys.argv[2]], "Layers": []}]).encode()
-    info = tarfile.TarInfo("manifest.json"); info.size = len(data); tar.addfile(info, io.BytesIO(data))
-EOF
-  ;;
-  *) exit 1 ;;
-esac
-"""
-
-
+# -- stand-in CLIs (tests/unit/standins.py) ---------------------------------------------------------
 @pytest.fixture
 def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bindir, state = tmp_path / "bin", tmp_path / "state"
-    bindir.mkdir()
     state.mkdir()
-    for name, text in (("kind", FAKE_KIND), ("docker", FAKE_DOCKER)):
-        path = bindir / name
-        path.write_text(text)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    install_kind_and_docker(bindir)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_STATE", str(state))
     monkeypatch.delenv("KIND_EXPERIMENTAL_PROVIDER", raising=False)
     return state
-
-
-def _calls(state: Path) -> list[str]:
-    path = state / "calls"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 # -- available(): one line, fast --------------------------------------------------------------------
@@ -156,7 +115,7 @@ def test_created_cluster_is_deleted(fake_bin: Path, tmp_path: Path) -> None:
         assert cluster.created and cluster.kubeconfig.exists()
         config = yaml.safe_load(cluster.config_file.read_text())
         assert config["featureGates"] == {"ImageVolume": True}
-    calls = _calls(fake_bin)
+    calls = recorded_calls(fake_bin)
     create = next(c for c in calls if c.startswith("kind create cluster"))
     assert "--name mine" in create and "--image kindest/node:v1.33.1" in create and "--config" in create
     assert any(c.startswith("kind delete cluster --name mine") for c in calls)
@@ -169,8 +128,8 @@ def test_existing_cluster_is_reused_and_never_deleted(fake_bin: Path, tmp_path: 
     cluster = KindCluster("theirs", workdir=tmp_path / "w")
     cluster.reuse()
     cluster.delete()
-    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
-    assert not any(c.startswith("kind create") for c in _calls(fake_bin))
+    assert not any(c.startswith("kind delete") for c in recorded_calls(fake_bin))
+    assert not any(c.startswith("kind create") for c in recorded_calls(fake_bin))
 
 
 def test_reusing_a_missing_cluster_says_so(fake_bin: Path, tmp_path: Path) -> None:
@@ -181,7 +140,7 @@ def test_reusing_a_missing_cluster_says_so(fake_bin: Path, tmp_path: Path) -> No
 def test_keep_leaves_a_created_cluster(fake_bin: Path, tmp_path: Path) -> None:
     with KindCluster("kept", workdir=tmp_path / "w", keep=True):
         pass
-    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
+    assert not any(c.startswith("kind delete") for c in recorded_calls(fake_bin))
 
 
 def test_workers_share_one_cluster_and_the_last_one_deletes_it(fake_bin: Path, tmp_path: Path) -> None:
@@ -190,11 +149,11 @@ def test_workers_share_one_cluster_and_the_last_one_deletes_it(fake_bin: Path, t
     gw1 = SharedKindCluster(state_dir, session_id="abc123", node_image="kindest/node:v1.35.0")
     first, second = gw0.acquire(), gw1.acquire()
     assert first.name == second.name == "extharness-abc123"
-    assert sum(c.startswith("kind create") for c in _calls(fake_bin)) == 1
+    assert sum(c.startswith("kind create") for c in recorded_calls(fake_bin)) == 1
     gw0.release()
-    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
+    assert not any(c.startswith("kind delete") for c in recorded_calls(fake_bin))
     gw1.release()
-    assert sum(c.startswith("kind delete cluster --name extharness-abc123") for c in _calls(fake_bin)) == 1
+    assert sum(c.startswith("kind delete cluster --name extharness-abc123") for c in recorded_calls(fake_bin)) == 1
     assert not (state_dir / "extharness-kind.json").exists()
 
 
@@ -203,14 +162,14 @@ def test_shared_reuse_by_name_never_deletes(fake_bin: Path, tmp_path: Path) -> N
     shared = SharedKindCluster(tmp_path / "run", session_id="x", reuse_name="dev")
     assert shared.acquire().name == "dev"
     shared.release()
-    assert not any(c.startswith(("kind delete", "kind create")) for c in _calls(fake_bin))
+    assert not any(c.startswith(("kind delete", "kind create")) for c in recorded_calls(fake_bin))
 
 
 def test_shared_keep_never_deletes(fake_bin: Path, tmp_path: Path) -> None:
     shared = SharedKindCluster(tmp_path / "run", session_id="k", keep=True)
     shared.acquire()
     shared.release()
-    assert not any(c.startswith("kind delete") for c in _calls(fake_bin))
+    assert not any(c.startswith("kind delete") for c in recorded_calls(fake_bin))
 
 
 # -- images -----------------------------------------------------------------------------------------------
@@ -249,7 +208,7 @@ def test_archive_names_from_docker_and_oci_archives(tmp_path: Path) -> None:
 def test_engine_images_go_in_through_an_archive(fake_bin: Path, tmp_path: Path) -> None:
     cluster = KindCluster("c", workdir=tmp_path / "w")
     assert cluster.load_image("localhost/x-ext:1.0") == "localhost/x-ext:1.0"
-    calls = _calls(fake_bin)
+    calls = recorded_calls(fake_bin)
     assert any(c.startswith("docker save -o") and c.endswith("localhost/x-ext:1.0") for c in calls)
     assert any(c.startswith("kind load image-archive") and "--name c" in c for c in calls)
     assert not any("docker-image" in c for c in calls)
