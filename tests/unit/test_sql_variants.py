@@ -9,7 +9,6 @@ message that names the defect, and ``--findings-json`` holds the check's finding
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nested_env import native_session_env
 
 from extharness.errors import EnvironmentMissing
 from extharness.postgres.native import NativeBackend, PgInstall, copy_install, run_user, runtime_root
@@ -188,14 +188,7 @@ def _run_variant(variant: Variant, scratch: Path, native_root: Path) -> tuple[su
     release = scratch / "release"
     build_release_folder(release, source_dir=src, variant_make_args=extra.get("make_args", ()))
     junit = scratch / "junit.xml"
-    env = {
-        **os.environ,
-        "EXTHARNESS_ENGINE": "none",
-        "EXTHARNESS_CACHE_DIR": str(scratch / "cache"),
-        "EXTHARNESS_NATIVE_ROOT": str(extra.get("native_root", native_root)),
-    }
-    env.pop("EXTHARNESS_RUN_ID", None)
-    env.pop("PYTEST_XDIST_WORKER", None)
+    env = native_session_env(scratch / "cache", extra.get("native_root", native_root))
     cmd = [
         sys.executable,
         "-m",

@@ -10,7 +10,6 @@ subprocess; the assertions are on its JUnit report (which test failed) and its f
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nested_env import native_session_env
 
 from extharness.errors import EnvironmentMissing
 from extharness.postgres.native import NativeBackend, run_user, runtime_root
@@ -115,14 +115,7 @@ def _run(
     candidate: Path, old: Path, scratch: Path, native_root: Path
 ) -> tuple[subprocess.CompletedProcess, Path, Path]:
     junit, findings = scratch / "junit.xml", scratch / "findings.json"
-    env = {
-        **os.environ,
-        "EXTHARNESS_ENGINE": "none",
-        "EXTHARNESS_CACHE_DIR": str(scratch / "cache"),
-        "EXTHARNESS_NATIVE_ROOT": str(native_root),
-    }
-    env.pop("EXTHARNESS_RUN_ID", None)
-    env.pop("PYTEST_XDIST_WORKER", None)
+    env = native_session_env(scratch / "cache", native_root)
     cmd = [
         sys.executable,
         "-m",
