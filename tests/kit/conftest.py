@@ -24,4 +24,3 @@ def cluster_136(tmp_path_factory: pytest.TempPathFactory, harness_config: Harnes
             yield harness_step("starting the kit cluster 1.36", shared.acquire)  # type: ignore[misc]
         finally:
             shared.release()
-

@@ -124,9 +124,7 @@ def assert_diagnostics(dep: CnpgDeployment, folder: Path, words: str) -> None:
 def test_database_whose_extension_fails_reports_cnpgs_message(
     cluster_136: kind.KindCluster, cnpg: operator.OperatorInfo, operand: str, sample: CraftedImage, tmp_path: Path
 ) -> None:
-    broken = sample.copy().append(
-        "share/extension/pg_ticker--1.1.sql", "\nSELECT extharness_no_such_function();\n"
-    )
+    broken = sample.copy().append("share/extension/pg_ticker--1.1.sql", "\nSELECT extharness_no_such_function();\n")
     api = cluster_136.api_client()
     ref = load_crafted(cluster_136, broken, tmp_path, "failing-script")
     with deployment(api, ref, operand) as dep:
@@ -167,10 +165,14 @@ def test_image_without_control_file_is_refused_before_a_cluster(
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:
         started = time.monotonic()
-        signals = gather_signals(api, namespace=namespace, extension_image=ref, operand_image=operand, extension="pg_ticker")
+        signals = gather_signals(
+            api, namespace=namespace, extension_image=ref, operand_image=operand, extension="pg_ticker"
+        )
         decision = decide(signals)
         elapsed = time.monotonic() - started
-        clusters = client.CustomObjectsApi(api).list_namespaced_custom_object("postgresql.cnpg.io", "v1", namespace, "clusters")
+        clusters = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "postgresql.cnpg.io", "v1", namespace, "clusters"
+        )
     finally:
         core.delete_namespace(namespace)
     assert decision.image_problem and "pg_ticker.control" in decision.image_problem, decision
@@ -206,7 +208,11 @@ def test_operator_that_never_becomes_ready_fails_fast(
     assert not operator.uninstall(api, good, timeout=300)  # the module's operator (or nothing)
     assert operator.find_installed(api) is None
     absent = f"localhost/extharness/cloudnative-pg:0.0.0-absent-{uuid.uuid4().hex[:6]}"
-    text = Path(manifest).read_text().replace(f"localhost/extharness/cloudnative-pg:{kit.CNPG[LINE].version.lstrip('v')}", absent)
+    text = (
+        Path(manifest)
+        .read_text()
+        .replace(f"localhost/extharness/cloudnative-pg:{kit.CNPG[LINE].version.lstrip('v')}", absent)
+    )
     broken_manifest = tmp_path / "cnpg-broken.yaml"
     broken_manifest.write_text(text)
     objects = operator.load_manifest(text)

@@ -32,7 +32,9 @@ def test_locally_built_operator_installs_from_its_release_manifest(cluster_136: 
     try:
         info = harness_step(
             f"installing CloudNativePG {pin.version}",
-            lambda: operator.ensure_operator(api, pin.version.lstrip("v"), Path("/nonexistent"), manifest_file=manifest),
+            lambda: operator.ensure_operator(
+                api, pin.version.lstrip("v"), Path("/nonexistent"), manifest_file=manifest
+            ),
         )
         assert info.installed_by_harness
         assert info.version == pin.version.lstrip("v"), info
@@ -65,7 +67,9 @@ def test_an_operator_installed_another_way_is_found_and_left_alone(cluster_136: 
         operator.apply_objects(api, objects)
         info = harness_step(
             "using the operator found",
-            lambda: operator.ensure_operator(api, pin.version.lstrip("v"), Path("/nonexistent"), manifest_file=manifest),
+            lambda: operator.ensure_operator(
+                api, pin.version.lstrip("v"), Path("/nonexistent"), manifest_file=manifest
+            ),
         )
         assert not info.installed_by_harness, info
         assert (info.namespace, info.deployment) == (namespace, "cnpg-cloudnative-pg"), info

@@ -34,7 +34,9 @@ IN_THIS_MODULE = ("1.36",)
 
 
 @pytest.fixture(scope="module", params=IN_THIS_MODULE)
-def variant_cluster(request: pytest.FixtureRequest, cluster_136: kind.KindCluster) -> tuple[kit.Variant, kind.KindCluster]:
+def variant_cluster(
+    request: pytest.FixtureRequest, cluster_136: kind.KindCluster
+) -> tuple[kit.Variant, kind.KindCluster]:
     return kit.VARIANTS[request.param], cluster_136
 
 
@@ -55,7 +57,9 @@ def detection(variant_cluster, image_under_test: ImageUnderTest, harness_config:
     )  # fmt: skip
     operand = harness_step(
         "loading the operand image",
-        lambda: cluster.load_image(resolve_operand_image(harness_config.operand_image, engine, harness_config.cache_dir)),
+        lambda: cluster.load_image(
+            resolve_operand_image(harness_config.operand_image, engine, harness_config.cache_dir)
+        ),
     )
     api = cluster.api_client()
     namespace = f"extharness-probe-{uuid.uuid4().hex[:8]}"

@@ -132,6 +132,10 @@ def test_the_operator_comes_from_the_manifest_given_first(tmp_path: Path) -> Non
 
     manifest = tmp_path / "cnpg.yaml"
     release = operator_release(HarnessConfig.from_values({"cnpg_manifest": str(manifest), "cnpg_version": "1.28"}))
-    assert (release.manifest, release.archive, release.version) == (manifest, None, kit.CNPG["1.28"].version.lstrip("v"))
+    assert (release.manifest, release.archive, release.version) == (
+        manifest,
+        None,
+        kit.CNPG["1.28"].version.lstrip("v"),
+    )
     other = operator_release(HarnessConfig.from_values({"cnpg_version": "1.27.4"}))  # not a kit build
     assert (other.manifest, other.archive) == (None, None)

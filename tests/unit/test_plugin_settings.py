@@ -106,7 +106,10 @@ def test_ini_switch_turns_it_on_and_then_the_environment_counts(
     pytester.makeini("[pytest]\nextharness = true\n")
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
     line = _one_error_line(pytester.runpytest_subprocess("-p", "no:cacheprovider"))
-    assert line == "ERROR: extharness: EXTHARNESS_PG_BACKEND='bogus': choose one of auto, native, composite, imagevolume, container, all"
+    assert (
+        line
+        == "ERROR: extharness: EXTHARNESS_PG_BACKEND='bogus': choose one of auto, native, composite, imagevolume, container, all"
+    )
 
 
 def test_an_option_value_pytest_takes_for_a_test_path_is_refused_with_the_fix(
