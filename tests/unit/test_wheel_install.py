@@ -5,7 +5,8 @@ virtualenv (base dependencies only, from PyPI), and from its own folder run
 ``extharness check -m layout --ext-artifacts DIR`` (pytest on the tier tests shipped in the
 wheel) and ``extharness layout --ext-artifacts DIR`` (no pytest). A good release folder passes;
 one without its control file fails naming ``layout.files.control``. Neither writes into the
-installed site-packages (no test bytecode, no ``.pytest_cache``) or into this checkout.
+installed site-packages (no test bytecode, no ``.pytest_cache``) or into this checkout. Asked
+for every tier on that base install, ``extharness check`` names the extra each missing tier needs.
 
 The wheel is built from a copy of the files the build reads (the checkout is never built in:
 setuptools would leave ``build/`` and ``*.egg-info`` there). The release folder is crafted: the
@@ -218,3 +219,13 @@ def test_the_runs_write_nothing_into_site_packages(runs: Runs) -> None:
 
 def test_the_runs_write_nothing_into_the_checkout(runs: Runs) -> None:
     assert runs.checkout_changed == [], "written into the checkout: " + ", ".join(runs.checkout_changed[:20])
+
+
+def test_without_the_extras_check_names_the_pip_install_of_each_missing_tier(installed: Installed) -> None:
+    # every tier selected (no -m) on the base install: the sql and cnpg extras are missing
+    result = _run(
+        [str(installed.bin / "extharness"), "check", "--ext-image", "oci:x"], installed.workdir, installed.env
+    )
+    assert result.returncode == 2, _output(result)
+    assert "pip install 'extharness[sql]'" in result.stderr and "pip install 'extharness[cnpg]'" in result.stderr
+    assert "the layout tier" not in result.stderr, _output(result)  # the base install is the layout tier's
