@@ -25,11 +25,12 @@ from extharness.errors import HarnessError
 from extharness.runtime.resources import data_root, is_checkout, where
 
 TIERS = ("layout", "sql", "cnpg")
-#: What each tier's tests import beyond the base dependencies, and the extra that installs it.
+#: What each tier's tests import beyond the base dependencies; the extra of the tier's name
+#: (``pip install 'extharness[sql]'``) installs them (tests/unit/test_extras.py checks both).
 TIER_NEEDS: dict[str, tuple[str, ...]] = {
     "layout": (),
     "sql": ("psycopg",),
-    "cnpg": ("kubernetes", "yaml", "psycopg", "hypothesis"),
+    "cnpg": ("kubernetes", "yaml", "psycopg"),
 }
 
 
