@@ -38,8 +38,9 @@ UNREACHABLE = re.compile(
     r"NewConnectionError|Network is unreachable|Temporary failure in name resolution|"
     r"No matching distribution found|Could not find a version that satisfies"
 )
-#: What the outer pytest run (this one) writes into the checkout while this module runs.
-OUTER_RUN_WRITES = re.compile(r"^(tests/unit/(.*/)?__pycache__/|\.hypothesis/)")
+#: What the outer pytest run (this one, and with -n its other worker: any Python process that
+#: imports a checkout module) writes into the checkout while this module runs.
+OUTER_RUN_WRITES = re.compile(r"^((.*/)?__pycache__/|\.hypothesis/)")
 CHECKOUT_SKIP = (".git", ".venv")
 
 
