@@ -9,12 +9,14 @@ from pathlib import Path
 HEADER = "# Benchmarks\n\nFigures measured on this repository's code; rerun to refresh.\n"
 
 
-def write_section(doc: Path, section: str, body: str) -> None:
-    """Put ``body`` (which starts with the ``section`` heading) in place of that section of ``doc``."""
+def write_section(doc: Path, section: str, body: str, before: str | None = None) -> None:
+    """Put ``body`` (which starts with the ``section`` heading) in place of that section of ``doc``;
+    a section ``doc`` lacks goes before the heading ``before`` when there is one, else at the end."""
     text = doc.read_text() if doc.exists() else HEADER
     start = text.find(section)
     if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
+        at = text.find(before) if before else -1
+        text = text[:at] + body + text[at:] if at >= 0 else text.rstrip("\n") + "\n\n" + body
     else:
         nxt = text.find("\n## ", start + len(section))
         text = text[:start] + body + (text[nxt + 1 :] if nxt >= 0 else "")

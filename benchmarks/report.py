@@ -628,8 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmark-report.md"), help="report file")
     parser.add_argument(
         "--only",
-        choices=("layout", "cnpg", "upgrade"),
-        help="measure one section (layout: 3, cnpg: 5, upgrade: 6) and print it; with --replace-section also put it in "
+        choices=("layout", "kit", "cnpg", "upgrade"),
+        help="measure one section (layout: 3, kit: 4, cnpg: 5, upgrade: 6) and print it; with --replace-section also put it in "
         "place of that section of --out",
     )
     parser.add_argument("--replace-section", action="store_true", help="with --only: update that section of --out")
@@ -641,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
             sample = CraftedImage.from_release_folder(build_sample_release(default_cache_dir(), None))
             command = shlex.join(["python", "benchmarks/report.py", *(argv if argv is not None else sys.argv[1:])])
             section = cst_section(sample, args.repeat, command)
+        elif args.only == "kit":
+            section = kit_section()
         elif args.only == "upgrade":
             print(f"6. image-to-image upgrades (load average {load_average()})", flush=True)
             section = upgrade_section()
@@ -649,7 +651,8 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n".join(section)
         print(text)
         if args.replace_section:
-            write_section(out, section[0], text.rstrip("\n") + "\n\n")  # a blank line before the next section
+            following = {"kit": "## 5. "}.get(args.only)  # a section the report lacks goes in its place
+            write_section(out, section[0], text.rstrip("\n") + "\n\n", before=following)  # a blank line before the next
             print(f"replaced '{section[0]}' in {out}")
         return 0
     given = argv if argv is not None else sys.argv[1:]
