@@ -64,10 +64,6 @@ class ElfSummary:
         return max(self.glibc_needed) if self.glibc_needed else None
 
     @property
-    def max_glibc_defined(self) -> Version | None:
-        return max(self.glibc_defined) if self.glibc_defined else None
-
-    @property
     def has_pg_module_magic(self) -> bool:
         return "Pg_magic_func" in self.dynamic_symbols
 

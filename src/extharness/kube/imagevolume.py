@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -477,7 +477,3 @@ def signals_from_dict(data: Mapping[str, Any]) -> Signals:
         node_runtimes=tuple(data.get("node_runtimes") or ()),
         probe=ProbeOutcome(ProbeResult(data.get("probe", "not-run")), data.get("probe_detail", "")),
     )
-
-
-def describe_runtimes(runtimes: Sequence[str]) -> str:
-    return ", ".join(f"{r} ({RuntimeInfo(r).support()[1]})" for r in runtimes) or "unknown"

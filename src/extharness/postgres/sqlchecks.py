@@ -79,21 +79,11 @@ def error_text(exc: BaseException) -> str:
 
 
 # -- reading the server -------------------------------------------------------------------------------
-def server_sharedir(conn: psycopg.Connection) -> str:
-    row = conn.execute("SELECT setting FROM pg_catalog.pg_config WHERE name = 'SHAREDIR'").fetchone()
-    return row[0] if row else ""
-
-
 def file_exists(conn: psycopg.Connection, path: str) -> bool:
     """Whether the server process can see ``path`` (superuser only)."""
     # pg_stat_file(...) IS NOT NULL would be false: "creation" is always NULL on Linux.
     row = conn.execute("SELECT (pg_catalog.pg_stat_file(%s, true)).size IS NOT NULL", (path,)).fetchone()
     return bool(row and row[0])
-
-
-def list_dir(conn: psycopg.Connection, path: str) -> set[str]:
-    rows = conn.execute("SELECT pg_catalog.pg_ls_dir(%s, true, false)", (path,)).fetchall()
-    return {r[0] for r in rows}
 
 
 def available_extension(conn: psycopg.Connection, ext: str) -> dict | None:
@@ -103,16 +93,6 @@ def available_extension(conn: psycopg.Connection, ext: str) -> dict | None:
         (ext,),
     ).fetchone()
     return dict(zip(("name", "default_version", "installed_version", "comment"), row)) if row else None
-
-
-def available_versions(conn: psycopg.Connection, ext: str) -> list[dict]:
-    cur = conn.execute(
-        "SELECT version, superuser, trusted, relocatable, schema, requires "
-        "FROM pg_catalog.pg_available_extension_versions WHERE name = %s ORDER BY version",
-        (ext,),
-    )
-    names = [c.name for c in cur.description or []]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def create_extension(conn: psycopg.Connection, ext: str, version: str | None = None, schema: str | None = None) -> None:

@@ -141,9 +141,6 @@ class RegistryReference:
     def with_tag(self, tag: str) -> RegistryReference:
         return RegistryReference(self.host, self.repository, tag, None)
 
-    def with_digest(self, digest: str) -> RegistryReference:
-        return RegistryReference(self.host, self.repository, None, digest)
-
     @property
     def name(self) -> str:
         return f"{self.host}/{self.repository}"
