@@ -152,7 +152,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # none there, and would otherwise not know them.
     if config.option.help or getattr(config.option, "markers", False):
         return  # help works whatever the settings say
-    _refuse_option_value_taken_for_a_path(config)
     _handle_sigterm(config)
     _group_expensive_tests(config)
     try:
@@ -162,6 +161,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_image_up_front(config, harness)
     except HarnessError as exc:
         raise pytest.UsageError(f"extharness: {exc}") from None
+    _refuse_option_value_taken_for_a_path(config)  # after the values' own checks: a bad folder is said first
     config.stash[_FINDINGS] = []
 
 

@@ -99,7 +99,7 @@ def good_release(sample_base: CraftedImage, tmp_path_factory: pytest.TempPathFac
 
 def test_correct_release_folder_passes(good_release: Path, layout_cache: Path) -> None:
     # Exactly the acceptance command: every test path of the repository, the tier by marker.
-    result = run_layout_tier("--ext-artifacts", str(good_release), cache_dir=layout_cache)
+    result = run_layout_tier(f"--ext-artifacts={good_release}", cache_dir=layout_cache)
     assert result.returncode == 0, _summary(result)
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) >= 27, _summary(result)
