@@ -25,6 +25,9 @@ from extharness.source.engine import detect_engine
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 600
+#: How long an interrupted session may take to stop its servers and containers and end (under
+#: a kind cluster being created beside it, podman commands wait on each other).
+INTERRUPT_GRACE = 240
 
 
 def _command(*extra: str) -> list[str]:
@@ -123,7 +126,17 @@ def _interrupt(run: str, backend: str, engine: bool, up: callable) -> tuple[int,
             time.sleep(0.1)
         seen = leftovers(run)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        out, _ = proc.communicate(timeout=120)
+        try:
+            out, _ = proc.communicate(timeout=INTERRUPT_GRACE)
+        except subprocess.TimeoutExpired:
+            # say what the session was still doing (a .ci/run saw only "timed out after 120 seconds")
+            still = {"processes": our_processes(run), "containers": our_containers(run)}
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            pytest.fail(
+                f"the {backend} session had not ended {INTERRUPT_GRACE} s after Ctrl-C; still running: {still}\n"
+                + out[-3000:]
+            )
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
