@@ -26,8 +26,11 @@ pytest_plugins = ["extharness.pytest_plugin", "pytester"]  # pytester: nested ru
 TESTS = Path(__file__).resolve().parent / "tests"
 
 
-#: xdist groups in the order they are handed out, before every other test (the longest first).
-LONG_GROUPS = ("pgrx-sample", "kit", "cnpg-deployment")
+#: xdist groups in the order they are handed out, before every other test. xdist gives each
+#: worker one unit, then the next unit to the first worker down to its last two tests: with two
+#: workers, one takes "kit", the other the pgrx sample, the cnpg tier's deployments and then
+#: "kit-b" (the kit clusters split in two: one group alone was the whole run's long pole).
+LONG_GROUPS = ("pgrx-sample", "kit", "cnpg-deployment", "kit-b")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

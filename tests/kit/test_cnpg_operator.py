@@ -15,7 +15,7 @@ import pytest
 from extharness.kube import kind, kit, operator
 from extharness.pytest_plugin import harness_step
 
-pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
+pytestmark = pytest.mark.xdist_group("kit-b")  # the kit clusters the other worker makes (conftest.LONG_GROUPS)
 
 
 @pytest.mark.parametrize("line", kit.CNPG_BUILT)

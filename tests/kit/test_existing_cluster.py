@@ -20,7 +20,7 @@ from nested import REPO, finish_nested_pytest, nested_pytest, start_nested_pytes
 from extharness.kube import kind
 from extharness.source.acquire import build_sample_release, default_cache_dir
 
-pytestmark = pytest.mark.xdist_group("kit")  # one worker makes the kit clusters one at a time
+pytestmark = pytest.mark.xdist_group("kit-b")  # the kit clusters the other worker makes (conftest.LONG_GROUPS)
 
 
 def _state(cluster: kind.KindCluster) -> tuple[set[str], set[str], set[str]]:
