@@ -171,3 +171,32 @@ def test_nothing_left_after_ctrl_c_containers():
     assert code == 2 and "KeyboardInterrupt" in out, out[-3000:]
     assert not any(found.values()), _report("container interrupt", found)
     _report("container interrupt", found)
+
+
+def test_an_orphaned_conmon_of_a_removed_container_is_killed_with_its_child(tmp_path):
+    """What a .ci/run left: conmon and its ``runc init`` of a container podman had already removed.
+    A stand-in with conmon's process title (``-n NAME`` as conmon gets it) and a child process."""
+    from extharness.postgres.janitor import kill_orphaned_runtime
+
+    name = f"extharness-ko{secrets.token_hex(3)}-1-container-1"
+
+    def conmon_like(container: str) -> subprocess.Popen:  # a shell titled conmon, with a child
+        return subprocess.Popen(["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'])
+
+    stand_in, other = conmon_like(name), conmon_like(f"{name}-2")
+    try:
+        deadline = time.monotonic() + 10
+        children: list[str] = []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.1)
+            children = open(f"/proc/{stand_in.pid}/task/{stand_in.pid}/children").read().split()
+        assert children, "the stand-in started no child"
+        killed = kill_orphaned_runtime(name)
+        assert sorted(killed) == sorted([*children, str(stand_in.pid)])
+        assert stand_in.wait(timeout=10) == -9
+        assert other.poll() is None, "a conmon of another container was touched"
+    finally:
+        for proc in (stand_in, other):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

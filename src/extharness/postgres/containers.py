@@ -37,6 +37,7 @@ import psycopg
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.operand import CNPG_POSTGRES_UID
+from extharness.postgres.janitor import kill_orphaned_runtime
 from extharness.postgres.mount import ImageVolumeMount
 from extharness.postgres.server import (
     CNPG_MOUNT_ROOT,
@@ -527,6 +528,11 @@ def _stop(handle: _Container) -> None:
     under load; the same race and fix: NVIDIA/OpenShell#2568 and #2570)."""
     timeout = str(int(limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT")))
     handle.engine.run("rm", "-f", "-t", timeout, handle.name, check=False, timeout=float(timeout) + 30)
+    if (
+        handle.engine.kind == "podman"
+        and not handle.engine.run("container", "exists", handle.name, check=False).returncode == 0
+    ):
+        kill_orphaned_runtime(handle.name)  # a start cut short leaves conmon and runc init behind
 
 
 # -- the backends -------------------------------------------------------------------------------------

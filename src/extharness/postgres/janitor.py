@@ -42,6 +42,41 @@ def our_processes(run: str) -> list[str]:
     return found
 
 
+def kill_orphaned_runtime(container: str) -> list[str]:
+    """Kill the ``conmon`` (and the ``runc init`` under it) of ``container`` when the engine no
+    longer knows it: a ``podman run`` stopped between creating and starting its container leaves
+    them waiting forever after ``rm -f`` removed the container (seen in .ci/run: a ``-n 2`` run
+    interrupted while its servers started; conmon and ``runc init`` still there 10 minutes on).
+    Only processes naming this container (a name unique to one run and process) are touched."""
+    import signal
+
+    marker = f" {container} ".encode()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ") + b" "
+        except OSError:
+            continue
+        if not cmdline.startswith(b"/usr/bin/conmon ") and b"conmon " not in cmdline[:40]:
+            continue
+        if marker not in cmdline:
+            continue
+        pid = int(entry.name)
+        try:
+            children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            children = []
+        for victim in (*children, pid):
+            try:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(str(victim))
+            except OSError:
+                pass
+    return killed
+
+
 def our_temp_dirs(run: str, where: Path | None = None) -> list[str]:
     base = Path(where or tempfile.gettempdir())
     return sorted(str(p) for p in base.glob(f"extharness-{run}-*"))
