@@ -373,6 +373,13 @@ class _Container:
     def remove(self) -> None:
         # Throw-away clusters: no shutdown checkpoint to wait for.
         self.engine.run("rm", "-f", "-t", "0", self.name, check=False)
+        self.kill_orphans()
+
+    def kill_orphans(self) -> None:
+        """A start cut short (an interrupted ``podman run``) leaves conmon and ``runc init`` behind
+        the removed container: kill them once the engine no longer knows the container."""
+        if self.engine.kind == "podman" and self.engine.run("container", "exists", self.name, check=False).returncode:
+            kill_orphaned_runtime(self.name)
 
 
 def _wait_accepting(container: _Container, template_password: str) -> int:
@@ -528,11 +535,7 @@ def _stop(handle: _Container) -> None:
     under load; the same race and fix: NVIDIA/OpenShell#2568 and #2570)."""
     timeout = str(int(limit_of("EXTHARNESS_CONTAINER_START_TIMEOUT")))
     handle.engine.run("rm", "-f", "-t", timeout, handle.name, check=False, timeout=float(timeout) + 30)
-    if (
-        handle.engine.kind == "podman"
-        and not handle.engine.run("container", "exists", handle.name, check=False).returncode == 0
-    ):
-        kill_orphaned_runtime(handle.name)  # a start cut short leaves conmon and runc init behind
+    handle.kill_orphans()
 
 
 # -- the backends -------------------------------------------------------------------------------------
