@@ -18,6 +18,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from extharness.postgres.server import HOST_LABEL, PID_LABEL, RUN_LABEL
@@ -25,21 +26,25 @@ from extharness.postgres.server import HOST_LABEL, PID_LABEL, RUN_LABEL
 _TEMP = re.compile(r"^extharness-([0-9a-z]+)-(\d+)-(mount|pg|ctx|engine)-")
 
 
-def our_processes(run: str) -> list[str]:
-    """``pid cmdline`` of processes whose command line names this run (postgres' cluster_name)."""
-    marker = f"extharness-{run}-".encode()
-    found = []
+def _command_lines() -> Iterator[tuple[int, bytes]]:
+    """(pid, command line with spaces between its arguments) of every other process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if marker in cmdline:
-            text = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-            found.append(f"{entry.name} {text[:160]}")
-    return found
+
+
+def our_processes(run: str) -> list[str]:
+    """``pid cmdline`` of processes whose command line names this run (postgres' cluster_name)."""
+    marker = f"extharness-{run}-".encode()
+    return [
+        f"{pid} {cmdline.decode(errors='replace').strip()[:160]}"
+        for pid, cmdline in _command_lines()
+        if marker in cmdline
+    ]
 
 
 def kill_orphaned_runtime(container: str) -> list[str]:
@@ -52,18 +57,12 @@ def kill_orphaned_runtime(container: str) -> list[str]:
 
     marker = f" {container} ".encode()
     killed = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ") + b" "
-        except OSError:
-            continue
+    for pid, cmdline in _command_lines():
+        cmdline += b" "
         if not cmdline.startswith(b"/usr/bin/conmon ") and b"conmon " not in cmdline[:40]:
             continue
         if marker not in cmdline:
             continue
-        pid = int(entry.name)
         try:
             children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except OSError:
