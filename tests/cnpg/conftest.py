@@ -190,9 +190,7 @@ def next_extension_in_cluster(
         )
 
     def build() -> str:
-        key = hashlib.sha256(
-            f"{ref}|{engine.run('image', 'inspect', '--format', '{{.Id}}', ref).stdout}".encode()
-        ).hexdigest()[:12]
+        key = hashlib.sha256(f"{ref}|{engine.image_id(ref)}".encode()).hexdigest()[:12]
         tag = f"localhost/extharness/rollout-{image_under_test.name.replace('_', '-')}:{key}"
         folder = harness_config.cache_dir / "rollout" / key
         folder.mkdir(parents=True, exist_ok=True)

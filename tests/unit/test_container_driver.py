@@ -73,6 +73,7 @@ def imagevolume(engine: FakeEngine, tmp_path: Path, how: str) -> ImageVolumeBack
     backend.engine = engine  # type: ignore[assignment]
     backend.image = "localhost/extharness/cnpg-operand:18-minimal"
     backend.template = (tmp_path / "template" / "data", "template-pw")
+    backend.engine_id = "sha256-id-of-localhost-ext-1"
     backend.how = how
     return backend
 
@@ -141,7 +142,9 @@ def test_imagevolume_runs_postgres_as_uid_26_with_the_extension_mounted(
         assert f"{backend.mount.path}:/extensions/ext:ro" in option_values(options, "-v")
         assert "--mount" not in options
     else:
-        assert option_values(options, "--mount") == ["type=image,source=localhost/ext:1,destination=/extensions/ext"]
+        assert option_values(options, "--mount") == [
+            "type=image,source=sha256-id-of-localhost-ext-1,destination=/extensions/ext"
+        ]
     assert option_values(options, "-e") == ["LD_LIBRARY_PATH"]
     assert env == {"LD_LIBRARY_PATH": "/extensions/ext/lib:/extensions/ext/system"}
     assert not any(env["LD_LIBRARY_PATH"] in arg for arg in args)  # the value never on the command line

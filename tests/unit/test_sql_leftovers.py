@@ -2,7 +2,9 @@
 
 Each scenario runs the sql tier in a subprocess with its own run id, then counts what carries
 that id: processes (postgres' cluster_name), temporary folders
-(``extharness-<run>-*``) and containers (label ``io.extharness.run``). Ctrl-C is a SIGINT to the
+(``extharness-<run>-*``) and containers in any state (label ``io.extharness.run``); and what
+carries no id, compared with before the run: image mounts no container holds and dangling
+volumes. Ctrl-C is a SIGINT to the
 subprocess' process group once a server of the run is up, as a terminal sends it. Run with
 ``-s`` to see the counts.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 from crafted import FAILING_PROFILE
 
-from extharness.postgres.janitor import leftovers, our_containers, our_processes
+from extharness.postgres.janitor import engine_baseline, leftovers, our_containers, our_processes
 from extharness.source.engine import detect_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,11 +57,12 @@ def _env(run: str, engine: bool) -> dict[str, str]:
     return env
 
 
-def _settled(run: str, wait: float = 20.0) -> dict[str, list[str]]:
-    """Leftovers of ``run``, given a moment for processes that are already exiting."""
+def _settled(run: str, before: dict[str, set[str]], wait: float = 20.0) -> dict[str, list[str]]:
+    """Leftovers of ``run`` (and image mounts and volumes new since ``before``), given a moment
+    for processes that are already exiting."""
     deadline = time.monotonic() + wait
     while True:
-        found = leftovers(run)
+        found = leftovers(run, since=before)
         if not any(found.values()) or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
@@ -72,41 +75,59 @@ def _report(scenario: str, found: dict[str, list[str]]) -> str:
     return line + "".join(f"\n  {kind}: {item}" for kind, items in found.items() for item in items)
 
 
-def test_nothing_left_after_a_pass():
+BACKENDS = pytest.mark.parametrize("backend", ["native", "container"])
+
+
+def _engine_for(backend: str) -> bool:
+    if backend == "native":
+        return False
+    if detect_engine() is None:
+        pytest.skip("no container engine: install podman or docker")
+    return True
+
+
+@BACKENDS
+def test_nothing_left_after_a_pass(backend):
     run = f"lp{secrets.token_hex(3)}"
+    engine = _engine_for(backend)
+    before = engine_baseline()
     proc = subprocess.run(
-        _command("--pg-backend", "native"),
+        _command("--pg-backend", backend),
         cwd=REPO,
-        env=_env(run, engine=False),
+        env=_env(run, engine=engine),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    found = _settled(run)
-    assert not any(found.values()), _report("pass", found)
-    _report("pass", found)
+    found = _settled(run, before)
+    assert not any(found.values()), _report(f"{backend} pass", found)
+    _report(f"{backend} pass", found)
 
 
-def test_nothing_left_after_a_failure(tmp_path):
+@BACKENDS
+def test_nothing_left_after_a_failure(backend, tmp_path):
     run = f"lf{secrets.token_hex(3)}"
+    engine = _engine_for(backend)
+    before = engine_baseline()
     profile = tmp_path / "wrong.toml"
     profile.write_text(FAILING_PROFILE)
     proc = subprocess.run(
-        _command("--pg-backend", "native", "--ext-profile", str(profile)),
+        _command("--pg-backend", backend, "--ext-profile", str(profile)),
         cwd=REPO,
-        env=_env(run, engine=False),
+        env=_env(run, engine=engine),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
     assert proc.returncode == 1 and "test_profile_smoke_sql" in proc.stdout, proc.stdout[-3000:]
-    found = _settled(run)
-    assert not any(found.values()), _report("failure", found)
-    _report("failure", found)
+    found = _settled(run, before)
+    assert not any(found.values()), _report(f"{backend} failure", found)
+    _report(f"{backend} failure", found)
 
 
 def _interrupt(run: str, backend: str, engine: bool, up: callable) -> tuple[int, str, dict[str, list[str]]]:
+    before = engine_baseline()
     proc = subprocess.Popen(
         _command("--pg-backend", backend),
         cwd=REPO,
@@ -145,7 +166,7 @@ def _interrupt(run: str, backend: str, engine: bool, up: callable) -> tuple[int,
         f"[leftovers] {backend} interrupt: while running: "
         + ", ".join(f"{kind}={len(items)}" for kind, items in seen.items())
     )
-    return proc.returncode, out, _settled(run)
+    return proc.returncode, out, _settled(run, before)
 
 
 def test_nothing_left_after_ctrl_c_native():
@@ -181,7 +202,9 @@ def test_an_orphaned_conmon_of_a_removed_container_is_killed_with_its_child(tmp_
     name = f"extharness-ko{secrets.token_hex(3)}-1-container-1"
 
     def conmon_like(container: str) -> subprocess.Popen:  # a shell titled conmon, with a child
-        return subprocess.Popen(["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'])
+        return subprocess.Popen(
+            ["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'], start_new_session=True
+        )
 
     stand_in, other = conmon_like(name), conmon_like(f"{name}-2")
     try:
@@ -196,7 +219,57 @@ def test_an_orphaned_conmon_of_a_removed_container_is_killed_with_its_child(tmp_
         assert stand_in.wait(timeout=10) == -9
         assert other.poll() is None, "a conmon of another container was touched"
     finally:
-        for proc in (stand_in, other):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        for proc in (stand_in, other):  # the group: the sleep too (it outlived its shell and held pytest's output)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def test_an_image_mount_ends_with_its_server_when_the_tag_moved(sample_release):
+    """The extension image's tag names another image by the time its server stops (another
+    session built the same tag meanwhile, as a fresh cache folder does): the server's image mount
+    ends all the same. podman unmounts an image volume by the name it was given; mounted by tag,
+    the image stayed mounted after every full run."""
+    from extharness.inspect.extension import choose_extension, describe
+    from extharness.inspect.oci_reader import read_image
+    from extharness.inspect.operand import DEFAULT_OPERAND_IMAGE
+    from extharness.postgres.containers import ImageVolumeBackend
+    from extharness.postgres.mount import ImageVolumeMount
+    from extharness.source.acquire import ImageRequest, acquire, default_cache_dir
+
+    engine = detect_engine()
+    if engine is None or engine.kind != "podman":
+        pytest.skip("image mounts (--mount type=image) need podman")
+    cache = default_cache_dir()
+    acquired = acquire(ImageRequest(artifacts=sample_release), cache)
+    image = read_image(acquired.reader_ref)
+    name = choose_extension(image, None)
+    tag = f"localhost/extharness-test/moving-tag:{secrets.token_hex(6)}"
+    engine.run("tag", acquired.engine_ref, tag)
+    before = engine_baseline()
+    backend = None
+    try:
+        with ImageVolumeMount(describe(image.images[0], name).image, name.replace("_", "-")) as mount:
+            backend = ImageVolumeBackend(DEFAULT_OPERAND_IMAGE, mount, cache, tag)
+            reason = backend.available()
+            if reason:
+                pytest.skip(f"imagevolume backend: {reason}")
+            backend.prepare()
+            assert backend.how == "image mount"
+            with backend.start() as server:
+                engine.run("tag", backend.image, tag)  # the tag moves to the operand image
+                with server.connect() as conn:
+                    assert conn.execute(
+                        "SELECT count(*) FROM pg_available_extensions WHERE name = %s", (name,)
+                    ).fetchone() == (1,)
+    finally:
+        if backend is not None:
+            backend.close()
+        for holder in (acquired.engine_ref, backend.image if backend else None):
+            if holder:  # untag only: both images keep their other names
+                engine.run("untag", holder, tag, check=False)
+    found = _settled("no-run", before)
+    assert not found["image_mounts"], _report("moved tag", found)
+    _report("moved tag", found)

@@ -685,6 +685,7 @@ class ImageVolumeBackend(_ContainerBackend):
     ) -> None:
         super().__init__(requested_image, mount, cache_dir, ld_library_paths)
         self.engine_ref = engine_ref
+        self.engine_id: str | None = None  # the image engine_ref named at prepare(): what is mounted
         self.how: str | None = None  # "image mount" or "bind mount"
 
     @property
@@ -699,11 +700,12 @@ class ImageVolumeBackend(_ContainerBackend):
         engine = self._require_engine()
         self.image = resolve_operand_image(self.requested_image, engine, self.cache_dir)
         self.template = data_template(engine, self.image, CNPG_UID, self.cache_dir)
-        if (
-            self.engine_ref
-            and engine.image_exists(self.engine_ref)
-            and image_mount_supported(engine, self.engine_ref, self.image)
-        ):
+        # Mounted by ID, not by tag: podman 4 unmounts a container's image volume by looking up
+        # the name it was given, so when the tag moved to another image meanwhile (the same
+        # release folder built with the engine by another session), it unmounts that image and the
+        # mounted one stays mounted for good (seen after every full run until this used the ID).
+        self.engine_id = engine.image_id(self.engine_ref) if self.engine_ref else None
+        if self.engine_id and image_mount_supported(engine, self.engine_id, self.image):
             self.how = "image mount"
         else:
             self.how = "bind mount"
@@ -723,7 +725,7 @@ class ImageVolumeBackend(_ContainerBackend):
             env["LD_LIBRARY_PATH"] = ":".join(f"{self.mount_path}/{p.strip('/')}" for p in self.ld_library_paths)
         description = f"{self.image} as UID {CNPG_UID}, extension by {self.how} at {self.mount_path}"
         if self.how == "image mount":
-            extension = ["--mount", f"type=image,source={self.engine_ref},destination={self.mount_path}"]
+            extension = ["--mount", f"type=image,source={self.engine_id},destination={self.mount_path}"]
         else:  # the extracted files
             extension = ["-v", f"{self.mount.path}:{self.mount_path}:ro"]
         with run_postgres(

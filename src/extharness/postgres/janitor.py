@@ -1,10 +1,13 @@
-"""Finding what the sql tier left behind: processes, temporary folders, containers.
+"""Finding what the sql tier left behind: processes, temporary folders, containers, image mounts
+and volumes.
 
 Every resource carries the run id (``EXTHARNESS_RUN_ID``) and its creator's pid in its
 name: postgres processes in their ``cluster_name`` (visible in the process title), temporary
 folders in their name (``extharness-<run>-<pid>-<kind>-*``), containers in labels. That
 makes leftovers countable per run, and lets :func:`sweep_stale` remove what a killed
-(SIGKILL) run left, without touching anything a live process still uses.
+(SIGKILL) run left, without touching anything a live process still uses. Image mounts and
+volumes carry no run id: :func:`leftovers` counts those that appeared since a baseline and that
+no container holds.
 
 CLI: ``python -m extharness.postgres.janitor [RUN_ID]`` prints the counts.
 """
@@ -91,8 +94,66 @@ def our_containers(run: str) -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
-def leftovers(run: str) -> dict[str, list[str]]:
-    return {"processes": our_processes(run), "temp_dirs": our_temp_dirs(run), "containers": our_containers(run)}
+def unheld_image_mounts() -> set[str]:
+    """Mount points of images no container holds (``podman image mount``).
+
+    An image stays mounted after its container is gone when the engine did not unmount it (podman
+    4 unmounts a container's image volume by the name it was given; see ImageVolumeBackend). Not
+    labelled by run, so a test compares them with what was there before. Docker has no image
+    mounts to list.
+    """
+    from extharness.source.engine import detect_engine
+
+    engine = detect_engine()
+    if engine is None or engine.kind != "podman":
+        return set()
+    mounted = {
+        line.split()[-1] for line in engine.run("image", "mount", check=False).stdout.splitlines() if line.strip()
+    }
+    containers = engine.run("ps", "-a", "-q", check=False).stdout.split()
+    if not mounted or not containers:
+        return mounted
+    # one line per container still there (one removed meanwhile is left out, check=False)
+    out = engine.run("inspect", "--type", "container", "--format", "{{json .Mounts}}", *containers, check=False)
+    sources = set()
+    for line in out.stdout.splitlines():
+        try:
+            sources |= {m.get("Source", "") for m in json.loads(line) or [] if m.get("Type") == "image"}
+        except (json.JSONDecodeError, AttributeError):
+            continue
+    held = set()
+    for source in sorted(sources):
+        upper = engine.run("image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", source, check=False)
+        if upper.returncode == 0 and upper.stdout.strip():
+            held.add(str(Path(upper.stdout.strip()).parent / "merged"))
+    return mounted - held
+
+
+def dangling_volumes() -> set[str]:
+    """Volumes no container uses (an anonymous volume of an image's VOLUME outlives a ``rm``
+    without ``-v``); not labelled by run either."""
+    from extharness.source.engine import detect_engine
+
+    engine = detect_engine()
+    if engine is None:
+        return set()
+    return set(engine.run("volume", "ls", "-q", "--filter", "dangling=true", check=False).stdout.split())
+
+
+def engine_baseline() -> dict[str, set[str]]:
+    """What :func:`leftovers` compares a run's unlabelled engine state with: take it before the run."""
+    return {"image_mounts": unheld_image_mounts(), "volumes": dangling_volumes()}
+
+
+def leftovers(run: str, since: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
+    """What run ``run`` left: its processes, temporary folders and containers (any state); with
+    ``since`` (an :func:`engine_baseline` from before the run) also the image mounts and volumes
+    that appeared since then and nothing holds."""
+    found = {"processes": our_processes(run), "temp_dirs": our_temp_dirs(run), "containers": our_containers(run)}
+    if since is not None:
+        now = engine_baseline()
+        found |= {kind: sorted(now[kind] - since.get(kind, set())) for kind in now}
+    return found
 
 
 def _alive(pid: int) -> bool:

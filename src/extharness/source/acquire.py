@@ -159,10 +159,15 @@ def build_from_release_folder(
         assert engine is not None
         tag = f"localhost/extharness/{_safe_tag(labels.title)}:{key[:12]}"
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
-        if not archive.exists() or not engine.image_exists(tag):
+        # The tag is named by the key, so an image under it is this build: another cache folder's
+        # (a test's, another checkout's) is saved, not rebuilt. A rebuild would move the tag away
+        # from the image a running container may still have mounted.
+        if not engine.image_exists(tag):
             progress(f"building {tag} from cnpg/{DOCKERFILE_EXT.name} with {engine.kind}")
             # No layer cache: it is cheap here (two COPYs) and the cache can hold stale labels.
             engine.build(folder.root, DOCKERFILE_EXT, tag, labels.as_build_args(), platform=platform, no_cache=True)
+            archive.unlink(missing_ok=True)
+        if not archive.exists():
             engine.save(tag, archive)
         scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
         return AcquiredImage(
@@ -217,9 +222,11 @@ def build_from_source(request: ImageRequest, cache_dir: Path, engine: Engine | N
     tag = f"localhost/extharness/{_safe_tag(request.source.resolve().name)}-ext:{key[:12]}"
     archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")
     with held_lock(out / ".lock", f"building {tag} from {request.source}"):
-        if not archive.exists() or not engine.image_exists(tag):
+        if not engine.image_exists(tag):  # named by the key: an image under it is this build
             progress(f"building {tag} from {request.source} with {recipe} ({engine.kind}); this may take minutes")
             engine.build(request.source, recipe, tag, args, platform=request.platform)
+            archive.unlink(missing_ok=True)
+        if not archive.exists():
             engine.save(tag, archive)
     scheme = "oci-archive" if engine.kind == "podman" else "docker-archive"
     return AcquiredImage(
@@ -231,8 +238,9 @@ def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None
     ref = request.image or ""
     if ref.startswith(READER_SCHEMES):
         return AcquiredImage(ref, ref)
-    if engine is not None and engine.image_exists(ref):
-        key = cache_key("engine", engine.run("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip())
+    image_id = engine.image_id(ref) if engine is not None else None
+    if engine is not None and image_id:
+        key = cache_key("engine", image_id)
         out = cache_dir / "images" / key
         out.mkdir(parents=True, exist_ok=True)
         archive = out / ("image.oci.tar" if engine.kind == "podman" else "image.docker.tar")

@@ -121,6 +121,16 @@ class Engine:
             return self.run("image", "exists", ref, check=False).returncode == 0
         return self.run("image", "inspect", ref, check=False).returncode == 0
 
+    def image_id(self, ref: str) -> str | None:
+        """The ID of the image ``ref`` names now; None when the engine has no such image.
+
+        A tag can move to another image at any time (a build of the same tag elsewhere); what
+        must stay the same image for a while (a container's image mount) is named by this ID.
+        """
+        out = self.run("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+        found = out.stdout.strip()
+        return found if out.returncode == 0 and found else None
+
     def build(
         self,
         context: Path,
