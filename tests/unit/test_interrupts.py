@@ -242,7 +242,7 @@ def big_release(tmp_path_factory: pytest.TempPathFactory, sample_release: Path) 
 @pytest.mark.parametrize("stage", ["build", "save"])
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_interrupted_engine_build_leaves_nothing(
-    stage: str, sig: signal.Signals, big_release: Path, tmp_path: Path, run_tmpdir: Path
+    stage: str, sig: signal.Signals, big_release: Path, tmp_path: Path, run_tmpdir: Path, request: pytest.FixtureRequest
 ) -> None:
     engine = detect_engine()
     if engine is None or engine.kind != "podman":
@@ -250,6 +250,18 @@ def test_interrupted_engine_build_leaves_nothing(
     storage = podman_storage()
     assert storage is not None, "podman info does not say where its storage is"
     run, version = f"ib{secrets.token_hex(3)}", f"0.0.{secrets.randbelow(10**9)}"
+
+    def remove_built_image() -> None:
+        """The image a save-stage run built is the engine's cache of that build, kept on purpose;
+        its version is this test's own, so no later run uses it (210 MB each, every run). After
+        the leftovers are counted: ``rmi -f`` would remove a working container that used it."""
+        listed = engine.run(
+            "images", "-q", "--filter", f"label=org.opencontainers.image.version={version}", check=False
+        )
+        for image in sorted(set(listed.stdout.split())):
+            engine.run("rmi", "-f", image, check=False)
+
+    request.addfinalizer(remove_built_image)
     context = tmp_path / "release"  # a copy of its own: its path names this build's processes
     shutil.copytree(big_release, context)
     cache, tmpdir = tmp_path / "cache", run_tmpdir
