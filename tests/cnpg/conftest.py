@@ -44,7 +44,7 @@ from extharness.pytest_plugin import (
     upgrade_source_label,
     upgrade_sources,
 )
-from extharness.source.acquire import held_lock
+from extharness.runtime.locks import held_lock
 
 DEPLOYMENT = pytest.StashKey[tuple[CnpgDeployment, Path]]()  # the module's deployment, its artifacts dir
 DIAGNOSED = pytest.StashKey[bool]()

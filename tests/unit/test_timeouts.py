@@ -156,7 +156,7 @@ def test_a_pull_timeout_names_its_own_setting(tmp_path: Path) -> None:
 # -- file locks -------------------------------------------------------------------------------------
 HOLDER = """
 import sys, time
-from extharness.source.acquire import held_lock
+from extharness.runtime.locks import held_lock
 with held_lock(sys.argv[1], "building the sample extension pg_ticker"):
     print("held", flush=True)
     time.sleep(60)

@@ -172,7 +172,7 @@ def build_fallback_operand(engine: Any, operand_image: str, mount: Any, cache_di
     """
     from extharness.postgres.base_images import resolve_operand_image
     from extharness.postgres.containers import build_composite_image, composite_tag, postgres_uid_of
-    from extharness.source.acquire import held_lock
+    from extharness.runtime.locks import held_lock
 
     base = resolve_operand_image(operand_image, engine, cache_dir)
     uid = postgres_uid_of(engine, base)

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from extharness.errors import EnvironmentMissing, HarnessError
+from extharness.runtime.locks import held_lock
 from extharness.runtime.processes import CommandTimedOut, run
 from extharness.runtime.settings import limit_of
-from extharness.source.acquire import held_lock
 
 DEFAULT_NODE_IMAGE = "kindest/node:v1.36.1"
 MIN_KIND = (0, 29)

@@ -43,9 +43,10 @@ from pathlib import Path
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.kube.kind import create_retrying_network_race
+from extharness.runtime.cache import default_cache_dir
+from extharness.runtime.locks import held_lock
 from extharness.runtime.processes import run
 from extharness.runtime.settings import limit_of
-from extharness.source.acquire import default_cache_dir, held_lock
 
 # -- pins ------------------------------------------------------------------------------------
 

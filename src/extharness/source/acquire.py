@@ -12,17 +12,21 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.model import ExtensionImage, Platform
 from extharness.runtime.cache import cache_key, default_cache_dir
-from extharness.runtime.locks import held_lock  # also imported from here by kube/ and tests/cnpg
 from extharness.runtime.progress import progress
 from extharness.runtime.resources import data_path
-from extharness.source import sample
-from extharness.source.engine import Engine, detect_engine
-from extharness.source.oci_writer import PlatformContent, build_blobs, write_oci_archive
-from extharness.source.release_folder import ImageLabels, ReleaseFolder
+
+if TYPE_CHECKING:
+    from extharness.source.engine import Engine
+    from extharness.source.release_folder import ImageLabels, ReleaseFolder
+
+# The builders (sample, engine, OCI writer, release folder, locks) are imported by the functions
+# that build: an archive reference (``extharness layout --ext-image oci-archive:...``) is read
+# without loading any of them, which is about a tenth of that command's time.
 
 DOCKERFILE_EXT = data_path("cnpg/Dockerfile.ext")
 DOCKERFILE_EXT_BUILD = data_path("cnpg/Dockerfile.ext-build")
@@ -61,6 +65,8 @@ class ImageRequest:
         if self.builder not in ("auto", "engine", "embedded"):
             raise HarnessError(f"--builder must be auto, engine or embedded, not {self.builder!r}")
         if self.artifacts:
+            from extharness.source.release_folder import ReleaseFolder
+
             ReleaseFolder.open(self.artifacts)
         if self.source:
             if not self.source.is_dir():
@@ -131,6 +137,8 @@ def build_from_release_folder(
     platform: str = "linux/amd64",
 ) -> AcquiredImage:
     """The image ``cnpg/Dockerfile.ext`` makes of ``folder``: by the engine, or embedded."""
+    from extharness.runtime.locks import held_lock
+
     key = cache_key(
         "release",
         folder.fingerprint(),
@@ -145,6 +153,8 @@ def build_from_release_folder(
         if builder == "embedded":
             archive = out / "image.oci.tar"
             if not archive.exists():
+                from extharness.source.oci_writer import PlatformContent, build_blobs, write_oci_archive
+
                 progress(f"writing {labels.title}:{labels.version} as an OCI archive (embedded builder)")
                 blobs = build_blobs(
                     [PlatformContent(Platform.parse(platform), folder.entries(), labels.as_oci())], tag=labels.version
@@ -179,8 +189,13 @@ def build_from_release_folder(
         )
 
 
-def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str = sample.CURRENT_RELEASE) -> Path:
-    """The built-in sample's release folder of ``version``, built once per source/compiler fingerprint."""
+def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str | None = None) -> Path:
+    """The built-in sample's release folder of ``version`` (default: the current release), built
+    once per source/compiler fingerprint."""
+    from extharness.runtime.locks import held_lock
+    from extharness.source import sample
+
+    version = version or sample.CURRENT_RELEASE
     fingerprint = sample.source_fingerprint(pg_config=pg_config, variant_make_args=sample.release_make_args(version))
     out = (
         cache_dir
@@ -198,6 +213,8 @@ def build_sample_release(cache_dir: Path, pg_config: Path | None, version: str =
 
 
 def build_from_source(request: ImageRequest, cache_dir: Path, engine: Engine | None) -> AcquiredImage:
+    from extharness.runtime.locks import held_lock
+
     if engine is None:
         raise EnvironmentMissing(
             "no container engine: --ext-source builds with a Dockerfile; install podman or docker, "
@@ -235,6 +252,8 @@ def build_from_source(request: ImageRequest, cache_dir: Path, engine: Engine | N
 
 
 def from_reference(request: ImageRequest, cache_dir: Path, engine: Engine | None) -> AcquiredImage:
+    from extharness.runtime.locks import held_lock
+
     ref = request.image or ""
     if ref.startswith(READER_SCHEMES):
         return AcquiredImage(ref, ref)
@@ -276,6 +295,10 @@ def acquire(
     cache_dir.mkdir(parents=True, exist_ok=True)
     if request.image and request.image.startswith(READER_SCHEMES):
         return AcquiredImage(request.image, request.image)  # read as it is: no engine to ask
+    from extharness.source import sample
+    from extharness.source.engine import detect_engine
+    from extharness.source.release_folder import ImageLabels, ReleaseFolder
+
     eng: Engine | None = detect_engine() if engine == "detect" else engine  # type: ignore[assignment]
     if request.image:
         return from_reference(request, cache_dir, eng)

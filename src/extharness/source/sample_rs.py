@@ -128,7 +128,8 @@ def build_sample_rs_image(
 ) -> SampleImage:
     """Build the sample's extension image with ``cnpg/Dockerfile.ext-build`` once; return its tag."""
     from extharness.postgres.base_images import resolve_builder_image
-    from extharness.source.acquire import held_lock, progress
+    from extharness.runtime.locks import held_lock
+    from extharness.runtime.progress import progress
 
     source_dir = sample_rs_dir(source_dir)
     builder = builder_image or resolve_builder_image(engine, cache_dir, requested=UPSTREAM_BUILDER)
