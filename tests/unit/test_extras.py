@@ -27,8 +27,6 @@ EXTRAS: dict[str, list[Requirement]] = {
     name: [Requirement(r) for r in reqs] for name, reqs in PROJECT["optional-dependencies"].items()
 }
 BASE = [Requirement(r) for r in PROJECT["dependencies"]]
-#: Kept as a range since before the split (not a pin): the one exception to "[test] pins exactly".
-UNPINNED_IN_TEST = {"pyyaml"}
 
 
 def _names(requirements: list[Requirement]) -> set[str]:
@@ -53,15 +51,12 @@ def test_every_extra_is_in_test_with_the_same_pin() -> None:
 
 def test_test_pins_exactly_within_the_base_ranges() -> None:
     test = {canonicalize_name(r.name): r for r in EXTRAS["test"]}
-    for name, req in test.items():
-        if name in UNPINNED_IN_TEST:
-            continue
+    for req in test.values():
         (spec,) = req.specifier
         assert spec.operator == "==", f"[test] {req}: pin exactly (==)"
     for req in BASE:
         name = canonicalize_name(req.name)
-        if name not in test:
-            continue  # requests: resolved by pip within the base range, as before the split
+        assert name in test, f"[test] does not pin the base dependency {req}"
         (pin,) = test[name].specifier
         assert req.specifier.contains(pin.version), f"[test] {test[name]} is outside the base range {req}"
 
