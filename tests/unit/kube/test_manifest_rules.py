@@ -51,17 +51,15 @@ def test_rendered_manifests_pass_cnpg_rules(profile_name: str, mode: str, harnes
     )
 
 
-def test_imagevolume_cluster_declares_the_extension_image() -> None:
-    profile = load_profile("pg_trickle")
-    cluster, _ = render(
-        spec_for(
-            IMAGEVOLUME,
-            extension="pg_trickle",
-            operand_image=OPERAND,
-            extension_image="ghcr.io/o/pg_trickle-ext:0.2.0",
-            profile=profile,
-        )
+def _pg_trickle(mode: str, operand_image: str, **image: str) -> tuple[dict, dict]:
+    """The Cluster and Database of the pg_trickle profile in ``mode``."""
+    return render(
+        spec_for(mode, extension="pg_trickle", operand_image=operand_image, profile=load_profile("pg_trickle"), **image)
     )
+
+
+def test_imagevolume_cluster_declares_the_extension_image() -> None:
+    cluster, _ = _pg_trickle(IMAGEVOLUME, OPERAND, extension_image="ghcr.io/o/pg_trickle-ext:0.2.0")
     postgresql = cluster["spec"]["postgresql"]
     assert postgresql["extensions"] == [
         {"name": "pg-trickle", "image": {"reference": "ghcr.io/o/pg_trickle-ext:0.2.0", "pullPolicy": "IfNotPresent"}}
@@ -72,15 +70,7 @@ def test_imagevolume_cluster_declares_the_extension_image() -> None:
 
 
 def test_fallback_cluster_has_no_extensions_but_the_same_preload() -> None:
-    profile = load_profile("pg_trickle")
-    cluster, database = render(
-        spec_for(
-            FALLBACK,
-            extension="pg_trickle",
-            operand_image="localhost/extharness/cnpg-fallback-x:18-abc",
-            profile=profile,
-        )
-    )
+    cluster, database = _pg_trickle(FALLBACK, "localhost/extharness/cnpg-fallback-x:18-abc")
     postgresql = cluster["spec"]["postgresql"]
     assert "extensions" not in postgresql
     assert postgresql["shared_preload_libraries"] == ["pg_trickle"]
