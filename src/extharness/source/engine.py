@@ -282,15 +282,29 @@ def detect_engine() -> Engine | None:
     ``EXTHARNESS_ENGINE=none`` forces the embedded path (no engine), which is how tests
     prove the harness works on a machine without one.
     """
+    for engine in _installed():
+        if _works(engine.cli):
+            return engine
+    return None
+
+
+def installed_engine() -> Engine | None:
+    """The engine :func:`detect_engine` would try first, without proving that it works (``podman
+    info`` takes about 0.3 s): for questions whose every failure has an answer, as "does the
+    engine hold this image?" (``extharness layout`` asking for the operand image; a broken
+    engine answers no)."""
+    return next(_installed(), None)
+
+
+def _installed() -> Iterator[Engine]:
+    """``EXTHARNESS_ENGINE`` if set (``none``: nothing), else podman, then docker, where installed."""
     wanted = os.environ.get("EXTHARNESS_ENGINE", "").strip().lower()
     if wanted == "none":
-        return None
-    candidates = [wanted] if wanted else ["podman", "docker"]
-    for name in candidates:
+        return
+    for name in [wanted] if wanted else ["podman", "docker"]:
         cli = shutil.which(name)
-        if cli and _works(cli):
-            return Engine(cli=cli, kind=Path(cli).name if Path(cli).name in ("podman", "docker") else name)
-    return None
+        if cli:
+            yield Engine(cli=cli, kind=Path(cli).name if Path(cli).name in ("podman", "docker") else name)
 
 
 def require_engine(why: str) -> Engine:
