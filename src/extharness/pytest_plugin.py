@@ -27,7 +27,7 @@ from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout
 from extharness.inspect.operand import OperandProfile, baseline_profile, probe_operand
 from extharness.source.acquire import ImageRequest, OpenedImage, open_image
-from extharness.source.engine import detect_engine
+from extharness.source.engine import detect_engine, installed_engine
 
 FINDINGS_KEY = "extharness_findings"
 
@@ -404,8 +404,10 @@ def _profile_extension(harness_config: HarnessConfig) -> str | None:
 @pytest.fixture(scope="session")
 def operand_profile(harness_config: HarnessConfig) -> OperandProfile:
     def get() -> OperandProfile:
+        # only asked whether it holds the operand image: no `podman info` (~0.3 s) for the layout tier
+        engine = installed_engine()
         probed = probe_operand(
-            harness_config.operand_image, detect_engine(), harness_config.cache_dir, harness_config.target_glibc
+            harness_config.operand_image, engine, harness_config.cache_dir, harness_config.target_glibc
         )
         return probed or baseline_profile(harness_config.operand_image, harness_config.target_glibc)
 
