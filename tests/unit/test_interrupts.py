@@ -11,8 +11,9 @@ does, and then counts what is left:
   readable or absent. Interrupted once while the build copies files, once while the image is
   saved as an archive.
 * PostgreSQL server start and a running SQL test, natively and in containers (SIGTERM here;
-  ``test_sql_leftovers.py`` covers Ctrl-C once a server is up): processes, containers and
-  temporary folders of the run. ``pre_auth_delay`` (a profile setting) holds every login for a
+  ``test_sql_leftovers.py`` covers Ctrl-C once a server is up): processes, containers (any
+  state) and temporary folders of the run, and image mounts and volumes that appeared during it
+  and that nothing holds. ``pre_auth_delay`` (a profile setting) holds every login for a
   moment, so "during start" and "during a test" are states the run stays in, not races.
 * a ``-n 2`` sql run signalled at its pytest-xdist controller alone (``kill PID``, ``timeout``):
   the workers are told at once and clean up.
@@ -41,7 +42,7 @@ from pathlib import Path
 import pytest
 from standins import install_kind_and_docker
 
-from extharness.postgres.janitor import our_containers, our_processes, our_temp_dirs
+from extharness.postgres.janitor import engine_baseline, leftovers, our_containers, our_processes, our_temp_dirs
 from extharness.source.engine import detect_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -363,12 +364,12 @@ def sql_run(run: str, tmp_path: Path, tmpdir: Path, backend: str, delay: int) ->
     return Run(args, env)
 
 
-def sql_leftovers(run: str, tmpdir: Path) -> dict[str, list[str]]:
-    return {
-        "processes": our_processes(run),
-        "containers": our_containers(run),
-        "temp_dirs": sorted(set(our_temp_dirs(run, tmpdir) + our_temp_dirs(run) + temp_leftovers(tmpdir))),
-    }
+def sql_leftovers(run: str, tmpdir: Path, before: dict[str, set[str]]) -> dict[str, list[str]]:
+    """The run's processes, containers (any state) and temporary folders, and the image mounts and
+    volumes new since ``before`` (an ``engine_baseline()`` from before the run) that nothing holds."""
+    found = leftovers(run, since=before)
+    found["temp_dirs"] = sorted(set(found["temp_dirs"] + our_temp_dirs(run, tmpdir) + temp_leftovers(tmpdir)))
+    return found
 
 
 def _needs(backend: str) -> None:
@@ -400,6 +401,7 @@ def test_interrupted_server_start_leaves_nothing(
     # the first login (setting the server's password) is part of the start; containers try logins
     # with a 3 s connect timeout, so their delay must stay below that
     tmpdir = run_tmpdir
+    before = engine_baseline()
     pytest_run = sql_run(run, tmp_path, tmpdir, backend, delay=4 if backend == "native" else 2)
     try:
         pytest_run.wait_for(f"a {backend} server starting", _started(run, backend))
@@ -410,7 +412,7 @@ def test_interrupted_server_start_leaves_nothing(
             pytest_run.kill()
     pytest_run.assert_interrupted(code, sig)
     assert not _test_results(pytest_run.output), "a test finished: the signal came after the server start"
-    found = settle(lambda: sql_leftovers(run, tmpdir))
+    found = settle(lambda: sql_leftovers(run, tmpdir, before))
     assert not any(found.values()), report(f"{sig.name} during {backend} server start", found)
     report(f"{sig.name} during {backend} server start", found)
 
@@ -421,6 +423,7 @@ def test_sigterm_during_a_sql_test_leaves_nothing(backend: str, tmp_path: Path, 
     _needs(backend)
     run = f"it{secrets.token_hex(3)}"
     tmpdir = run_tmpdir
+    before = engine_baseline()
     pytest_run = sql_run(run, tmp_path, tmpdir, backend, delay=1)
     try:
         pytest_run.wait_for("a SQL test passed", lambda: "PASSED" in _test_results(pytest_run.output))
@@ -430,7 +433,7 @@ def test_sigterm_during_a_sql_test_leaves_nothing(backend: str, tmp_path: Path, 
         if pytest_run.proc.poll() is None:
             pytest_run.kill()
     pytest_run.assert_interrupted(code, signal.SIGTERM)
-    found = settle(lambda: sql_leftovers(run, tmpdir))
+    found = settle(lambda: sql_leftovers(run, tmpdir, before))
     assert not any(found.values()), report(f"SIGTERM during a {backend} SQL test", found)
     report(f"SIGTERM during a {backend} SQL test", found)
 
@@ -442,6 +445,7 @@ def test_signal_to_an_xdist_controller_alone_leaves_nothing(sig: signal.Signals,
     backend = "container" if detect_engine() is not None else "native"
     run = f"ix{secrets.token_hex(3)}"
     env = run_env(run, run_tmpdir, **({} if backend == "container" else {"EXTHARNESS_ENGINE": "none"}))
+    before = engine_baseline()
     pytest_run = Run(["-m", "sql", "-n", "2", "-q", "--pg-backend", backend, "tests/sql"], env)
     try:
         pytest_run.wait_for(f"{backend} servers of both workers up", _started(run, backend))
@@ -450,7 +454,7 @@ def test_signal_to_an_xdist_controller_alone_leaves_nothing(sig: signal.Signals,
         if pytest_run.proc.poll() is None:
             pytest_run.kill()
     pytest_run.assert_interrupted(code, sig)
-    found = settle(lambda: sql_leftovers(run, run_tmpdir))
+    found = settle(lambda: sql_leftovers(run, run_tmpdir, before))
     assert not any(found.values()), report(f"{sig.name} to a -n 2 controller ({backend})", found)
     report(f"{sig.name} to a -n 2 controller ({backend})", found)
 
