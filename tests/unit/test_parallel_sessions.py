@@ -4,8 +4,9 @@ Both start on an empty ``EXTHARNESS_CACHE_DIR`` (and an empty native runtime fol
 four workers race to build the sample extension, its image and the native template data
 directory, and (with an engine) the container data templates. Both must pass. ``make`` and
 the engine CLI on PATH are wrappers that record their calls, which shows what was built how
-many times: each sample release (1.1, and 1.0 for the upgrade) compiled once, its image built once,
-each data template made once.
+many times: each sample release (1.1, and 1.0 for the upgrade) compiled once, its image built once (or not at
+all when the machine's engine already holds its key-named tag from an earlier run: then saved
+from it), each image saved once, each data template made once.
 Nothing half-written may stay in the cache, and neither run may leave processes, containers
 or temporary folders behind.
 
@@ -124,7 +125,18 @@ def run_leftovers(shared: dict[str, Path], runs: list[str]) -> dict[str, list[st
         time.sleep(0.5)
 
 
-def check(shared: dict[str, Path], results: dict[str, tuple[int, str, str]], label: str) -> None:
+def engine_tags() -> set[str]:
+    """The harness's key-named image tags the machine's engine holds now."""
+    engine = detect_engine()
+    if engine is None:
+        return set()
+    out = subprocess.run([engine.kind, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    return {line for line in out.split() if line.startswith("localhost/extharness/")}
+
+
+def check(shared: dict[str, Path], results: dict[str, tuple[int, str, str]], label: str,
+          tags_before: set[str] = frozenset()) -> None:  # fmt: skip
     for name, (code, out, _run) in results.items():
         print(f"\n[parallel] {label} session {name}: exit {code}, {summary_line(out)}")
         assert code == 0, f"session {name} ({label}) failed with exit {code}:\n{out[-5000:]}"
@@ -133,6 +145,9 @@ def check(shared: dict[str, Path], results: dict[str, tuple[int, str, str]], lab
     builds = [call for call in make_calls if " install " not in f" {call} "]
     engine_calls = calls(shared, "podman") + calls(shared, "docker")
     image_builds = [call for call in engine_calls if call.startswith("build ") and "cnpg/Dockerfile.ext " in call]
+    built_tags = [re.search(r" -t (\S+)", call).group(1) for call in image_builds]
+    saved_tags = [call.split()[-1] for call in engine_calls
+                  if call.startswith("save ") and call.split()[-1].startswith("localhost/extharness/pg_ticker")]  # fmt: skip
     initdbs: dict[str, int] = {}  # engine image -> data directory templates made with it
     for call in engine_calls:
         made = re.search(r"--entrypoint /bin/sh (\S+) -c .*initdb -D /out/data", call)
@@ -145,6 +160,7 @@ def check(shared: dict[str, Path], results: dict[str, tuple[int, str, str]], lab
     found = run_leftovers(shared, [run for _code, _out, run in results.values()])
     print(
         f"[parallel] {label}: sample builds={len(builds)} sample image builds={len(image_builds)} "
+        f"sample image saves={len(saved_tags)} held before={len(tags_before & set(saved_tags))} "
         f"native templates={len(templates)} container templates={sum(initdbs.values())} "
         f"stray cache files={len(stray)} leftovers: " + " ".join(f"{k}={len(v)}" for k, v in found.items())
     )
@@ -154,8 +170,16 @@ def check(shared: dict[str, Path], results: dict[str, tuple[int, str, str]], lab
     assert releases == ["1.0", "1.1"], f"each sample release must be compiled once, got {releases}: {make_calls}"
     assert len(templates) == 1, f"{len(templates)} native templates, not one: {templates}"
     if engine_calls:
-        assert len(image_builds) == 2 == len(set(image_builds)), (
-            f"each sample release's image must be built once: {image_builds}"
+        assert len(saved_tags) == 2 == len(set(saved_tags)), (
+            f"each sample release's image must be saved once: {saved_tags}"
+        )
+        # A tag named by the release's key that the engine held before is that build: saved, not
+        # rebuilt. One the engine did not hold is built once at most (not at all if another test's
+        # session built the same key-named tag meanwhile).
+        assert len(built_tags) == len(set(built_tags)), f"a sample release's image was built twice: {image_builds}"
+        assert set(built_tags) <= set(saved_tags) - tags_before, (
+            f"an image the engine already held was rebuilt (held before: {sorted(tags_before & set(saved_tags))}): "
+            f"{image_builds}"
         )
         assert all(n == 1 for n in initdbs.values()), f"a container data template was made twice: {initdbs}"
     assert not stray, f"half-written files left in the cache: {stray}"
@@ -169,4 +193,5 @@ def test_two_native_sessions_share_the_cache(shared: dict[str, Path]) -> None:
 def test_two_sessions_with_every_backend_share_the_cache(shared: dict[str, Path]) -> None:
     if detect_engine() is None:
         pytest.skip("no container engine: install podman or docker")
-    check(shared, race(shared, "all", engine=True), "all backends")
+    before = engine_tags()
+    check(shared, race(shared, "all", engine=True), "all backends", before)

@@ -70,7 +70,9 @@ def kill_orphaned_runtime(container: str) -> list[str]:
             children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except OSError:
             children = []
-        for victim in (*children, pid):
+        # conmon first: killed after its child, it could see the child end and exit on its own
+        # before the signal lands (a stand-in's shell did, in a .ci/run).
+        for victim in (pid, *children):
             try:
                 os.kill(victim, signal.SIGKILL)
                 killed.append(str(victim))
