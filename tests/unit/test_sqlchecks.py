@@ -116,20 +116,19 @@ def test_backend_summary_counts_and_reasons():
 
 
 def test_native_skips_when_host_glibc_is_older():
-    from packaging.version import Version
-
+    from extharness.inspect.operand import GlibcVersion
     from extharness.postgres.native import load_problem
 
     def layout(arch: str, glibc: str | None):
-        summary = SimpleNamespace(max_glibc_needed=Version(glibc) if glibc else None)
+        summary = SimpleNamespace(max_glibc_needed=GlibcVersion.parse(glibc) if glibc else None)
         return SimpleNamespace(
             image=SimpleNamespace(platform=SimpleNamespace(architecture=arch)),
             platform=f"linux/{arch}",
             elf={"/lib/x.so": summary},
         )
 
-    assert load_problem(layout("amd64", "2.34"), "amd64", Version("2.36")) is None
-    assert load_problem(layout("amd64", None), "amd64", Version("2.36")) is None
-    reason = load_problem(layout("amd64", "2.38"), "amd64", Version("2.36"))
+    assert load_problem(layout("amd64", "2.34"), "amd64", GlibcVersion.parse("2.36")) is None
+    assert load_problem(layout("amd64", None), "amd64", GlibcVersion.parse("2.36")) is None
+    reason = load_problem(layout("amd64", "2.38"), "amd64", GlibcVersion.parse("2.36"))
     assert "x.so needs GLIBC_2.38 but this host has glibc 2.36" in reason and "\n" not in reason
-    assert "linux/arm64" in load_problem(layout("arm64", None), "amd64", Version("2.36"))
+    assert "linux/arm64" in load_problem(layout("arm64", None), "amd64", GlibcVersion.parse("2.36"))

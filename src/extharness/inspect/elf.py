@@ -10,7 +10,8 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 from elftools.elf.sections import SymbolTableSection
-from packaging.version import InvalidVersion, Version
+
+from extharness.inspect.operand import GlibcVersion
 
 #: ELF e_machine -> OCI architecture name.
 MACHINE_TO_ARCH = {
@@ -32,13 +33,10 @@ def is_elf(data: bytes | None) -> bool:
     return bool(data) and data[:4] == ELF_MAGIC  # type: ignore[index]
 
 
-def glibc_version(text: str) -> Version | None:
+def glibc_version(text: str) -> GlibcVersion | None:
     if not text.startswith("GLIBC_"):
         return None
-    try:
-        return Version(text[len("GLIBC_") :])
-    except InvalidVersion:
-        return None
+    return GlibcVersion.parse(text[len("GLIBC_") :])
 
 
 @dataclass
@@ -50,8 +48,8 @@ class ElfSummary:
     rpath: list[str] = field(default_factory=list)
     runpath: list[str] = field(default_factory=list)
     soname: str | None = None
-    glibc_needed: list[Version] = field(default_factory=list)  # GLIBC_x.y versions required
-    glibc_defined: list[Version] = field(default_factory=list)  # versions a libc defines
+    glibc_needed: list[GlibcVersion] = field(default_factory=list)  # GLIBC_x.y versions required
+    glibc_defined: list[GlibcVersion] = field(default_factory=list)  # versions a libc defines
     dynamic_symbols: set[str] = field(default_factory=set)
     has_interpreter: bool = False
 
@@ -60,7 +58,7 @@ class ElfSummary:
         return MACHINE_TO_ARCH.get(self.machine, self.machine)
 
     @property
-    def max_glibc_needed(self) -> Version | None:
+    def max_glibc_needed(self) -> GlibcVersion | None:
         return max(self.glibc_needed) if self.glibc_needed else None
 
     @property
@@ -72,7 +70,7 @@ class NotElf(ValueError):
     pass
 
 
-def _glibc_versions(section: GNUVerNeedSection | GNUVerDefSection, file_size: int) -> list[Version]:
+def _glibc_versions(section: GNUVerNeedSection | GNUVerDefSection, file_size: int) -> list[GlibcVersion]:
     """The GLIBC_x.y names of a version section (.gnu.version_r or .gnu.version_d).
 
     pyelftools walks as many entries as the section header claims (``sh_info``, up to 2**32)
@@ -80,7 +78,7 @@ def _glibc_versions(section: GNUVerNeedSection | GNUVerDefSection, file_size: in
     offset of 0): a crafted file loops for hours. A real chain ends at next == 0, and every
     entry takes at least 8 bytes of the section, which bounds the walk.
     """
-    found: list[Version] = []
+    found: list[GlibcVersion] = []
     entry_next, aux_next = f"{section.field_prefix}_next", f"{section.field_prefix}a_next"
     budget = min(section["sh_size"], file_size) // 8 + 1
     for entry, auxiliaries in section.iter_versions():

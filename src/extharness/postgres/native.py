@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from packaging.version import InvalidVersion, Version
 
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.inspect.extension import ExtensionLayout
+from extharness.inspect.operand import GlibcVersion
 from extharness.postgres.server import (
     RunningServer,
     cnpg_settings,
@@ -181,16 +181,13 @@ def runtime_root(cache_dir: Path, user: RunUser) -> Path:
 
 
 # -- host facts -----------------------------------------------------------------------------------
-def host_glibc() -> Version | None:
+def host_glibc() -> GlibcVersion | None:
     try:
         text = os.confstr("CS_GNU_LIBC_VERSION") or ""
     except (ValueError, OSError):
         return None
     match = re.search(r"(\d+\.\d+)", text)
-    try:
-        return Version(match.group(1)) if match else None
-    except InvalidVersion:
-        return None
+    return GlibcVersion.parse(match.group(1)) if match else None
 
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -201,7 +198,7 @@ def host_architecture() -> str:
     return _ARCH.get(machine, machine)
 
 
-def load_problem(layout: ExtensionLayout, host_arch: str, glibc: Version | None) -> str | None:
+def load_problem(layout: ExtensionLayout, host_arch: str, glibc: GlibcVersion | None) -> str | None:
     """Why this host cannot load the extension's libraries at all (environment, not defect)."""
     if layout.image.platform.architecture != host_arch:
         return (
