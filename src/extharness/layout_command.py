@@ -76,12 +76,16 @@ def command_findings(harness: Any) -> tuple[str, str, list[Any]]:
     from extharness.checks.target import LayoutTarget
     from extharness.inspect.operand import baseline_profile, probe_operand
     from extharness.source.acquire import READER_SCHEMES, looks_like_registry_reference, open_image
-    from extharness.source.engine import installed_engine
+    from extharness.source.engine_cli import installed_clis
 
     request = harness.request
     opened = open_image(request, harness.cache_dir, request.ext_name or _profile_extension(harness.profile))
     acquired, image, name = opened.acquired, opened.image, opened.name
-    engine = installed_engine()  # only asked whether it holds the operand image: no `podman info` first
+    engine = None  # only asked whether it holds the operand image: no `podman info` first
+    if found := next(installed_clis(), None):  # with none, its driver is not even loaded (~5 ms)
+        from extharness.source.engine import Engine
+
+        engine = Engine(*found)
     operand = probe_operand(harness.operand_image, engine, harness.cache_dir, harness.target_glibc)
     operand = operand or baseline_profile(harness.operand_image, harness.target_glibc)
     tag_digests = None

@@ -23,6 +23,7 @@ from pathlib import Path
 from extharness.errors import EnvironmentMissing, HarnessError
 from extharness.runtime.processes import last_lines, stop_group
 from extharness.runtime.settings import limit_of
+from extharness.source.engine_cli import installed_clis
 
 #: How long a single engine call may take before we give up (seconds); builds get more.
 CLEANUP_TIMEOUT = 10.0  # removing what a killed build left: best effort, never a long wait
@@ -298,13 +299,8 @@ def installed_engine() -> Engine | None:
 
 def _installed() -> Iterator[Engine]:
     """``EXTHARNESS_ENGINE`` if set (``none``: nothing), else podman, then docker, where installed."""
-    wanted = os.environ.get("EXTHARNESS_ENGINE", "").strip().lower()
-    if wanted == "none":
-        return
-    for name in [wanted] if wanted else ["podman", "docker"]:
-        cli = shutil.which(name)
-        if cli:
-            yield Engine(cli=cli, kind=Path(cli).name if Path(cli).name in ("podman", "docker") else name)
+    for cli, kind in installed_clis():
+        yield Engine(cli=cli, kind=kind)
 
 
 def require_engine(why: str) -> Engine:
