@@ -376,7 +376,7 @@ def _importable(name: str) -> bool:
         return False
 
 
-def python_floor(command: list[str], env: dict[str, str]) -> tuple[list[str], int]:
+def python_floor(command: list[str], env: dict[str, str]) -> tuple[list[str], list[str]]:
     """A command that starts this Python and imports every module ``command`` (a Python script
     and its arguments) loads besides the harness's own, found with ``-X importtime``: how much of
     the command's time no change to the harness could take away (without dropping a library)."""
@@ -387,7 +387,16 @@ def python_floor(command: list[str], env: dict[str, str]) -> tuple[list[str], in
         if name and not name.startswith("extharness") and name not in modules and _importable(name):
             modules.append(name)
     script = f"import importlib\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
-    return [sys.executable, "-c", script], len(modules)
+    return [sys.executable, "-c", script], modules
+
+
+def floor_modules_said(modules: list[str]) -> str:
+    """ "176 modules: 150 of the standard library (argparse, ...) and 26 of pyelftools" for ``modules``."""
+    third = [m for m in modules if m.split(".")[0] not in sys.stdlib_module_names]
+    packages = sorted({m.split(".")[0] for m in third})
+    known = [m for m in ("argparse", "dataclasses", "tarfile", "hashlib", "json", "pathlib") if m in modules]
+    said = f"{len(modules)} modules the command loads besides the harness's own: {len(modules) - len(third)} of the standard library ({', '.join(known)}, ...)"
+    return said + (f" and {len(third)} of {', '.join(packages)}" if third else "")
 
 
 def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -> list[str]:
@@ -421,7 +430,7 @@ def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -
                 options = [f"--ext-image={ref}", f"--max-image-mb={MAX_IMAGE_MB}"]
                 direct_script = direct if len(direct) == 1 else direct[1:]  # the script, not its interpreter
                 floor, floor_modules = (
-                    python_floor([*direct_script, "layout", *options], env) if size_mb == 0.1 else (None, 0)
+                    python_floor([*direct_script, "layout", *options], env) if size_mb == 0.1 else (None, [])
                 )
                 t_inproc = statistics.median(best_of(repeat, lambda ref=ref: run_all(read_image(ref), SAMPLE, target)))
                 figures = CommandFigures.interleaved(repeat, {
@@ -457,9 +466,7 @@ def cst_section(sample: CraftedImage, repeat: int, command: str | None = None) -
                 floor_line = (
                     f"Of the {label} `extharness layout` median ({d.median:.3f} s), {f.median:.3f} s "
                     f"({f.median / c.median:.2f}x of cst) is the floor: this Python starting and importing the "
-                    f"{floor_modules} standard-library and third-party modules the command loads besides the "
-                    f"harness's own (argparse, dataclasses, tarfile, hashlib, packaging, pyelftools, ...), "
-                    f"doing nothing else (median of the same {repeat} turns). The harness's own imports and work "
+                    f"{floor_modules_said(floor_modules)}, doing nothing else (median of the same {repeat} turns). The harness's own imports and work "
                     f"are the remaining {d.median - f.median:.3f} s."
                 )
             if size_mb >= 10:
