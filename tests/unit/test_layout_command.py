@@ -126,13 +126,14 @@ def test_findings_json_matches_the_pytest_tier(
 
 def test_loads_neither_pytest_nor_the_sql_tier(good_archive: str, layout_cache: Path) -> None:
     # Start-up is most of a small image's time: reading an archive must not pull in pytest, psycopg
-    # (the sql tier's client), hypothesis, the registry client (oras) or file locks (taken only
-    # for builds). A module list, not a timing, so it cannot flake.
+    # (the sql tier's client), hypothesis, the registry client (oras), file locks (taken only
+    # for builds), packaging (its version pattern compiles at import) or, with no engine, the
+    # engine driver. A module list, not a timing, so it cannot flake.
     probe = (
         "import sys\n"
         "from extharness import cli\n"
         f"code = cli.main(['layout', '--ext-image', {good_archive!r}])\n"
-        "print('loaded:', sorted(m for m in ('pytest', 'psycopg', 'hypothesis', 'kubernetes', 'oras', 'filelock') if m in sys.modules))\n"
+        "print('loaded:', sorted(m for m in ('pytest', 'psycopg', 'hypothesis', 'kubernetes', 'oras', 'filelock', 'packaging', 'extharness.source.engine') if m in sys.modules))\n"
         "sys.exit(code)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXTHARNESS_"))}
