@@ -227,6 +227,58 @@ def test_an_orphaned_conmon_of_a_removed_container_is_killed_with_its_child(tmp_
             proc.wait()
 
 
+def _conmon_like(container: str) -> subprocess.Popen:
+    """A shell titled conmon (``-n NAME`` as conmon gets it) with a child, as ``runc init`` is."""
+    return subprocess.Popen(
+        ["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'], start_new_session=True
+    )
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def test_what_a_cut_short_throwaway_run_leaves_is_found_by_its_name(tmp_path):
+    """A throw-away ``run --rm`` (a probe, initdb) stopped between creating and starting its
+    container left conmon and ``runc init`` in a .ci/run, named ``compassionate_black`` by podman:
+    nothing could tell whose they were. Throw-away runs are named now; at the end of a backend
+    (remove_own_stopped) this process's orphans go, and a later session (sweep_stale) removes a
+    dead process's, never a live one's."""
+    from extharness.postgres.janitor import remove_own_stopped, sweep_stale
+    from extharness.postgres.server import own_name_prefix, throwaway_flags
+
+    engine = detect_engine()
+    if engine is None or engine.kind != "podman":
+        pytest.skip("no podman: conmon and runc init are podman's")
+    flags = throwaway_flags("probe")
+    name = flags[flags.index("--name") + 1]
+    assert name.startswith(own_name_prefix()) and "probe" in name, flags
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer exists: a killed run's
+    live = os.getppid()  # a process that exists: another live session's
+    own, of_dead, of_live = (
+        _conmon_like(f"{own_name_prefix()}probe-{secrets.token_hex(2)}"),
+        _conmon_like(f"{own_name_prefix(dead.pid)}initdb-{secrets.token_hex(2)}"),
+        _conmon_like(f"{own_name_prefix(live)}initdb-{secrets.token_hex(2)}"),
+    )
+    try:
+        time.sleep(0.5)
+        remove_own_stopped()
+        assert own.wait(timeout=10) == -9, "this process's orphaned conmon was not killed"
+        assert of_dead.poll() is None and of_live.poll() is None, "remove_own_stopped touched another process's"
+        sweep_stale(tmp_path)
+        assert of_dead.wait(timeout=10) == -9, "a dead process's orphaned conmon was not killed"
+        assert of_live.poll() is None, "a live process's conmon was killed"
+    finally:
+        for proc in (own, of_dead, of_live):
+            _stop_group(proc)
+
+
 def test_an_image_mount_ends_with_its_server_when_the_tag_moved(sample_release):
     """The extension image's tag names another image by the time its server stops (another
     session built the same tag meanwhile, as a fresh cache folder does): the server's image mount

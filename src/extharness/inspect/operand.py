@@ -170,7 +170,7 @@ def probe_operand(reference: str, engine, cache_dir: Path, target_glibc: str | N
     """Read the operand image's facts with the engine, if it has the image locally (cached)."""
     if engine is None or not engine.image_exists(reference):
         return None
-    from extharness.postgres.server import label_flags  # here: the server module loads psycopg (~0.1 s)
+    from extharness.postgres.server import throwaway_flags  # here: the server module loads psycopg (~0.1 s)
 
     image_id = engine.run("image", "inspect", "--format", "{{.Id}}", reference).stdout.strip()
     cache = cache_dir / "operand" / f"{image_id.replace(':', '_')}.json"
@@ -180,7 +180,7 @@ def probe_operand(reference: str, engine, cache_dir: Path, target_glibc: str | N
         output = engine.run(
             "run",
             "--rm",
-            *label_flags(),
+            *throwaway_flags("operand"),
             "--network",
             "none",
             "--user",

@@ -44,11 +44,11 @@ from extharness.postgres.server import (
     RunningServer,
     cnpg_settings,
     container_labels,
-    label_flags,
     make_temp_dir,
     merged_settings,
     new_password,
     settings_args,
+    throwaway_flags,
     unique_name,
 )
 from extharness.runtime.cache import default_cache_dir
@@ -95,7 +95,7 @@ def ulimits(engine: Engine, image: str) -> dict[str, int]:
             out = engine.run(
                 "run",
                 "--rm",
-                *label_flags(),
+                *throwaway_flags("ulimits"),
                 "--network",
                 "none",
                 *_ulimit_flags(limits),
@@ -172,7 +172,7 @@ def postgres_uid_of(engine: Engine, image: str) -> int:
     out = engine.run(
         "run",
         "--rm",
-        *label_flags(),
+        *throwaway_flags("uid"),
         "--network",
         "none",
         *ulimit_args(engine, image),
@@ -206,7 +206,7 @@ def image_mount_supported(engine: Engine, image: str | None = None, operand: str
         out = engine.run(
             "run",
             "--rm",
-            *label_flags(),
+            *throwaway_flags("mountprobe"),
             "--network",
             "none",
             *ulimit_args(engine, operand),
@@ -244,7 +244,7 @@ def _as_root(
     """Run ``script`` as root in a throw-away container of ``image`` (for files owned by UID 26/999
     when the harness itself is not root, with a rootful engine; for reading the image's folders),
     within the limit ``setting`` names."""
-    args = ["run", "--rm", *label_flags(), "--network", "none", "--user", "0", *ulimit_args(engine, image)]
+    args = ["run", "--rm", *throwaway_flags("root"), "--network", "none", "--user", "0", *ulimit_args(engine, image)]
     for volume in volumes:
         args += ["-v", volume]
     return engine.run(*args, "--entrypoint", "/bin/sh", image, "-c", script, timeout=limit_of(setting), setting=setting)
@@ -281,7 +281,7 @@ def data_template(engine: Engine, image: str, uid: int, cache_dir: Path) -> tupl
                 engine.run(
                     "run",
                     "--rm",
-                    *label_flags(),
+                    *throwaway_flags("initdb"),
                     "--network",
                     "none",
                     "--user",

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from extharness.postgres.server import HOST_LABEL, PID_LABEL, RUN_LABEL
+from extharness.postgres.server import HOST_LABEL, PID_LABEL, RUN_LABEL, own_name_prefix
 
 _TEMP = re.compile(r"^extharness-([0-9a-z]+)-(\d+)-(mount|pg|ctx|engine)-")
 
@@ -78,6 +78,36 @@ def kill_orphaned_runtime(container: str) -> list[str]:
                 killed.append(str(victim))
             except OSError:
                 pass
+    return killed
+
+
+#: A harness container name as conmon shows it (``-n NAME``): run, worker and creator's pid.
+_CONMON_NAME = re.compile(rb"(?:^|\s)-n (extharness-[0-9a-z]+-[0-9a-z]+-(\d+)-\S+)")
+
+
+def conmon_names(prefix: str = "extharness-") -> list[tuple[str, int]]:
+    """(name, creator's pid) of every conmon whose container name begins with ``prefix``."""
+    found = []
+    for _pid, cmdline in _command_lines():
+        if not cmdline.startswith(b"/usr/bin/conmon ") and b"conmon " not in cmdline[:40]:
+            continue
+        match = _CONMON_NAME.search(cmdline)
+        if match and match.group(1).decode(errors="replace").startswith(prefix):
+            found.append((match.group(1).decode(errors="replace"), int(match.group(2))))
+    return found
+
+
+def kill_orphans_of(engine, prefix: str, creator_gone: bool = False) -> list[str]:
+    """Kill the conmon and ``runc init`` of every container named ``prefix...`` that the engine no
+    longer knows (a throw-away ``run --rm`` cut short between creating and starting it: the
+    engine removes the container, they wait forever). ``creator_gone``: only those whose
+    creating process no longer exists (what a killed run left)."""
+    killed = []
+    for name, creator in conmon_names(prefix):
+        if creator_gone and _alive(creator):
+            continue
+        if engine.run("container", "exists", name, check=False).returncode != 0:
+            killed += kill_orphaned_runtime(name)
     return killed
 
 
@@ -198,12 +228,15 @@ def sweep_stale(where: Path | None = None) -> list[str]:
             if labels.get(HOST_LABEL) == host and pid.isdigit() and not _alive(int(pid)):
                 engine.run("rm", "-f", "-t", "0", name, check=False)
                 removed.append(f"container {name}")
+        if engine.kind == "podman":
+            removed += [f"process {pid}" for pid in kill_orphans_of(engine, "extharness-", creator_gone=True)]
     return removed
 
 
 def remove_own_stopped() -> list[str]:
     """Remove this process's containers that are not running: a throw-away ``run --rm`` whose
-    CLI was stopped (interrupt, timeout) between creating and removing it stays ``Created``."""
+    CLI was stopped (interrupt, timeout) between creating and removing it stays ``Created``;
+    then kill the conmon and ``runc init`` such a run left behind a container already removed."""
     from extharness.source.engine import detect_engine
 
     engine = detect_engine()
@@ -218,6 +251,8 @@ def remove_own_stopped() -> list[str]:
         if name and state.strip().lower() not in ("running", "paused", "stopping"):
             engine.run("rm", "-f", "-t", "0", name, check=False)
             removed.append(name)
+    if engine.kind == "podman":
+        removed += [f"process {pid}" for pid in kill_orphans_of(engine, own_name_prefix())]
     return removed
 
 

@@ -74,19 +74,29 @@ def container_labels() -> dict[str, str]:
     return {RUN_LABEL: run_id(), PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()}
 
 
-def label_flags() -> list[str]:
-    return [f"--label={key}={value}" for key, value in container_labels().items()]
+def throwaway_flags(kind: str) -> list[str]:
+    """Labels and a name for a throw-away ``run --rm`` (a probe, initdb, removing a tree as root).
+    The name is what conmon and ``runc init`` show: when such a run is cut short between creating
+    and starting its container, the engine removes the container but they stay, and only the name
+    finds them (:func:`extharness.postgres.janitor.kill_orphans_of`)."""
+    labels = [f"--label={key}={value}" for key, value in container_labels().items()]
+    return [*labels, "--name", unique_name(kind)]
 
 
 _counter = 0
+
+
+def own_name_prefix(pid: int | None = None) -> str:
+    """``extharness-<run>-<worker>-<pid>-``: how every name this process gives begins."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return f"extharness-{run_id()}-{worker}-{os.getpid() if pid is None else pid}-"
 
 
 def unique_name(kind: str) -> str:
     """``extharness-<run>-<worker>-<pid>-<kind>-<n>``: unique per run, xdist worker and process."""
     global _counter
     _counter += 1
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return f"extharness-{run_id()}-{worker}-{os.getpid()}-{kind}-{_counter}"
+    return f"{own_name_prefix()}{kind}-{_counter}"
 
 
 def temp_prefix(kind: str) -> str:
