@@ -130,8 +130,7 @@ def engine_tags() -> set[str]:
     engine = detect_engine()
     if engine is None:
         return set()
-    out = subprocess.run([engine.kind, "images", "--format", "{{.Repository}}:{{.Tag}}"],
-                         capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    out = engine.run("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     return {line for line in out.split() if line.startswith("localhost/extharness/")}
 
 

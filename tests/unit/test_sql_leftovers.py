@@ -194,6 +194,22 @@ def test_nothing_left_after_ctrl_c_containers():
     _report("container interrupt", found)
 
 
+def _conmon_like(container: str) -> subprocess.Popen:
+    """A shell titled conmon (``-n NAME`` as conmon gets it) with a child, as ``runc init`` is."""
+    return subprocess.Popen(
+        ["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'], start_new_session=True
+    )
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """The stand-in's whole group: the sleep too (it outlived its shell and held pytest's output)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def test_an_orphaned_conmon_of_a_removed_container_is_killed_with_its_child(tmp_path):
     """What a .ci/run left: conmon and its ``runc init`` of a container podman had already removed.
     A stand-in with conmon's process title (``-n NAME`` as conmon gets it) and a child process."""
@@ -201,12 +217,7 @@ def test_an_orphaned_conmon_of_a_removed_container_is_killed_with_its_child(tmp_
 
     name = f"extharness-ko{secrets.token_hex(3)}-1-container-1"
 
-    def conmon_like(container: str) -> subprocess.Popen:  # a shell titled conmon, with a child
-        return subprocess.Popen(
-            ["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'], start_new_session=True
-        )
-
-    stand_in, other = conmon_like(name), conmon_like(f"{name}-2")
+    stand_in, other = _conmon_like(name), _conmon_like(f"{name}-2")
     try:
         deadline = time.monotonic() + 10
         children: list[str] = []
@@ -219,27 +230,8 @@ def test_an_orphaned_conmon_of_a_removed_container_is_killed_with_its_child(tmp_
         assert stand_in.wait(timeout=10) == -9
         assert other.poll() is None, "a conmon of another container was touched"
     finally:
-        for proc in (stand_in, other):  # the group: the sleep too (it outlived its shell and held pytest's output)
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-
-
-def _conmon_like(container: str) -> subprocess.Popen:
-    """A shell titled conmon (``-n NAME`` as conmon gets it) with a child, as ``runc init`` is."""
-    return subprocess.Popen(
-        ["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'], start_new_session=True
-    )
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+        for proc in (stand_in, other):
+            _stop_group(proc)
 
 
 def test_what_a_cut_short_throwaway_run_leaves_is_found_by_its_name(tmp_path):

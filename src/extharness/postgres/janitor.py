@@ -50,6 +50,13 @@ def our_processes(run: str) -> list[str]:
     ]
 
 
+def _conmons() -> Iterator[tuple[int, bytes]]:
+    """(pid, command line) of every process titled conmon (podman's, or a test's stand-in)."""
+    for pid, cmdline in _command_lines():
+        if cmdline.startswith(b"/usr/bin/conmon ") or b"conmon " in cmdline[:40]:
+            yield pid, cmdline
+
+
 def kill_orphaned_runtime(container: str) -> list[str]:
     """Kill the ``conmon`` (and the ``runc init`` under it) of ``container`` when the engine no
     longer knows it: a ``podman run`` stopped between creating and starting its container leaves
@@ -60,11 +67,8 @@ def kill_orphaned_runtime(container: str) -> list[str]:
 
     marker = f" {container} ".encode()
     killed = []
-    for pid, cmdline in _command_lines():
-        cmdline += b" "
-        if not cmdline.startswith(b"/usr/bin/conmon ") and b"conmon " not in cmdline[:40]:
-            continue
-        if marker not in cmdline:
+    for pid, cmdline in _conmons():
+        if marker not in cmdline + b" ":
             continue
         try:
             children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -88,9 +92,7 @@ _CONMON_NAME = re.compile(rb"(?:^|\s)-n (extharness-[0-9a-z]+-[0-9a-z]+-(\d+)-\S
 def conmon_names(prefix: str = "extharness-") -> list[tuple[str, int]]:
     """(name, creator's pid) of every conmon whose container name begins with ``prefix``."""
     found = []
-    for _pid, cmdline in _command_lines():
-        if not cmdline.startswith(b"/usr/bin/conmon ") and b"conmon " not in cmdline[:40]:
-            continue
+    for _pid, cmdline in _conmons():
         match = _CONMON_NAME.search(cmdline)
         if match and match.group(1).decode(errors="replace").startswith(prefix):
             found.append((match.group(1).decode(errors="replace"), int(match.group(2))))
