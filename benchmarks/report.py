@@ -391,7 +391,8 @@ def python_floor(command: list[str], env: dict[str, str]) -> tuple[list[str], li
 
 
 def floor_modules_said(modules: list[str]) -> str:
-    """ "176 modules: 150 of the standard library (argparse, ...) and 26 of pyelftools" for ``modules``."""
+    """``modules`` in words: how many, how many of them the standard library's (naming a few), and
+    which third-party packages the others belong to."""
     third = [m for m in modules if m.split(".")[0] not in sys.stdlib_module_names]
     packages = sorted({m.split(".")[0] for m in third})
     known = [m for m in ("argparse", "dataclasses", "tarfile", "hashlib", "json", "pathlib") if m in modules]
