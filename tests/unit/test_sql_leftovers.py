@@ -194,10 +194,12 @@ def test_nothing_left_after_ctrl_c_containers():
     _report("container interrupt", found)
 
 
-def _conmon_like(container: str) -> subprocess.Popen:
-    """A shell titled conmon (``-n NAME`` as conmon gets it) with a child, as ``runc init`` is."""
+def _conmon_like(container: str, child: str = "runc init") -> subprocess.Popen:
+    """A shell titled conmon (``-n NAME`` as conmon gets it) with a child titled ``child``: ``runc
+    init`` waiting for a start that never comes, or (another title) the engine's cleanup."""
+    inner = f"(exec -a '{child}' sleep 300) & wait"
     return subprocess.Popen(
-        ["bash", "-c", f'exec -a conmon bash -c "sleep 300 & wait" bash -n {container}'], start_new_session=True
+        ["bash", "-c", f'exec -a conmon bash -c "{inner}" bash -n {container}'], start_new_session=True
     )
 
 
@@ -253,21 +255,24 @@ def test_what_a_cut_short_throwaway_run_leaves_is_found_by_its_name(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()  # a pid that no longer exists: a killed run's
     live = os.getppid()  # a process that exists: another live session's
-    own, of_dead, of_live = (
+    own, of_dead, of_live, cleaning = (
         _conmon_like(f"{own_name_prefix()}probe-{secrets.token_hex(2)}"),
         _conmon_like(f"{own_name_prefix(dead.pid)}initdb-{secrets.token_hex(2)}"),
         _conmon_like(f"{own_name_prefix(live)}initdb-{secrets.token_hex(2)}"),
+        # a container that ran and ended: its conmon runs the engine's cleanup (unmounting), no runc init
+        _conmon_like(f"{own_name_prefix()}mountprobe-{secrets.token_hex(2)}", child="podman container cleanup"),
     )
     try:
         time.sleep(0.5)
         remove_own_stopped()
         assert own.wait(timeout=10) == -9, "this process's orphaned conmon was not killed"
         assert of_dead.poll() is None and of_live.poll() is None, "remove_own_stopped touched another process's"
+        assert cleaning.poll() is None, "a conmon running its container's cleanup was killed"
         sweep_stale(tmp_path)
         assert of_dead.wait(timeout=10) == -9, "a dead process's orphaned conmon was not killed"
         assert of_live.poll() is None, "a live process's conmon was killed"
     finally:
-        for proc in (own, of_dead, of_live):
+        for proc in (own, of_dead, of_live, cleaning):
             _stop_group(proc)
 
 

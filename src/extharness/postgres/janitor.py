@@ -89,24 +89,42 @@ def kill_orphaned_runtime(container: str) -> list[str]:
 _CONMON_NAME = re.compile(rb"(?:^|\s)-n (extharness-[0-9a-z]+-[0-9a-z]+-(\d+)-\S+)")
 
 
-def conmon_names(prefix: str = "extharness-") -> list[tuple[str, int]]:
-    """(name, creator's pid) of every conmon whose container name begins with ``prefix``."""
+def conmon_names(prefix: str = "extharness-") -> list[tuple[str, int, int]]:
+    """(container name, creator's pid, conmon's pid) of every conmon whose container name begins
+    with ``prefix``."""
     found = []
-    for _pid, cmdline in _conmons():
+    for pid, cmdline in _conmons():
         match = _CONMON_NAME.search(cmdline)
         if match and match.group(1).decode(errors="replace").startswith(prefix):
-            found.append((match.group(1).decode(errors="replace"), int(match.group(2))))
+            found.append((match.group(1).decode(errors="replace"), int(match.group(2)), pid))
     return found
 
 
+def _waits_in_runc_init(conmon: int) -> bool:
+    """Whether a child of ``conmon`` is ``runc init``: a container created and never started. A
+    conmon whose container ended has none (it may still be running the engine's cleanup, which
+    unmounts the container's image mounts: killed then, that cleanup is cut short)."""
+    try:
+        children = Path(f"/proc/{conmon}/task/{conmon}/children").read_text().split()
+    except OSError:
+        return False
+    for child in children:
+        try:
+            if b"runc init" in Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")[:40]:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def kill_orphans_of(engine, prefix: str, creator_gone: bool = False) -> list[str]:
-    """Kill the conmon and ``runc init`` of every container named ``prefix...`` that the engine no
-    longer knows (a throw-away ``run --rm`` cut short between creating and starting it: the
-    engine removes the container, they wait forever). ``creator_gone``: only those whose
-    creating process no longer exists (what a killed run left)."""
+    """Kill the conmon and ``runc init`` of every container named ``prefix...`` that waits in
+    ``runc init`` and that the engine no longer knows (a throw-away ``run --rm`` cut short between
+    creating and starting it: the engine removes the container, they wait forever).
+    ``creator_gone``: only those whose creating process no longer exists (what a killed run left)."""
     killed = []
-    for name, creator in conmon_names(prefix):
-        if creator_gone and _alive(creator):
+    for name, creator, conmon in conmon_names(prefix):
+        if (creator_gone and _alive(creator)) or not _waits_in_runc_init(conmon):
             continue
         if engine.run("container", "exists", name, check=False).returncode != 0:
             killed += kill_orphaned_runtime(name)
